@@ -1,0 +1,288 @@
+//! The composition root: builds the runtime from config, binds the listeners, spawns the
+//! background tasks (record fan-out, reload watcher, admin server), wires their channels and
+//! owns shutdown. The only module that knows the whole graph.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Config};
+use crate::event::Exchange;
+use crate::proxy::{self, Proxy, Runtime};
+use crate::telemetry::metrics::Metrics;
+
+/// How often the config file's modification time is checked for a reload.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// How long shutdown waits for record consumers to flush after the proxy has drained.
+const FLUSH_WAIT: Duration = Duration::from_secs(10);
+
+/// What `start` needs beyond the config.
+#[derive(Default)]
+pub struct Options {
+    /// The file the config came from; watched for changes and re-read on SIGHUP.
+    pub config_path: Option<PathBuf>,
+    /// Extra consumers of the record stream (e.g. an embedding application or a test).
+    pub record_consumers: Vec<mpsc::Sender<Arc<Exchange>>>,
+}
+
+/// A running gatehouse.
+pub struct App {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    pub metrics: Arc<Metrics>,
+    stop: watch::Sender<bool>,
+    serving: JoinHandle<()>,
+}
+
+/// Builds everything and starts serving. The config must already be validated.
+///
+/// # Errors
+/// Secrets that cannot be read, addresses that cannot be bound, bad TLS files.
+pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
+    let config = Arc::new(config);
+    let (runtime, warnings) = Runtime::build(config.clone()).map_err(|p| anyhow::anyhow!("{p}"))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let metrics = Arc::new(Metrics::new());
+    let (records_tx, records_rx) = mpsc::channel(config.proxy.record_queue);
+    let proxy = Arc::new(Proxy::new(runtime, records_tx, metrics.clone()));
+
+    let tls = config.proxy.tls.as_ref().map(|t| proxy::TlsFiles {
+        cert: t.cert.clone(),
+        key: t.key.clone(),
+    });
+    let proxy_addr: SocketAddr = config.proxy.listen.parse().context("proxy.listen")?;
+    let listener = proxy::Listener::bind(proxy_addr, tls.as_ref())
+        .await
+        .with_context(|| format!("binding the proxy listener on {proxy_addr}"))?;
+    let admin_addr: SocketAddr = config.admin.listen.parse().context("admin.listen")?;
+    let admin_listener = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .with_context(|| format!("binding the admin listener on {admin_addr}"))?;
+    let proxy_addr = listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let (stop, stopped) = watch::channel(false);
+    let fanout = tokio::spawn(fan_out(records_rx, opts.record_consumers, metrics.clone()));
+    let reload = tokio::spawn(watch_config(
+        proxy.clone(),
+        metrics.clone(),
+        opts.config_path.clone(),
+    ));
+    let admin_state = crate::admin::AdminState {
+        metrics: metrics.clone(),
+    };
+    let admin = tokio::spawn(serve_admin(admin_listener, admin_state, stopped.clone()));
+    let grace = Duration::from_secs(config.proxy.grace_period_secs);
+    let serving = tokio::spawn(serve_proxy(
+        listener,
+        proxy.clone(),
+        stopped,
+        grace,
+        fanout,
+        reload,
+        admin,
+    ));
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, "gatehouse listening");
+    Ok(App {
+        proxy_addr,
+        admin_addr,
+        proxy,
+        metrics,
+        stop,
+        serving,
+    })
+}
+
+impl App {
+    /// Stops accepting, drains in-flight requests within the grace period, flushes records.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        drop(self.proxy);
+        let _ = self.serving.await;
+    }
+
+    /// Reloads the runtime from `path` now (what SIGHUP and a file change do). On error the
+    /// running runtime stays.
+    ///
+    /// # Errors
+    /// Every problem of the new config.
+    pub fn reload(&self, path: Option<&std::path::Path>) -> anyhow::Result<()> {
+        apply_reload(&self.proxy, &self.metrics, path)
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        self.shutdown().await;
+    }
+}
+
+async fn serve_proxy(
+    listener: proxy::Listener,
+    proxy: Arc<Proxy>,
+    mut stopped: watch::Receiver<bool>,
+    grace: Duration,
+    fanout: JoinHandle<()>,
+    reload: JoinHandle<()>,
+    admin: JoinHandle<()>,
+) {
+    let signal = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    proxy::serve(listener, proxy, signal, grace).await;
+    reload.abort();
+    let _ = reload.await;
+    // Every sender is gone once the connections and the reload task are: the fan-out drains.
+    if tokio::time::timeout(FLUSH_WAIT, fanout).await.is_err() {
+        tracing::warn!("records still queued after the flush wait; exiting anyway");
+    }
+    admin.abort();
+}
+
+async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    state: crate::admin::AdminState,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let app = crate::admin::router(state);
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "admin listener failed");
+    }
+}
+
+/// Hands each record to every consumer without waiting: a full consumer queue drops the record
+/// for that consumer and counts it.
+async fn fan_out(
+    mut rx: mpsc::Receiver<Exchange>,
+    consumers: Vec<mpsc::Sender<Arc<Exchange>>>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(ex) = rx.recv().await {
+        tracing::debug!(
+            id = %ex.id, status = ex.status, outcome = ex.outcome.as_str(),
+            latency_ms = ex.latency.as_secs_f64() * 1000.0, "request recorded"
+        );
+        let ex = Arc::new(ex);
+        for c in &consumers {
+            if c.try_send(ex.clone()).is_err() {
+                metrics.record_dropped("consumer");
+            }
+        }
+    }
+}
+
+/// Reloads the runtime on SIGHUP and when the config file changes. A bad config keeps the old
+/// runtime and says why.
+async fn watch_config(proxy: Arc<Proxy>, metrics: Arc<Metrics>, path: Option<PathBuf>) {
+    let mut hup = hangup();
+    let mut last = modified(path.as_deref());
+    loop {
+        tokio::select! {
+            _ = recv_hangup(&mut hup) => {}
+            () = tokio::time::sleep(WATCH_EVERY) => {
+                let now = modified(path.as_deref());
+                if now == last {
+                    continue;
+                }
+                last = now;
+            }
+        }
+        let _ = apply_reload(&proxy, &metrics, path.as_deref());
+    }
+}
+
+fn apply_reload(
+    proxy: &Proxy,
+    metrics: &Metrics,
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    match reload(path) {
+        Ok(rt) => {
+            proxy.runtime.store(Arc::new(rt));
+            metrics.config_reload(true);
+            tracing::info!("configuration reloaded");
+            Ok(())
+        }
+        Err(e) => {
+            metrics.config_reload(false);
+            tracing::error!("reload failed, keeping the running configuration:\n{e:#}");
+            Err(e)
+        }
+    }
+}
+
+/// Loads, validates and builds a whole new runtime.
+///
+/// # Errors
+/// Any load, validation or build problem, all listed.
+pub fn reload(path: Option<&std::path::Path>) -> anyhow::Result<Runtime> {
+    let config = config::load(path)?;
+    config::validate(&config)?;
+    let (rt, warnings) = Runtime::build(Arc::new(config))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(rt)
+}
+
+fn modified(path: Option<&std::path::Path>) -> Option<SystemTime> {
+    std::fs::metadata(path?).and_then(|m| m.modified()).ok()
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(unix)]
+fn hangup() -> Hangup {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+#[cfg(unix)]
+async fn recv_hangup(h: &mut Hangup) {
+    match h {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+#[cfg(not(unix))]
+type Hangup = ();
+#[cfg(not(unix))]
+fn hangup() -> Hangup {}
+#[cfg(not(unix))]
+async fn recv_hangup(_: &mut Hangup) {
+    std::future::pending().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,295 @@
+//! Configuration: one tree of plain serde structs, their defaults, loading and validation.
+//!
+//! Layers, lowest first: the defaults here → `gateway.yaml` → `GATEHOUSE_*` environment variables
+//! with `__` for nesting (`GATEHOUSE_PROXY__LISTEN`) → the seed's plain variable names where they
+//! exist (`MODEL_NAMES`). Secrets never live in these structs: they name an environment variable
+//! or a file, and are read when the runtime is built (see `secret.rs`).
+//!
+//! These types are the raw shape. `validate` collects every problem at once; the proxy builds its
+//! own runtime types (parsed URLs, `Duration`s) from validated config, so serde types never reach
+//! the hot path.
+
+mod load;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load, LoadError, DEFAULT_FILE};
+pub use secret::{Secret, SecretError, SecretSource};
+pub use validate::{validate, Problems};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub proxy: ProxyConfig,
+    pub admin: AdminConfig,
+    pub auth: AuthConfig,
+    /// Named upstreams. Default: `openrouter` = `https://openrouter.ai/api/v1`.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    pub models: ModelsConfig,
+    pub store: StoreConfig,
+    pub detect: DetectConfig,
+}
+
+/// The proxy listener: the OpenAI-compatible port apps point their `base_url` at.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Address to listen on. Default `127.0.0.1:8000`; containers set `0.0.0.0:8000`.
+    pub listen: String,
+    /// TLS termination; off when absent (plain HTTP/1.1 and h2c).
+    pub tls: Option<TlsConfig>,
+    /// Largest request body accepted, in bytes. Default 10 MiB.
+    pub max_body_bytes: usize,
+    /// Seconds in-flight requests and streams get to finish after SIGTERM. Default 30.
+    pub grace_period_secs: u64,
+    /// Capacity of the record channel (records waiting for consumers). Default 65536.
+    pub record_queue: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: "127.0.0.1:8000".into(),
+            tls: None,
+            max_body_bytes: 10 * 1024 * 1024,
+            grace_period_secs: 30,
+            record_queue: 65_536,
+        }
+    }
+}
+
+/// PEM files for TLS termination on the proxy listener.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// The admin listener: `/health`, `/metrics` and the admin API. Separate from the proxy.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on. Default `127.0.0.1:8001`.
+    pub listen: String,
+    /// Bearer token for every admin route but `/health`. Required when `listen` is not loopback.
+    /// Set it with `GATEHOUSE_ADMIN__TOKEN`; `token_file` reads it from a file instead.
+    #[serde(skip_serializing)]
+    pub token: Option<Secret>,
+    /// File holding the admin token (e.g. a mounted Kubernetes secret).
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:8001".into(),
+            token: None,
+            token_file: None,
+        }
+    }
+}
+
+/// How clients authenticate to the proxy.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `keys` (default): gateway keys below; with no keys, only a loopback listener may start.
+    /// `passthrough`: the client's own `Authorization` goes upstream unchanged.
+    /// `open`: anyone who reaches the listener spends the operator's upstream credit (warned).
+    pub mode: AuthMode,
+    /// Gateway API keys, each mapped to a user id and team.
+    pub keys: Vec<KeyConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Keys,
+    Passthrough,
+    Open,
+}
+
+/// One gateway key. The key itself comes from an environment variable or a file, never from
+/// this file.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Environment variable holding the key.
+    pub key_env: Option<String>,
+    /// File holding the key (trailing whitespace ignored).
+    pub key_file: Option<PathBuf>,
+    /// User id recorded for requests with this key.
+    pub user: String,
+    /// Team recorded for requests with this key.
+    pub team: Option<String>,
+}
+
+/// One named upstream: an OpenAI-compatible base URL.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL including the version path, e.g. `https://openrouter.ai/api/v1`.
+    pub base_url: String,
+    /// Environment variable holding the upstream API key. Default `{NAME}_API_KEY`, e.g.
+    /// `OPENROUTER_API_KEY` for the upstream named `openrouter`.
+    pub api_key_env: Option<String>,
+    /// File holding the upstream API key (used when `api_key_env` is unset or empty).
+    pub api_key_file: Option<PathBuf>,
+    /// Extra headers sent on every request, e.g. OpenRouter's `HTTP-Referer` and `X-Title`.
+    pub headers: BTreeMap<String, String>,
+    pub timeouts: TimeoutsConfig,
+    /// Retries after the first attempt on connect errors, 429 and 5xx. Default 2.
+    pub retries: u32,
+    /// First retry back-off in milliseconds, doubled each retry with jitter. Default 200.
+    pub backoff_ms: u64,
+    /// Upstreams to try, in order, when this one keeps failing. Default none.
+    pub fallbacks: Vec<String>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            base_url: String::new(),
+            api_key_env: None,
+            api_key_file: None,
+            headers: BTreeMap::new(),
+            timeouts: TimeoutsConfig::default(),
+            retries: 2,
+            backoff_ms: 200,
+            fallbacks: Vec::new(),
+        }
+    }
+}
+
+/// Upstream timeouts, in seconds.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// TCP + TLS connect. Default 5.
+    pub connect_secs: f64,
+    /// From sending the request to the response headers. Default 120 (reasoning models think).
+    pub first_byte_secs: f64,
+    /// Longest silence between two body chunks of a response. Default 120.
+    pub idle_secs: f64,
+    /// Whole exchange, first byte to last. Default 600 (the OpenAI SDK's own default).
+    pub total_secs: f64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            connect_secs: 5.0,
+            first_byte_secs: 120.0,
+            idle_secs: 120.0,
+            total_secs: 600.0,
+        }
+    }
+}
+
+/// Model aliases and routing of model names to upstreams.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Alias → upstream model. The alias is what clients send; the body is rewritten to `model`.
+    pub aliases: BTreeMap<String, AliasConfig>,
+    /// Model-name prefixes routed to an upstream, longest prefix first.
+    pub routes: Vec<RouteConfig>,
+    /// Upstream for models that are neither aliases nor routed. None: such models get 404.
+    pub default_upstream: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AliasConfig {
+    /// Upstream model id sent in the body.
+    pub model: String,
+    /// Upstream to use. Default: the route for `model`, else `default_upstream`.
+    pub upstream: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Model-name prefix, e.g. `openai/`; an exact name also works.
+    pub prefix: String,
+    pub upstream: String,
+}
+
+/// The embedded event store.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite file. Default `gatehouse.db`.
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("gatehouse.db"),
+        }
+    }
+}
+
+/// Threat detection.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Scan requests at all. Default true.
+    pub enabled: bool,
+    /// Directory of policy files. Default `policies`.
+    pub policies: PathBuf,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            enabled: true,
+            policies: PathBuf::from("policies"),
+        }
+    }
+}
+
+/// With no file gatehouse runs on one `openrouter` upstream keyed by `OPENROUTER_API_KEY`, with
+/// every model routed to it.
+impl Default for Config {
+    fn default() -> Self {
+        let openrouter = UpstreamConfig {
+            base_url: "https://openrouter.ai/api/v1".into(),
+            ..UpstreamConfig::default()
+        };
+        Config {
+            proxy: ProxyConfig::default(),
+            admin: AdminConfig::default(),
+            auth: AuthConfig::default(),
+            upstreams: BTreeMap::from([("openrouter".to_owned(), openrouter)]),
+            models: ModelsConfig {
+                default_upstream: Some("openrouter".into()),
+                ..ModelsConfig::default()
+            },
+            store: StoreConfig::default(),
+            detect: DetectConfig::default(),
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// The environment variable the API key is read from: `api_key_env`, else `{NAME}_API_KEY`
+    /// (so `openrouter` reads `OPENROUTER_API_KEY`, `openai` reads `OPENAI_API_KEY`).
+    pub fn key_env(&self, name: &str) -> String {
+        match &self.api_key_env {
+            Some(v) => v.clone(),
+            None => format!("{}_API_KEY", name.to_ascii_uppercase().replace('-', "_")),
+        }
+    }
+}

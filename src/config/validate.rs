@@ -1,0 +1,216 @@
+//! Validation: every problem in a config, collected before failing, so one run shows them all.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use super::{AuthMode, Config, UpstreamConfig};
+
+/// All problems found in a config.
+#[derive(Debug, Default)]
+pub struct Problems(pub Vec<String>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "- {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Checks a whole config. Returns the warnings (things that run but deserve a word at start).
+///
+/// # Errors
+/// Every problem found, listed.
+pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
+    let mut p = Vec::new();
+    let mut warnings = Vec::new();
+    let proxy = addr(&mut p, "proxy.listen", &c.proxy.listen);
+    let admin = addr(&mut p, "admin.listen", &c.admin.listen);
+    if let (Some(a), Some(b)) = (proxy, admin) {
+        if a == b && a.port() != 0 {
+            p.push(format!("proxy.listen and admin.listen are both {a}"));
+        }
+    }
+    if let Some(tls) = &c.proxy.tls {
+        for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+            if !path.is_file() {
+                p.push(format!(
+                    "proxy.tls.{field}: {} is not a file",
+                    path.display()
+                ));
+            }
+        }
+    }
+    if c.proxy.max_body_bytes == 0 {
+        p.push("proxy.max_body_bytes must be greater than 0".into());
+    }
+    if c.proxy.record_queue == 0 {
+        p.push("proxy.record_queue must be greater than 0".into());
+    }
+    check_auth(c, proxy, &mut p, &mut warnings);
+    if admin.is_some_and(|a| !a.ip().is_loopback())
+        && c.admin.token.is_none()
+        && c.admin.token_file.is_none()
+    {
+        p.push(format!(
+            "admin.listen {} is reachable from off this machine: set admin.token (GATEHOUSE_ADMIN__TOKEN) or admin.token_file",
+            c.admin.listen
+        ));
+    }
+    for (name, u) in &c.upstreams {
+        check_upstream(c, name, u, &mut p);
+    }
+    check_models(c, &mut p);
+    if p.is_empty() {
+        Ok(warnings)
+    } else {
+        Err(Problems(p))
+    }
+}
+
+fn addr(p: &mut Vec<String>, field: &str, value: &str) -> Option<SocketAddr> {
+    match value.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.push(format!(
+                "{field}: {value:?} is not an address like 127.0.0.1:8000"
+            ));
+            None
+        }
+    }
+}
+
+fn check_auth(c: &Config, proxy: Option<SocketAddr>, p: &mut Vec<String>, w: &mut Vec<String>) {
+    for (i, k) in c.auth.keys.iter().enumerate() {
+        if k.key_env.is_some() == k.key_file.is_some() {
+            p.push(format!(
+                "auth.keys[{i}]: set exactly one of key_env or key_file"
+            ));
+        }
+        if k.user.trim().is_empty() {
+            p.push(format!("auth.keys[{i}].user must not be empty"));
+        }
+    }
+    let public = proxy.is_some_and(|a| !a.ip().is_loopback());
+    match c.auth.mode {
+        AuthMode::Keys if c.auth.keys.is_empty() && public => p.push(format!(
+            "proxy.listen {} is reachable from off this machine and auth.keys is empty: anyone could spend the upstream credit; add keys, or set auth.mode: open (or passthrough) explicitly",
+            c.proxy.listen
+        )),
+        AuthMode::Open if public => w.push(format!(
+            "auth.mode is open on {}: anyone who reaches it spends the upstream credit",
+            c.proxy.listen
+        )),
+        _ => {}
+    }
+}
+
+fn check_upstream(c: &Config, name: &str, u: &UpstreamConfig, p: &mut Vec<String>) {
+    match u.base_url.parse::<http::Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+        _ => p.push(format!(
+            "upstreams.{name}.base_url: {:?} is not an http(s) URL",
+            u.base_url
+        )),
+    }
+    let t = &u.timeouts;
+    for (field, v) in [
+        ("connect_secs", t.connect_secs),
+        ("first_byte_secs", t.first_byte_secs),
+        ("idle_secs", t.idle_secs),
+        ("total_secs", t.total_secs),
+    ] {
+        if !(v.is_finite() && v > 0.0 && v < 1e7) {
+            p.push(format!(
+                "upstreams.{name}.timeouts.{field} must be a positive number of seconds"
+            ));
+        }
+    }
+    for f in &u.fallbacks {
+        if f == name || !c.upstreams.contains_key(f) {
+            p.push(format!(
+                "upstreams.{name}.fallbacks: {f:?} is not another configured upstream"
+            ));
+        }
+    }
+    for h in u.headers.keys() {
+        if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            p.push(format!(
+                "upstreams.{name}.headers: {h:?} is not a valid header name"
+            ));
+        }
+    }
+}
+
+fn check_models(c: &Config, p: &mut Vec<String>) {
+    let known = |u: &str| c.upstreams.contains_key(u);
+    for (alias, a) in &c.models.aliases {
+        if a.model.trim().is_empty() {
+            p.push(format!("models.aliases.{alias}.model must not be empty"));
+        }
+        if let Some(u) = a.upstream.as_deref().filter(|u| !known(u)) {
+            p.push(format!(
+                "models.aliases.{alias}.upstream: no upstream named {u:?}"
+            ));
+        }
+    }
+    for (i, r) in c.models.routes.iter().enumerate() {
+        if r.prefix.is_empty() {
+            p.push(format!("models.routes[{i}].prefix must not be empty"));
+        }
+        if !known(&r.upstream) {
+            p.push(format!(
+                "models.routes[{i}].upstream: no upstream named {:?}",
+                r.upstream
+            ));
+        }
+    }
+    if let Some(u) = c.models.default_upstream.as_deref().filter(|u| !known(u)) {
+        p.push(format!("models.default_upstream: no upstream named {u:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_validates() {
+        validate(&Config::default()).expect("defaults must validate");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let mut c = Config::default();
+        c.proxy.listen = "0.0.0.0:8000".into();
+        c.admin.listen = "nonsense".into();
+        c.models.default_upstream = Some("nowhere".into());
+        c.upstreams.get_mut("openrouter").expect("default").base_url = "ftp://x".into();
+        let problems = validate(&c).expect_err("bad config").0;
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+    }
+
+    #[test]
+    fn open_auth_on_public_address_is_a_warning() {
+        let mut c = Config::default();
+        c.proxy.listen = "0.0.0.0:8000".into();
+        c.auth.mode = AuthMode::Open;
+        let warnings = validate(&c).expect("open is allowed when explicit");
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn public_admin_needs_token() {
+        let mut c = Config::default();
+        c.admin.listen = "0.0.0.0:8001".into();
+        assert!(validate(&c).is_err());
+        c.admin.token = Some(crate::config::Secret::new("t"));
+        assert!(validate(&c).is_ok());
+    }
+}

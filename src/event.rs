@@ -1,0 +1,236 @@
+//! The `Exchange`: the finished record of one request through the proxy.
+//!
+//! Plain data. The proxy fills one `Exchange` per request (also for requests it rejects, blocks,
+//! or that the client abandons) and hands it to a bounded channel exactly once; everything else in
+//! gatehouse (metrics, store, analytics, exporters, alerts) consumes these records off the hot
+//! path. Nothing here does IO.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::detect::Verdict;
+
+/// Which API a request used. A bounded set: it is a metric label.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Responses,
+    Models,
+    /// The seed document's `POST /generate`.
+    Generate,
+    /// Any other `/v1/*` path, passed through.
+    #[default]
+    Other,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat_completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses => "responses",
+            Endpoint::Models => "models",
+            Endpoint::Generate => "generate",
+            Endpoint::Other => "other",
+        }
+    }
+}
+
+/// How a request ended. A bounded set: it is a metric label.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The upstream answered 2xx and, for streams, the stream finished cleanly.
+    Ok,
+    /// The upstream answered with an error status; its body was passed through untouched.
+    UpstreamError,
+    /// The upstream failed after the response started (reset, idle timeout, error frame).
+    StreamError,
+    /// Gatehouse could not get an answer (connect error, timeout, no upstream).
+    Failed,
+    /// Gatehouse refused the request (bad input, auth, unknown model).
+    Rejected,
+    /// The detector blocked the request; it never reached the upstream.
+    Blocked,
+    /// The client went away before the response was complete.
+    Cancelled,
+    /// The record was never finished (should not happen; kept so a bug is visible, not lost).
+    #[default]
+    Unknown,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::StreamError => "stream_error",
+            Outcome::Failed => "failed",
+            Outcome::Rejected => "rejected",
+            Outcome::Blocked => "blocked",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Unknown => "unknown",
+        }
+    }
+
+    /// True when the request counts as an error in error rates (the client did not get an answer
+    /// through no fault of its own).
+    pub fn is_error(self) -> bool {
+        matches!(
+            self,
+            Outcome::UpstreamError | Outcome::StreamError | Outcome::Failed
+        )
+    }
+}
+
+/// Whose fault an error was (after pingora's `ErrorSource`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blame {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+impl Blame {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Blame::Client => "client",
+            Blame::Upstream => "upstream",
+            Blame::Gateway => "gateway",
+        }
+    }
+}
+
+/// Token counts as the upstream reported them. `cached` is part of `prompt`, `reasoning` part of
+/// `completion` (OpenAI semantics; Responses-API names are mapped onto these).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub cached_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+}
+
+impl Usage {
+    pub fn total(&self) -> Option<u64> {
+        match (self.prompt_tokens, self.completion_tokens) {
+            (None, None) => None,
+            (p, c) => Some(p.unwrap_or(0) + c.unwrap_or(0)),
+        }
+    }
+}
+
+/// Prompt and response text, present only when text capture is configured (off by default).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Capture {
+    pub prompt: Option<String>,
+    pub response: Option<String>,
+}
+
+/// The finished record of one request.
+#[derive(Clone, Debug, Serialize)]
+pub struct Exchange {
+    /// Gatehouse's request id (UUIDv7 text), also sent to the client as `x-gatehouse-request-id`.
+    pub id: String,
+    /// When the request arrived.
+    pub started_at: SystemTime,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    /// Session id when the client sent one (`x-gatehouse-session` or `metadata.session_id`).
+    pub session: Option<String>,
+    pub endpoint: Endpoint,
+    /// HTTP method and path as received (the path has no query string).
+    pub method: String,
+    pub path: String,
+    /// The model the client asked for (an alias or an upstream id).
+    pub model: Option<String>,
+    /// The model id sent upstream after alias resolution.
+    pub upstream_model: Option<String>,
+    /// The model the upstream says it used (`model` of the response).
+    pub response_model: Option<String>,
+    /// Name of the upstream that answered (the last one tried).
+    pub upstream: Option<Arc<str>>,
+    /// Upstream's request id (`x-request-id` / `x-generation-id`), when sent.
+    pub upstream_request_id: Option<String>,
+    pub stream: bool,
+    /// HTTP status sent to the client (0 when the client left before a response started).
+    pub status: u16,
+    pub outcome: Outcome,
+    /// The `x-gatehouse-error` kind for errors gatehouse made or observed.
+    pub error_kind: Option<&'static str>,
+    pub blame: Option<Blame>,
+    /// Upstream attempts made (retries and fallbacks included).
+    pub attempts: u32,
+    /// From arrival to the last byte sent (or to the end of the exchange).
+    pub latency: Duration,
+    /// From arrival to the upstream's response headers.
+    pub ttfb: Option<Duration>,
+    /// From arrival to the first content or tool-call delta (streams) or to the body (plain).
+    pub ttft: Option<Duration>,
+    pub usage: Usage,
+    /// Cost in USD: the upstream's own figure when it reports one, else the price table's.
+    pub cost: Option<f64>,
+    /// Request body bytes received from the client.
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
+    /// Characters of prompt text the model reads, and of the answer text (quality metrics).
+    pub prompt_chars: Option<u64>,
+    pub response_chars: Option<u64>,
+    /// The detector's verdict, when the request was scanned.
+    pub verdict: Option<Arc<Verdict>>,
+    pub capture: Option<Capture>,
+}
+
+impl Exchange {
+    /// A fresh record for a request that has just arrived.
+    pub fn new(id: String, method: &str, path: &str) -> Exchange {
+        Exchange {
+            id,
+            started_at: SystemTime::now(),
+            user: None,
+            team: None,
+            session: None,
+            endpoint: Endpoint::Other,
+            method: method.to_owned(),
+            path: path.to_owned(),
+            model: None,
+            upstream_model: None,
+            response_model: None,
+            upstream: None,
+            upstream_request_id: None,
+            stream: false,
+            status: 0,
+            outcome: Outcome::Unknown,
+            error_kind: None,
+            blame: None,
+            attempts: 0,
+            latency: Duration::ZERO,
+            ttfb: None,
+            ttft: None,
+            usage: Usage::default(),
+            cost: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            prompt_chars: None,
+            response_chars: None,
+            verdict: None,
+            capture: None,
+        }
+    }
+
+    /// Milliseconds since the Unix epoch of `started_at`.
+    pub fn started_unix_ms(&self) -> i64 {
+        self.started_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}

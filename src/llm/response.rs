@@ -1,0 +1,337 @@
+//! Reading upstream answers: usage, cost, the model used, and for streams which event carries
+//! the first token, the usage, or an error. Read-only; the bytes are forwarded as received.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::event::Usage;
+
+/// Which stream dialect an endpoint speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    /// `/v1/chat/completions` and `/v1/completions`: `data:` chunks ending in `[DONE]`.
+    Chunks,
+    /// `/v1/responses`: typed events ending with `response.completed|failed|incomplete`.
+    Responses,
+}
+
+/// Usage as any of the OpenAI-compatible dialects report it.
+#[derive(Debug, Default, Deserialize)]
+struct WireUsage {
+    #[serde(alias = "input_tokens")]
+    prompt_tokens: Option<u64>,
+    #[serde(alias = "output_tokens")]
+    completion_tokens: Option<u64>,
+    #[serde(alias = "input_tokens_details")]
+    prompt_tokens_details: Option<Details>,
+    #[serde(alias = "output_tokens_details")]
+    completion_tokens_details: Option<Details>,
+    /// OpenRouter: credits, 1 credit = 1 USD.
+    cost: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Details {
+    cached_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    fn into_usage(self) -> (Usage, Option<f64>) {
+        let usage = Usage {
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            cached_tokens: self.prompt_tokens_details.and_then(|d| d.cached_tokens),
+            reasoning_tokens: self
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens),
+        };
+        (usage, self.cost)
+    }
+}
+
+/// What a whole (non-streamed) JSON answer tells.
+#[derive(Debug, Default, PartialEq)]
+pub struct Answer {
+    pub model: Option<String>,
+    pub usage: Option<Usage>,
+    pub cost: Option<f64>,
+    /// Characters of answer text (choices' content or text, Responses output text).
+    pub text_chars: u64,
+    /// The answer text, joined, for the seed's `/generate` and for capture.
+    pub text: String,
+}
+
+#[derive(Deserialize)]
+struct WireAnswer<'a> {
+    model: Option<String>,
+    usage: Option<WireUsage>,
+    #[serde(borrow, default)]
+    choices: Vec<WireChoice<'a>>,
+    #[serde(default)]
+    output: Vec<WireOutput>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice<'a> {
+    #[serde(borrow)]
+    message: Option<&'a RawValue>,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireOutput {
+    #[serde(default)]
+    content: Vec<WireContent>,
+}
+
+#[derive(Deserialize)]
+struct WireContent {
+    text: Option<String>,
+}
+
+/// Reads a whole JSON answer. Unknown shapes give an empty `Answer`, never an error: the bytes
+/// were the upstream's to choose.
+pub fn parse_answer(body: &[u8]) -> Answer {
+    let Ok(wire) = serde_json::from_slice::<WireAnswer>(body) else {
+        return Answer::default();
+    };
+    let mut text = String::new();
+    for c in &wire.choices {
+        let msg = c
+            .message
+            .and_then(|m| serde_json::from_str::<WireMessage>(m.get()).ok());
+        if let Some(t) = msg.and_then(|m| m.content).or_else(|| c.text.clone()) {
+            text.push_str(&t);
+        }
+    }
+    for o in &wire.output {
+        for c in &o.content {
+            text.push_str(c.text.as_deref().unwrap_or(""));
+        }
+    }
+    let (usage, cost) = match wire.usage.map(WireUsage::into_usage) {
+        Some((u, c)) => (Some(u), c),
+        None => (None, None),
+    };
+    Answer {
+        model: wire.model,
+        usage,
+        cost,
+        text_chars: text.chars().count() as u64,
+        text,
+    }
+}
+
+/// Reads just a `usage` object (e.g. found in the tail of a body too large to keep whole).
+pub fn parse_usage(json: &[u8]) -> Option<(Usage, Option<f64>)> {
+    let mut it = serde_json::Deserializer::from_slice(json).into_iter::<WireUsage>();
+    it.next()?.ok().map(WireUsage::into_usage)
+}
+
+/// What one stream event tells.
+#[derive(Debug, Default, PartialEq)]
+pub struct StreamEvent {
+    /// The event carries the first content, refusal, reasoning or tool-call data.
+    pub token: bool,
+    /// Characters of answer text in this event.
+    pub text_chars: u64,
+    pub usage: Option<Usage>,
+    pub cost: Option<f64>,
+    pub model: Option<String>,
+    /// A chunk that only carries usage (`choices: []`): the one stripped when gatehouse asked
+    /// for usage on the client's behalf.
+    pub usage_only: bool,
+    /// The event reports an error (an `error` object, `finish_reason: "error"`,
+    /// `response.failed`).
+    pub error: bool,
+    /// The terminal event (`[DONE]`, or a terminal Responses event).
+    pub done: bool,
+}
+
+#[derive(Deserialize)]
+struct WireChunk<'a> {
+    model: Option<String>,
+    #[serde(default)]
+    choices: Option<Vec<ChunkChoice>>,
+    usage: Option<WireUsage>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    delta: Option<String>,
+    response: Option<WireResponse>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    delta: Option<Delta>,
+    text: Option<String>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    content: Option<String>,
+    refusal: Option<String>,
+    reasoning: Option<String>,
+    reasoning_content: Option<String>,
+    tool_calls: Option<serde::de::IgnoredAny>,
+    function_call: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct WireResponse {
+    model: Option<String>,
+    usage: Option<WireUsage>,
+}
+
+/// Reads one stream event's data.
+pub fn inspect_event(kind: StreamKind, data: &[u8]) -> StreamEvent {
+    if data == b"[DONE]" {
+        return StreamEvent {
+            done: true,
+            ..StreamEvent::default()
+        };
+    }
+    let Ok(chunk) = serde_json::from_slice::<WireChunk>(data) else {
+        return StreamEvent::default();
+    };
+    match kind {
+        StreamKind::Chunks => inspect_chunk(chunk),
+        StreamKind::Responses => inspect_response_event(chunk),
+    }
+}
+
+fn inspect_chunk(chunk: WireChunk) -> StreamEvent {
+    let mut ev = StreamEvent {
+        model: chunk.model,
+        error: chunk.error.is_some_and(|e| e.get() != "null"),
+        ..StreamEvent::default()
+    };
+    let choices = chunk.choices.unwrap_or_default();
+    for c in &choices {
+        ev.error |= c.finish_reason.as_deref() == Some("error");
+        let text = c.text.as_deref().unwrap_or("");
+        ev.text_chars += text.chars().count() as u64;
+        ev.token |= !text.is_empty();
+        if let Some(d) = &c.delta {
+            let content = d.content.as_deref().unwrap_or("");
+            ev.text_chars += content.chars().count() as u64;
+            let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+            ev.token |= !content.is_empty()
+                || non_empty(&d.refusal)
+                || non_empty(&d.reasoning)
+                || non_empty(&d.reasoning_content)
+                || d.tool_calls.is_some()
+                || d.function_call.is_some();
+        }
+    }
+    if let Some(u) = chunk.usage {
+        let (usage, cost) = u.into_usage();
+        ev.usage_only = choices.is_empty();
+        ev.usage = Some(usage);
+        ev.cost = cost;
+    }
+    ev
+}
+
+fn inspect_response_event(chunk: WireChunk) -> StreamEvent {
+    let kind = chunk.kind.as_deref().unwrap_or("");
+    let mut ev = StreamEvent {
+        error: kind == "error" || kind == "response.failed",
+        done: matches!(
+            kind,
+            "response.completed" | "response.failed" | "response.incomplete"
+        ),
+        ..StreamEvent::default()
+    };
+    if kind.ends_with(".delta") {
+        let delta = chunk.delta.as_deref().unwrap_or("");
+        ev.token = !delta.is_empty();
+        if kind == "response.output_text.delta" {
+            ev.text_chars = delta.chars().count() as u64;
+        }
+    }
+    if let Some(r) = chunk.response {
+        ev.model = r.model;
+        if let Some(u) = r.usage {
+            let (usage, cost) = u.into_usage();
+            ev.usage = Some(usage);
+            ev.cost = cost;
+        }
+    }
+    ev
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_chunks() {
+        let role = br#"{"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":null}"#;
+        let ev = inspect_event(StreamKind::Chunks, role);
+        assert!(!ev.token, "role-only chunk is not a token");
+        let tok = br#"{"choices":[{"index":0,"delta":{"content":"Blue"}}]}"#;
+        let ev = inspect_event(StreamKind::Chunks, tok);
+        assert!(ev.token);
+        assert_eq!(ev.text_chars, 4);
+        let tool = br#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c"}]}}]}"#;
+        assert!(inspect_event(StreamKind::Chunks, tool).token);
+        let usage = br#"{"choices":[],"usage":{"prompt_tokens":1210,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":1024},"completion_tokens_details":{"reasoning_tokens":0},"cost":0.5}}"#;
+        let ev = inspect_event(StreamKind::Chunks, usage);
+        assert!(ev.usage_only);
+        assert_eq!(ev.cost, Some(0.5));
+        let u = ev.usage.expect("usage");
+        assert_eq!((u.prompt_tokens, u.cached_tokens), (Some(1210), Some(1024)));
+        assert!(inspect_event(StreamKind::Chunks, b"[DONE]").done);
+    }
+
+    #[test]
+    fn mid_stream_errors() {
+        let openai = br#"{"error":{"message":"boom","type":"server_error"}}"#;
+        assert!(inspect_event(StreamKind::Chunks, openai).error);
+        let openrouter = br#"{"id":"gen","error":{"code":"server_error"},"choices":[{"index":0,"delta":{"content":""},"finish_reason":"error"}]}"#;
+        assert!(inspect_event(StreamKind::Chunks, openrouter).error);
+    }
+
+    #[test]
+    fn responses_events() {
+        let d = br#"{"type":"response.output_text.delta","sequence_number":5,"delta":"Bl"}"#;
+        let ev = inspect_event(StreamKind::Responses, d);
+        assert!(ev.token && ev.text_chars == 2);
+        let done = br#"{"type":"response.completed","response":{"model":"m","usage":{"input_tokens":10,"output_tokens":40,"output_tokens_details":{"reasoning_tokens":32}}}}"#;
+        let ev = inspect_event(StreamKind::Responses, done);
+        assert!(ev.done);
+        assert_eq!(ev.usage.expect("usage").reasoning_tokens, Some(32));
+    }
+
+    #[test]
+    fn whole_answers() {
+        let a = parse_answer(br#"{"model":"m2","choices":[{"message":{"role":"assistant","content":"Blue"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#);
+        assert_eq!(a.model.as_deref(), Some("m2"));
+        assert_eq!(a.text, "Blue");
+        assert_eq!(a.usage.expect("usage").completion_tokens, Some(1));
+        let e = parse_answer(
+            br#"{"object":"list","data":[],"usage":{"prompt_tokens":5,"total_tokens":5}}"#,
+        );
+        assert_eq!(e.usage.expect("usage").prompt_tokens, Some(5));
+        assert_eq!(parse_answer(b"not json"), Answer::default());
+        let (u, _) = parse_usage(br#"{"prompt_tokens":7} , "x": 1}"#).expect("usage");
+        assert_eq!(u.prompt_tokens, Some(7));
+    }
+}
+#[cfg(test)]
+mod more_tests {
+    #[test]
+    fn openrouter_cost() {
+        let a = super::parse_answer(br#"{"id":"gen-1","model":"deepseek/deepseek-r1-distill-qwen-32b","choices":[{"message":{"role":"assistant","content":"ok"}}],"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12,"cost":0.000095}}"#);
+        assert_eq!(a.cost, Some(0.000095));
+    }
+}

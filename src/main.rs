@@ -1,0 +1,96 @@
+//! The `gatehouse` binary: CLI → config → app. Nothing else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use gatehouse::{app, config, telemetry};
+
+/// `EX_USAGE`: the configuration or the command line is wrong.
+const EXIT_CONFIG: u8 = 64;
+
+const USAGE: &str = "usage: gatehouse [serve|check] [--config PATH]
+
+  serve   run the gateway (default)
+  check   validate the configuration and exit
+
+With no --config, ./gateway.yaml is read when present; GATEHOUSE_* variables override it.";
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    telemetry::logging::init();
+    let mut args = std::env::args().skip(1);
+    let mut command = None;
+    let mut config_path: Option<PathBuf> = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => match args.next() {
+                Some(p) => config_path = Some(PathBuf::from(p)),
+                None => return usage("--config needs a path"),
+            },
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "serve" | "check" if command.is_none() => command = Some(arg),
+            other => return usage(&format!("unknown argument {other:?}")),
+        }
+    }
+    let config = match config::load(config_path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return bad_config(&e.to_string()),
+    };
+    match config::validate(&config) {
+        Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+        Err(problems) => return bad_config(&problems.to_string()),
+    }
+    match command.as_deref() {
+        Some("check") => {
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        _ => serve(config, config_path),
+    }
+}
+
+fn serve(config: config::Config, config_path: Option<PathBuf>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let watched = config_path.or_else(|| {
+        let default = PathBuf::from(config::DEFAULT_FILE);
+        default.is_file().then_some(default)
+    });
+    runtime.block_on(async move {
+        let opts = app::Options {
+            config_path: watched,
+            ..app::Options::default()
+        };
+        match app::start(config, opts).await {
+            Ok(app) => {
+                app.run_until_signal().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("gatehouse: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn bad_config(problems: &str) -> ExitCode {
+    eprintln!("gatehouse: the configuration is not valid:\n{problems}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("gatehouse: {msg}\n\n{USAGE}");
+    ExitCode::from(EXIT_CONFIG)
+}

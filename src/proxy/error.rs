@@ -1,0 +1,202 @@
+//! The one place proxy errors become HTTP responses: for each variant its status, its `kind`
+//! (the `x-gatehouse-error` header value and metric label) and whose fault it was. The body has
+//! the OpenAI error shape so SDKs raise the right exception class.
+//!
+//! Upstream error *responses* are not here: they pass through untouched. These are the answers
+//! gatehouse makes itself.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::event::{Blame, Outcome};
+use crate::llm::ViewError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route for {method} {path}")]
+    NotFound { method: String, path: String },
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("missing or invalid gateway API key")]
+    Unauthorized,
+    #[error("content-type must be application/json")]
+    UnsupportedMediaType,
+    #[error("request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("reading the request body failed")]
+    BodyRead(#[source] hyper::Error),
+    #[error("{0}")]
+    InvalidBody(#[source] ViewError),
+    #[error("{0}")]
+    InvalidField(String),
+    #[error("the request has no \"model\"")]
+    MissingModel,
+    #[error("the model {model:?} does not exist on this gateway")]
+    UnknownModel { model: String },
+    #[error("the request was blocked by the security policy ({categories})")]
+    Blocked {
+        categories: String,
+        snippet: Option<String>,
+    },
+    #[error("could not connect to upstream {upstream}")]
+    Connect {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("upstream {upstream} sent no response within {secs} s")]
+    FirstByteTimeout { upstream: String, secs: f64 },
+    #[error("upstream {upstream} failed")]
+    UpstreamProtocol {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("upstream {upstream} answered {status} to gatehouse's own call")]
+    UpstreamStatus {
+        upstream: String,
+        status: u16,
+        message: String,
+    },
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ProxyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ProxyError::InvalidBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::InvalidField(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MissingModel => StatusCode::BAD_REQUEST,
+            ProxyError::UnknownModel { .. } => StatusCode::NOT_FOUND,
+            ProxyError::Blocked { .. } => StatusCode::FORBIDDEN,
+            ProxyError::Connect { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::FirstByteTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamStatus { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `x-gatehouse-error` value and metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::NotFound { .. } => "not_found",
+            ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
+            ProxyError::Unauthorized => "unauthorized",
+            ProxyError::UnsupportedMediaType => "unsupported_media_type",
+            ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::BodyRead(_) => "body_read",
+            ProxyError::InvalidBody(_) => "invalid_json",
+            ProxyError::InvalidField(_) => "invalid_field",
+            ProxyError::MissingModel => "missing_model",
+            ProxyError::UnknownModel { .. } => "unknown_model",
+            ProxyError::Blocked { .. } => "prompt_blocked",
+            ProxyError::Connect { .. } => "upstream_connect",
+            ProxyError::FirstByteTimeout { .. } => "upstream_timeout",
+            ProxyError::UpstreamProtocol { .. } => "upstream_protocol",
+            ProxyError::UpstreamStatus { .. } => "upstream_status",
+            ProxyError::ShuttingDown => "shutting_down",
+        }
+    }
+
+    pub fn blame(&self) -> Blame {
+        match self {
+            ProxyError::NotFound { .. }
+            | ProxyError::MethodNotAllowed { .. }
+            | ProxyError::Unauthorized
+            | ProxyError::UnsupportedMediaType
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::BodyRead(_)
+            | ProxyError::InvalidBody(_)
+            | ProxyError::InvalidField(_)
+            | ProxyError::MissingModel
+            | ProxyError::UnknownModel { .. }
+            | ProxyError::Blocked { .. } => Blame::Client,
+            ProxyError::Connect { .. }
+            | ProxyError::FirstByteTimeout { .. }
+            | ProxyError::UpstreamProtocol { .. }
+            | ProxyError::UpstreamStatus { .. } => Blame::Upstream,
+            ProxyError::ShuttingDown => Blame::Gateway,
+        }
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        if let ProxyError::Blocked { .. } = self {
+            return Outcome::Blocked;
+        }
+        match self.blame() {
+            Blame::Client => Outcome::Rejected,
+            Blame::Upstream | Blame::Gateway => Outcome::Failed,
+        }
+    }
+
+    /// The OpenAI error `type`.
+    fn error_type(&self) -> &'static str {
+        match self.status().as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 | 400 | 405 | 413 | 415 => "invalid_request_error",
+            _ => "server_error",
+        }
+    }
+
+    /// The OpenAI error `code`.
+    fn code(&self) -> &'static str {
+        match self {
+            ProxyError::Unauthorized => "invalid_api_key",
+            ProxyError::UnknownModel { .. } => "model_not_found",
+            ProxyError::Blocked { .. } => "prompt_blocked",
+            other => other.kind(),
+        }
+    }
+
+    /// The response body, OpenAI-shaped.
+    pub fn body(&self) -> Bytes {
+        let mut error = serde_json::json!({
+            "message": self.to_string(),
+            "type": self.error_type(),
+            "param": serde_json::Value::Null,
+            "code": self.code(),
+        });
+        if let ProxyError::Blocked {
+            categories,
+            snippet,
+        } = self
+        {
+            error["categories"] = categories.split(", ").collect::<Vec<_>>().into();
+            if let Some(s) = snippet {
+                error["snippet"] = s.as_str().into();
+            }
+        }
+        Bytes::from(serde_json::json!({ "error": error }).to_string())
+    }
+
+    /// The full response (status, headers, body) gatehouse sends for this error.
+    pub fn to_response(&self, request_id: &str) -> Response<Bytes> {
+        let mut rsp = Response::new(self.body());
+        *rsp.status_mut() = self.status();
+        let h = rsp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert("x-gatehouse-error", HeaderValue::from_static(self.kind()));
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            h.insert("x-gatehouse-request-id", v);
+        }
+        if matches!(self, ProxyError::Unauthorized) {
+            h.insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+        }
+        rsp
+    }
+}

@@ -1,0 +1,227 @@
+//! The answers the proxy port makes itself: `/health`, `/ready`, `/v1/models` (aliases plus the
+//! upstream's list) and the seed document's `POST /generate`.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::body::ProxyBody;
+use super::error::ProxyError;
+use super::handle::{authenticate, forward, outbound, read_body, Done};
+use super::record::Recorder;
+use super::route::Route;
+use super::runtime::Runtime;
+use super::Proxy;
+use crate::event::Endpoint;
+use crate::llm::parse_answer;
+
+/// How long a readiness answer is reused, so probes do not hammer the upstream.
+const READY_TTL: Duration = Duration::from_secs(10);
+/// Largest upstream answer gatehouse reads whole for `/v1/models` and `/generate`.
+const READ_LIMIT: usize = 32 * 1024 * 1024;
+
+fn json_response(status: StatusCode, body: Value) -> Response<Bytes> {
+    let mut rsp = Response::new(Bytes::from(body.to_string()));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    rsp
+}
+
+fn unrecorded(rsp: Response<Bytes>) -> Response<ProxyBody> {
+    let (parts, body) = rsp.into_parts();
+    Response::from_parts(
+        parts,
+        ProxyBody::Full {
+            data: Some(body),
+            rec: None,
+        },
+    )
+}
+
+/// `/health`: the process is up.
+pub fn health() -> Response<ProxyBody> {
+    unrecorded(json_response(StatusCode::OK, json!({"status": "ok"})))
+}
+
+/// `/ready`: config loaded and the default upstream reachable (any HTTP answer counts).
+pub async fn ready(proxy: &Proxy) -> Response<ProxyBody> {
+    let rt = proxy.runtime.load_full();
+    let cached = proxy.ready.lock().ok().and_then(|c| *c);
+    let reachable = match cached {
+        Some((at, ok)) if at.elapsed() < READY_TTL => ok,
+        _ => {
+            let ok = probe(&rt).await;
+            if let Ok(mut c) = proxy.ready.lock() {
+                *c = Some((Instant::now(), ok));
+            }
+            ok
+        }
+    };
+    let (status, state) = if reachable {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "upstream unreachable")
+    };
+    let upstream = rt.default_upstream().map(|u| u.name.to_string());
+    unrecorded(json_response(
+        status,
+        json!({"status": state, "upstream": upstream}),
+    ))
+}
+
+async fn probe(rt: &Runtime) -> bool {
+    let Some(up) = rt.default_upstream() else {
+        return true;
+    };
+    let out = super::upstream::Outbound {
+        method: http::Method::GET,
+        path: "/models".into(),
+        headers: http::HeaderMap::new(),
+        body: Bytes::new(),
+        passthrough_auth: false,
+    };
+    let probe = up.send_once(&out);
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), probe).await,
+        Ok(Ok(_))
+    )
+}
+
+/// `GET /v1/models`: the aliases, then what the default upstream lists. `GET /v1/models/{id}`:
+/// an alias answered here, anything else from the upstream.
+pub async fn models(
+    rt: &Runtime,
+    rec: &mut Recorder,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Done, ProxyError> {
+    rec.ex().endpoint = Endpoint::Models;
+    let (parts, body) = authenticate(rt, rec, req)?;
+    let _ = read_body(rt, rec, &parts, body).await?;
+    if route == Route::Model {
+        let id = parts
+            .uri
+            .path()
+            .trim_start_matches("/v1/models/")
+            .to_owned();
+        if rt.alias_names().contains(&id.as_str()) {
+            return Ok(Done::Made(json_response(StatusCode::OK, alias_object(&id))));
+        }
+    }
+    let Some(upstream) = rt.default_upstream().cloned() else {
+        let data: Vec<Value> = rt.alias_names().into_iter().map(alias_object).collect();
+        return Ok(Done::Made(json_response(
+            StatusCode::OK,
+            json!({"object": "list", "data": data}),
+        )));
+    };
+    let path = super::handle::upstream_path(&parts.uri);
+    let out = outbound(rt, parts, path, Bytes::new());
+    let relayed = forward(rt, rec, &upstream, &out).await?;
+    if route == Route::Model || !relayed.rsp.status().is_success() {
+        return Ok(Done::Relay(relayed));
+    }
+    let listed = read_whole(relayed.rsp.into_body()).await;
+    let upstream_list: Vec<Value> = serde_json::from_slice::<Value>(&listed)
+        .ok()
+        .and_then(|mut v| v.get_mut("data").map(Value::take))
+        .and_then(|v| match v {
+            Value::Array(a) => Some(a),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let mut data: Vec<Value> = rt.alias_names().into_iter().map(alias_object).collect();
+    data.extend(upstream_list);
+    Ok(Done::Made(json_response(
+        StatusCode::OK,
+        json!({"object": "list", "data": data}),
+    )))
+}
+
+fn alias_object(id: &str) -> Value {
+    json!({"id": id, "object": "model", "created": 0, "owned_by": "gatehouse"})
+}
+
+async fn read_whole(body: Incoming) -> Bytes {
+    match Limited::new(body, READ_LIMIT).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => Bytes::new(),
+    }
+}
+
+#[derive(Deserialize)]
+struct GenerateRequest {
+    model_name: String,
+    messages: Value,
+}
+
+/// The seed's `POST /generate` `{model_name, messages}` → `{result, latency, model, usage}`.
+pub async fn generate(
+    rt: &Runtime,
+    rec: &mut Recorder,
+    req: Request<Incoming>,
+) -> Result<Done, ProxyError> {
+    rec.ex().endpoint = Endpoint::Generate;
+    let (parts, body) = authenticate(rt, rec, req)?;
+    let body = read_body(rt, rec, &parts, body).await?;
+    let g: GenerateRequest = serde_json::from_slice(&body).map_err(|e| {
+        ProxyError::InvalidField(format!(
+            "expected {{\"model_name\": string, \"messages\": array}}: {e}"
+        ))
+    })?;
+    if !g.messages.is_array() {
+        return Err(ProxyError::InvalidField(
+            "\"messages\" must be an array".into(),
+        ));
+    }
+    let ex = rec.ex();
+    ex.model = Some(g.model_name.clone());
+    let target = rt
+        .target(&g.model_name)
+        .ok_or_else(|| ProxyError::UnknownModel {
+            model: g.model_name.clone(),
+        })?;
+    ex.upstream_model = Some(target.model.to_string());
+    ex.upstream = Some(target.upstream.name.clone());
+    let chat = json!({"model": &*target.model, "messages": g.messages});
+    let mut out = outbound(
+        rt,
+        parts,
+        "/chat/completions".into(),
+        Bytes::from(chat.to_string()),
+    );
+    out.method = http::Method::POST;
+    out.headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let relayed = forward(rt, rec, &target.upstream, &out).await?;
+    if !relayed.rsp.status().is_success() {
+        return Ok(Done::Relay(relayed));
+    }
+    let answer_bytes = read_whole(relayed.rsp.into_body()).await;
+    let answer = parse_answer(&answer_bytes);
+    let latency = rec.started().elapsed().as_secs_f64();
+    let ex = rec.ex();
+    ex.usage = answer.usage.unwrap_or_default();
+    ex.cost = answer.cost;
+    ex.response_model = answer.model.clone();
+    ex.response_chars = Some(answer.text_chars);
+    ex.ttft = ex.ttfb;
+    let usage = json!({
+        "prompt_tokens": ex.usage.prompt_tokens,
+        "completion_tokens": ex.usage.completion_tokens,
+        "total_tokens": ex.usage.total(),
+    });
+    let model = answer.model.unwrap_or_else(|| g.model_name.clone());
+    let body = json!({"result": answer.text, "latency": latency, "model": model, "usage": usage});
+    Ok(Done::Made(json_response(StatusCode::OK, body)))
+}

@@ -1,0 +1,366 @@
+//! The life of a proxied request, in order: **route → read request (bounded) → inspect request →
+//! forward → relay response → record**. Each phase is a short function; the request's record
+//! lives in a `Recorder` created first and carried by whatever response is returned.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::body::{ProxyBody, Reading, Relay};
+use super::error::ProxyError;
+use super::record::Recorder;
+use super::route::{route, Route};
+use super::runtime::{Runtime, Target};
+use super::upstream::{Outbound, Upstream};
+use super::{extras, Proxy};
+use crate::config::AuthMode;
+use crate::event::{Blame, Endpoint, Exchange, Outcome};
+use crate::llm::{RequestView, StreamKind};
+
+/// Entry point for every request on the proxy listener.
+pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let route = route(req.method(), req.uri().path());
+    match route {
+        Route::Health => return extras::health(),
+        Route::Ready => return extras::ready(&proxy).await,
+        _ => {}
+    }
+    let rt = proxy.runtime.load_full();
+    let id = uuid::Uuid::now_v7().to_string();
+    let ex = Exchange::new(id, req.method().as_str(), req.uri().path());
+    let mut rec = Recorder::begin(proxy.records.clone(), proxy.metrics.clone(), ex);
+    let result = match route {
+        Route::Inference(endpoint) => inference(&rt, &mut rec, endpoint, req).await,
+        Route::Generate => extras::generate(&rt, &mut rec, req).await,
+        Route::Models | Route::Model => extras::models(&rt, &mut rec, route, req).await,
+        Route::Passthrough => passthrough(&rt, &mut rec, req).await,
+        Route::NotFound | Route::Health | Route::Ready => Err(ProxyError::NotFound {
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+        }),
+        Route::MethodNotAllowed => Err(ProxyError::MethodNotAllowed {
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+        }),
+    };
+    match result {
+        Ok(Done::Relay(rsp)) => attach(rec, rsp),
+        Ok(Done::Made(rsp)) => made(rec, rsp, Outcome::Ok),
+        Err(e) => error_response(rec, &e),
+    }
+}
+
+/// What a phase sequence ends with.
+pub enum Done {
+    /// The upstream's response, to relay.
+    Relay(Relayed),
+    /// A response gatehouse made itself.
+    Made(Response<Bytes>),
+}
+
+/// An upstream response and how to read it on the way through.
+pub struct Relayed {
+    pub rsp: Response<Incoming>,
+    pub reading: Reading,
+    pub upstream: Arc<Upstream>,
+}
+
+/// Chat, completions, embeddings and responses calls.
+async fn inference(
+    rt: &Runtime,
+    rec: &mut Recorder,
+    endpoint: Endpoint,
+    req: Request<Incoming>,
+) -> Result<Done, ProxyError> {
+    rec.ex().endpoint = endpoint;
+    let (parts, body) = authenticate(rt, rec, req)?;
+    check_json(&parts.headers)?;
+    let body = read_body(rt, rec, &parts, body).await?;
+    let view = RequestView::parse(&body).map_err(ProxyError::InvalidBody)?;
+    let target = resolve(rt, rec, &view)?;
+    rec.ex().stream = view.stream;
+    // The body bytes that may change, and why: the alias becomes the upstream's model id; a
+    // streamed chat/completions call asks for usage so the record has token counts.
+    let wants_usage =
+        view.stream && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
+    let upstream_model = target.is_alias.then_some(&*target.model);
+    let out_body = view.patch(&body, upstream_model, wants_usage);
+    let path = upstream_path(&parts.uri);
+    let out = outbound(rt, parts, path, out_body);
+    let relayed = forward(rt, rec, &target.upstream, &out).await?;
+    let reading = match (
+        relayed.rsp.status().is_success(),
+        is_event_stream(&relayed.rsp),
+    ) {
+        (false, _) => Reading::Opaque,
+        (true, true) => Reading::Events {
+            kind: if endpoint == Endpoint::Responses {
+                StreamKind::Responses
+            } else {
+                StreamKind::Chunks
+            },
+            strip_usage: wants_usage && !view.include_usage,
+        },
+        (true, false) => Reading::Plain,
+    };
+    Ok(Done::Relay(Relayed { reading, ..relayed }))
+}
+
+/// Any other `/v1/*` path: forwarded to the default upstream, unread.
+async fn passthrough(
+    rt: &Runtime,
+    rec: &mut Recorder,
+    req: Request<Incoming>,
+) -> Result<Done, ProxyError> {
+    let (parts, body) = authenticate(rt, rec, req)?;
+    let body = read_body(rt, rec, &parts, body).await?;
+    let upstream = rt
+        .default_upstream()
+        .cloned()
+        .ok_or_else(|| ProxyError::NotFound {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+        })?;
+    let path = upstream_path(&parts.uri);
+    let out = outbound(rt, parts, path, body);
+    let relayed = forward(rt, rec, &upstream, &out).await?;
+    Ok(Done::Relay(Relayed {
+        reading: Reading::Opaque,
+        ..relayed
+    }))
+}
+
+/// Checks the gateway key and fills in who is calling.
+pub fn authenticate(
+    rt: &Runtime,
+    rec: &mut Recorder,
+    req: Request<Incoming>,
+) -> Result<(http::request::Parts, Incoming), ProxyError> {
+    let (parts, body) = req.into_parts();
+    let bearer = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let identity = rt.identify(bearer).map_err(|_| ProxyError::Unauthorized)?;
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let ex = rec.ex();
+    ex.user = header("x-gatehouse-user");
+    ex.session = header("x-gatehouse-session");
+    if let Some(id) = identity {
+        ex.user = ex.user.take().or_else(|| Some(id.user.to_string()));
+        ex.team = id.team.map(|t| t.to_string());
+    }
+    Ok((parts, body))
+}
+
+fn check_json(headers: &http::HeaderMap) -> Result<(), ProxyError> {
+    match headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => Ok(()),
+        Some(ct)
+            if ct
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json") =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(ProxyError::UnsupportedMediaType),
+    }
+}
+
+/// Reads the request body, refusing more than the configured limit.
+pub async fn read_body(
+    rt: &Runtime,
+    rec: &mut Recorder,
+    parts: &http::request::Parts,
+    body: Incoming,
+) -> Result<Bytes, ProxyError> {
+    let limit = rt.max_body;
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return Err(match e.downcast::<hyper::Error>() {
+                Ok(h) => ProxyError::BodyRead(*h),
+                Err(_) => ProxyError::BodyTooLarge { limit },
+            })
+        }
+    };
+    rec.ex().bytes_in = bytes.len() as u64;
+    Ok(bytes)
+}
+
+/// The model, its target upstream, and the identity fields the body carries.
+fn resolve(rt: &Runtime, rec: &mut Recorder, view: &RequestView) -> Result<Target, ProxyError> {
+    let ex = rec.ex();
+    if ex.user.is_none() {
+        ex.user = view.user.clone();
+    }
+    if ex.session.is_none() {
+        ex.session = view.session.clone();
+    }
+    let model = view.model.clone().ok_or(ProxyError::MissingModel)?;
+    let target = rt.target(&model);
+    ex.model = Some(model);
+    let target = target.ok_or_else(|| ProxyError::UnknownModel {
+        model: ex.model.clone().unwrap_or_default(),
+    })?;
+    ex.upstream_model = Some(target.model.to_string());
+    ex.upstream = Some(target.upstream.name.clone());
+    Ok(target)
+}
+
+/// The path below the upstream's base URL: the client's path without `/v1`, with its query.
+pub fn upstream_path(uri: &http::Uri) -> String {
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    pq.strip_prefix("/v1").unwrap_or(pq).to_owned()
+}
+
+pub fn outbound(rt: &Runtime, parts: http::request::Parts, path: String, body: Bytes) -> Outbound {
+    Outbound {
+        method: parts.method,
+        path,
+        headers: parts.headers,
+        body,
+        passthrough_auth: rt.auth_mode == AuthMode::Passthrough,
+    }
+}
+
+/// Sends upstream: the target's attempts, then its fallbacks while the answer is a failure.
+pub async fn forward(
+    rt: &Runtime,
+    rec: &mut Recorder,
+    first: &Arc<Upstream>,
+    out: &Outbound,
+) -> Result<Relayed, ProxyError> {
+    let mut attempts = 0;
+    let mut upstream = first.clone();
+    let mut result = upstream.send(out, &mut attempts).await;
+    for name in &first.fallbacks {
+        let failed = match &result {
+            Ok(rsp) => {
+                rsp.status() == StatusCode::TOO_MANY_REQUESTS || rsp.status().is_server_error()
+            }
+            Err(_) => true,
+        };
+        let Some(next) = rt.upstream(name).filter(|_| failed) else {
+            break;
+        };
+        tracing::info!(from = %upstream.name, to = %next.name, "falling back to another upstream");
+        drop(result);
+        upstream = next.clone();
+        result = upstream.send(out, &mut attempts).await;
+    }
+    let ex = rec.ex();
+    ex.attempts = attempts;
+    ex.upstream = Some(upstream.name.clone());
+    let rsp = result?;
+    let ttfb = rec.started().elapsed();
+    let ex = rec.ex();
+    ex.ttfb = Some(ttfb);
+    ex.status = rsp.status().as_u16();
+    let h = rsp.headers();
+    ex.upstream_request_id = ["x-request-id", "x-generation-id"]
+        .iter()
+        .find_map(|n| h.get(*n).and_then(|v| v.to_str().ok()).map(str::to_owned));
+    if !rsp.status().is_success() {
+        ex.outcome = Outcome::UpstreamError;
+        ex.error_kind = Some("upstream_status");
+        let blame = rsp.status() == StatusCode::TOO_MANY_REQUESTS || rsp.status().is_server_error();
+        ex.blame = Some(if blame {
+            Blame::Upstream
+        } else {
+            Blame::Client
+        });
+    }
+    Ok(Relayed {
+        rsp,
+        reading: Reading::Opaque,
+        upstream,
+    })
+}
+
+fn is_event_stream(rsp: &Response<Incoming>) -> bool {
+    rsp.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// The upstream's response with its body relayed and the record attached.
+fn attach(mut rec: Recorder, r: Relayed) -> Response<ProxyBody> {
+    let (parts, body) = r.rsp.into_parts();
+    let strip = matches!(
+        r.reading,
+        Reading::Events {
+            strip_usage: true,
+            ..
+        }
+    );
+    let mut rsp = Response::new(ProxyBody::Full {
+        data: None,
+        rec: None,
+    });
+    *rsp.status_mut() = parts.status;
+    *rsp.version_mut() = http::Version::HTTP_11;
+    super::headers::copy_response_headers(&parts.headers, rsp.headers_mut(), !strip);
+    request_id_header(&mut rsp, &rec.ex().id);
+    let relay = Relay::new(body, rec, r.reading, r.upstream.idle, r.upstream.total);
+    *rsp.body_mut() = ProxyBody::Relay(Box::new(relay));
+    rsp
+}
+
+/// A gatehouse-made response that is not an error.
+pub fn made(mut rec: Recorder, rsp: Response<Bytes>, outcome: Outcome) -> Response<ProxyBody> {
+    let ex = rec.ex();
+    ex.status = rsp.status().as_u16();
+    ex.outcome = outcome;
+    let id = ex.id.clone();
+    let (parts, body) = rsp.into_parts();
+    let mut rsp = Response::from_parts(parts, ProxyBody::full(body, rec));
+    request_id_header(&mut rsp, &id);
+    rsp
+}
+
+fn error_response(mut rec: Recorder, e: &ProxyError) -> Response<ProxyBody> {
+    let ex = rec.ex();
+    ex.status = e.status().as_u16();
+    ex.outcome = e.outcome();
+    ex.error_kind = Some(e.kind());
+    ex.blame = Some(e.blame());
+    if e.blame() != Blame::Client {
+        tracing::warn!(request_id = %ex.id, kind = e.kind(), error = %e, "request failed");
+    }
+    let (parts, body) = e.to_response(&ex.id).into_parts();
+    Response::from_parts(parts, ProxyBody::full(body, rec))
+}
+
+fn request_id_header<B>(rsp: &mut Response<B>, id: &str) {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        rsp.headers_mut().insert("x-gatehouse-request-id", v);
+    }
+}

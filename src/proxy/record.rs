@@ -1,0 +1,69 @@
+//! The `Recorder`: owns one request's `Exchange` and sends it exactly once — when the response
+//! finishes, or when the response (or the request future) is dropped, e.g. because the client
+//! went away. It does nothing else on drop.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::event::{Exchange, Outcome};
+use crate::telemetry::metrics::Metrics;
+
+pub struct Recorder {
+    ex: Option<Box<Exchange>>,
+    started: Instant,
+    tx: mpsc::Sender<Exchange>,
+    metrics: Arc<Metrics>,
+}
+
+impl Recorder {
+    /// Starts the record of a request that has just arrived.
+    pub fn begin(tx: mpsc::Sender<Exchange>, metrics: Arc<Metrics>, ex: Exchange) -> Recorder {
+        metrics.in_flight_inc();
+        Recorder {
+            ex: Some(Box::new(ex)),
+            started: Instant::now(),
+            tx,
+            metrics,
+        }
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The record being filled.
+    pub fn ex(&mut self) -> &mut Exchange {
+        self.ex
+            .as_mut()
+            .expect("the exchange is only taken in finish")
+    }
+
+    /// Finishes the record with the outcome set on it and sends it.
+    pub fn finish(mut self) {
+        self.send();
+    }
+
+    fn send(&mut self) {
+        let Some(mut ex) = self.ex.take() else {
+            return;
+        };
+        ex.latency = self.started.elapsed();
+        self.metrics.in_flight_dec();
+        if self.tx.try_send(*ex).is_err() {
+            self.metrics.record_dropped("channel");
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(ex) = self.ex.as_mut() {
+            if ex.outcome == Outcome::Unknown {
+                ex.outcome = Outcome::Cancelled;
+            }
+        }
+        self.send();
+    }
+}

@@ -1,0 +1,184 @@
+//! The proxy's `Runtime`: everything a request needs, built whole from validated config and
+//! shared read-only (`Arc`). A reload builds a new one and swaps it in; a request in flight keeps
+//! the snapshot it started with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{AuthMode, Config, Problems, SecretSource};
+
+use super::upstream::Upstream;
+
+/// Who a request is from, as far as the gateway key tells.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub user: Arc<str>,
+    pub team: Option<Arc<str>>,
+}
+
+/// A missing or unknown gateway key while keys are required.
+#[derive(Debug)]
+pub struct Unauthorized;
+
+/// Where a model name goes.
+pub struct Target {
+    pub upstream: Arc<Upstream>,
+    /// The model id sent upstream (differs from the requested name for aliases).
+    pub model: Arc<str>,
+    pub is_alias: bool,
+}
+
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub auth_mode: AuthMode,
+    keys: HashMap<String, Identity>,
+    upstreams: HashMap<Arc<str>, Arc<Upstream>>,
+    aliases: HashMap<String, (Arc<str>, Option<Arc<str>>)>,
+    /// Prefix routes, longest prefix first.
+    routes: Vec<(String, Arc<str>)>,
+    default_upstream: Option<Arc<str>>,
+    pub max_body: usize,
+}
+
+impl Runtime {
+    /// Builds the runtime from a validated config. Returns it with start-up warnings.
+    ///
+    /// # Errors
+    /// Secrets that cannot be read (gateway keys), listed together.
+    pub fn build(config: Arc<Config>) -> Result<(Runtime, Vec<String>), Problems> {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let mut keys = HashMap::new();
+        for (i, k) in config.auth.keys.iter().enumerate() {
+            let source = match (&k.key_env, &k.key_file) {
+                (Some(env), _) => SecretSource::Env(env.clone()),
+                (None, Some(file)) => SecretSource::File(file.clone()),
+                (None, None) => continue,
+            };
+            match source.read() {
+                Ok(secret) => {
+                    let id = Identity {
+                        user: Arc::from(k.user.as_str()),
+                        team: k.team.as_deref().map(Arc::from),
+                    };
+                    keys.insert(secret.expose().to_owned(), id);
+                }
+                Err(e) => problems.push(format!("auth.keys[{i}]: {e}")),
+            }
+        }
+        let mut upstreams = HashMap::new();
+        for (name, c) in &config.upstreams {
+            let (up, warning) = Upstream::build(name, c);
+            let needed = config.auth.mode != AuthMode::Passthrough;
+            warnings.extend(warning.filter(|_| needed));
+            upstreams.insert(up.name.clone(), Arc::new(up));
+        }
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+        let aliases = config
+            .models
+            .aliases
+            .iter()
+            .map(|(a, c)| {
+                (
+                    a.clone(),
+                    (
+                        Arc::from(c.model.as_str()),
+                        c.upstream.as_deref().map(Arc::from),
+                    ),
+                )
+            })
+            .collect();
+        let mut routes: Vec<(String, Arc<str>)> = config
+            .models
+            .routes
+            .iter()
+            .map(|r| (r.prefix.clone(), Arc::from(r.upstream.as_str())))
+            .collect();
+        routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        let rt = Runtime {
+            auth_mode: config.auth.mode,
+            keys,
+            upstreams,
+            aliases,
+            routes,
+            default_upstream: config.models.default_upstream.as_deref().map(Arc::from),
+            max_body: config.proxy.max_body_bytes,
+            config,
+        };
+        Ok((rt, warnings))
+    }
+
+    /// Resolves a model name: alias, then prefix route, then the default upstream.
+    pub fn target(&self, model: &str) -> Option<Target> {
+        if let Some((upstream_model, upstream)) = self.aliases.get(model) {
+            let up = upstream
+                .clone()
+                .or_else(|| self.route_upstream(upstream_model))?;
+            return Some(Target {
+                upstream: self.upstreams.get(&up)?.clone(),
+                model: upstream_model.clone(),
+                is_alias: true,
+            });
+        }
+        let up = self.route_upstream(model)?;
+        Some(Target {
+            upstream: self.upstreams.get(&up)?.clone(),
+            model: Arc::from(model),
+            is_alias: false,
+        })
+    }
+
+    fn route_upstream(&self, model: &str) -> Option<Arc<str>> {
+        self.routes
+            .iter()
+            .find(|(prefix, _)| model.starts_with(prefix.as_str()))
+            .map(|(_, u)| u.clone())
+            .or_else(|| self.default_upstream.clone())
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.get(name)
+    }
+
+    /// The upstream for requests that name no model (`/v1/models`, other `/v1/*` paths).
+    pub fn default_upstream(&self) -> Option<&Arc<Upstream>> {
+        self.default_upstream
+            .as_ref()
+            .and_then(|n| self.upstreams.get(n))
+    }
+
+    /// Alias names, sorted.
+    pub fn alias_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.aliases.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Known model names (aliases and their targets) — the bounded set metrics may label.
+    pub fn known_models(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.aliases.keys().cloned().collect();
+        v.extend(self.aliases.values().map(|(m, _)| m.to_string()));
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Checks a gateway key: `Err` when keys are required and the key is missing or wrong,
+    /// `Ok(None)` when no key identifies the caller.
+    ///
+    /// # Errors
+    /// The key is missing or unknown while keys are required.
+    pub fn identify(&self, bearer: Option<&str>) -> Result<Option<Identity>, Unauthorized> {
+        match self.auth_mode {
+            AuthMode::Keys if self.keys.is_empty() => Ok(None),
+            AuthMode::Keys => {
+                let key = bearer.ok_or(Unauthorized)?;
+                self.keys.get(key).cloned().map(Some).ok_or(Unauthorized)
+            }
+            AuthMode::Open => Ok(bearer.and_then(|k| self.keys.get(k).cloned())),
+            AuthMode::Passthrough => Ok(None),
+        }
+    }
+}

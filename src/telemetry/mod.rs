@@ -1,0 +1,4 @@
+//! Telemetry: logging set-up and the Prometheus metrics registry.
+
+pub mod logging;
+pub mod metrics;

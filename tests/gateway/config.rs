@@ -1,0 +1,113 @@
+//! Configuration: the shipped file parses, env overrides win, a bad file is refused with all its
+//! problems, and a reload that fails keeps the running runtime.
+
+use std::path::Path;
+
+use gatehouse::config::{load, validate};
+
+use crate::support::*;
+
+#[test]
+fn shipped_gateway_yaml_parses_and_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.yaml");
+    let c = load(Some(&path)).expect("gateway.yaml parses");
+    validate(&c).expect("gateway.yaml validates");
+    assert_eq!(c.proxy.listen, "127.0.0.1:8000");
+    assert_eq!(c.admin.listen, "127.0.0.1:8001");
+    assert_eq!(
+        c.upstreams["openrouter"].base_url,
+        "https://openrouter.ai/api/v1"
+    );
+    assert_eq!(
+        c.upstreams["openrouter"].key_env("openrouter"),
+        "OPENROUTER_API_KEY"
+    );
+    assert!(c.models.aliases["qwendeepseek"].model.contains("qwen"));
+}
+
+#[test]
+fn env_overrides_win_over_the_file() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "g.yaml",
+            "proxy:\n  listen: 127.0.0.1:7000\nstore:\n  path: a.db\n",
+        )?;
+        jail.set_env("GATEHOUSE_PROXY__LISTEN", "0.0.0.0:8000");
+        jail.set_env("GATEHOUSE_ADMIN__LISTEN", "127.0.0.1:9001");
+        jail.set_env(
+            "GATEHOUSE_UPSTREAMS__OPENROUTER__BASE_URL",
+            "http://127.0.0.1:1/v1",
+        );
+        jail.set_env("GATEHOUSE_STORE__PATH", "/tmp/other.db");
+        jail.set_env("GATEHOUSE_AUTH__MODE", "open");
+        jail.set_env("MODEL_NAMES", "fast=openai/gpt-4o-mini");
+        let c = load(Some(Path::new("g.yaml"))).expect("loads");
+        assert_eq!(c.proxy.listen, "0.0.0.0:8000");
+        assert_eq!(c.admin.listen, "127.0.0.1:9001");
+        assert_eq!(c.upstreams["openrouter"].base_url, "http://127.0.0.1:1/v1");
+        assert_eq!(c.store.path, Path::new("/tmp/other.db"));
+        assert_eq!(c.models.aliases["fast"].model, "openai/gpt-4o-mini");
+        validate(&c).expect("open auth on a public address validates, with a warning");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_file_is_refused_with_every_problem() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "bad.yaml",
+            "proxy:\n  listen: nowhere\nadmin:\n  listen: 0.0.0.0:8001\nmodels:\n  default_upstream: ghost\n  aliases:\n    a:\n      model: ''\n",
+        )?;
+        let c = load(Some(Path::new("bad.yaml"))).expect("parses");
+        let problems = validate(&c).expect_err("refused").0;
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        jail.create_file("typo.yaml", "proxy:\n  lisen: 127.0.0.1:1\n")?;
+        let err = load(Some(Path::new("typo.yaml"))).expect_err("unknown field");
+        assert!(err.to_string().contains("lisen"), "{err}");
+        assert!(
+            load(Some(Path::new("missing.yaml"))).is_err(),
+            "a missing --config is an error"
+        );
+        Ok(())
+    });
+}
+
+#[tokio::test]
+async fn reload_swaps_the_runtime_and_a_bad_file_keeps_the_old_one() {
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("gateway.yaml");
+    let yaml = |model: &str| {
+        format!(
+            "proxy:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  fake:\n    base_url: {}\nmodels:\n  default_upstream: fake\n  aliases:\n    x:\n      model: {model}\n",
+            up.url()
+        )
+    };
+    std::fs::write(&path, yaml("first")).expect("write");
+    let config = load(Some(&path)).expect("loads");
+    let gw = TestGateway::start(config).await;
+    let app = gw.app.as_ref().expect("app");
+    let ask = || async {
+        client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .body(r#"{"model":"x"}"#)
+            .send()
+            .await
+            .expect("rsp");
+        let body = up.requests().pop().expect("request").body;
+        serde_json::from_slice::<serde_json::Value>(&body).expect("json")["model"]
+            .as_str()
+            .expect("model")
+            .to_owned()
+    };
+    assert_eq!(ask().await, "first");
+    std::fs::write(&path, yaml("second")).expect("write");
+    app.reload(Some(&path)).expect("a good file reloads");
+    assert_eq!(ask().await, "second");
+    std::fs::write(&path, "models:\n  default_upstream: ghost\n").expect("write");
+    let err = app.reload(Some(&path)).expect_err("a bad file is refused");
+    assert!(err.to_string().contains("ghost"), "{err}");
+    assert_eq!(ask().await, "second", "the old runtime stays");
+    gw.shutdown().await;
+}

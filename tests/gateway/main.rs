@@ -1,0 +1,17 @@
+//! The gateway end to end: real loopback sockets, a fake upstream, the real proxy.
+#![allow(
+    clippy::result_large_err,
+    clippy::field_reassign_with_default,
+    clippy::type_complexity
+)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod config;
+mod faults;
+mod inputs;
+mod passthrough;
+mod sdk;
+mod shutdown;
+mod streaming;

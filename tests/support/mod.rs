@@ -1,0 +1,311 @@
+//! Test support: a scripted fake OpenAI-compatible upstream on 127.0.0.1:0, and a gateway
+//! started in-process through `app::start` pointed at it, with the record stream tapped.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+use gatehouse::config::{Config, UpstreamConfig};
+use gatehouse::event::Exchange;
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// What the fake upstream received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// What the fake upstream answers.
+#[derive(Clone)]
+pub enum Reply {
+    Json(u16, String),
+    /// Status, extra headers, body.
+    Full(u16, Vec<(&'static str, String)>, Bytes),
+    /// An event stream: each chunk is sent after the gate gives a permit (the first needs none
+    /// when `gate` is None); `reset_after` aborts the connection after that many chunks.
+    Stream {
+        chunks: Vec<Bytes>,
+        gate: Option<Arc<Semaphore>>,
+        reset_after: Option<usize>,
+    },
+    /// Never answers.
+    Hang,
+}
+
+pub fn stream(chunks: &[&str]) -> Reply {
+    Reply::Stream {
+        chunks: chunks.iter().map(|c| Bytes::from(c.to_string())).collect(),
+        gate: None,
+        reset_after: None,
+    }
+}
+
+type Script = dyn Fn(usize, &Received) -> Reply + Send + Sync;
+
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    /// Notified when a streamed answer could not be sent because the peer went away.
+    pub cancelled: Arc<Notify>,
+}
+
+impl FakeUpstream {
+    /// Starts a fake upstream answering request number `n` (from 0) with `script(n, req)`.
+    pub async fn start(
+        script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static,
+    ) -> FakeUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake upstream");
+        let addr = listener.local_addr().expect("addr");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let cancelled = Arc::new(Notify::new());
+        let script: Arc<Script> = Arc::new(script);
+        let (rec, canc) = (received.clone(), cancelled.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (rec, canc, script) = (rec.clone(), canc.clone(), script.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (rec, canc, script) = (rec.clone(), canc.clone(), script.clone());
+                        async move { Ok::<_, Infallible>(answer(req, &rec, &canc, &*script).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FakeUpstream {
+            addr,
+            received,
+            cancelled,
+        }
+    }
+
+    /// Always answers with the same reply.
+    pub async fn always(reply: Reply) -> FakeUpstream {
+        FakeUpstream::start(move |_, _| reply.clone()).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().expect("lock").len()
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    rec: &Mutex<Vec<Received>>,
+    canc: &Arc<Notify>,
+    script: &Script,
+) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let received = Received {
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers: parts.headers,
+        body,
+    };
+    let n = {
+        let mut r = rec.lock().expect("lock");
+        r.push(received.clone());
+        r.len() - 1
+    };
+    match script(n, &received) {
+        Reply::Json(status, body) => full(
+            status,
+            vec![("content-type", "application/json".into())],
+            Bytes::from(body),
+        ),
+        Reply::Full(status, headers, body) => full(status, headers, body),
+        Reply::Stream {
+            chunks,
+            gate,
+            reset_after,
+        } => streamed(chunks, gate, reset_after, canc.clone()),
+        Reply::Hang => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+    }
+}
+
+fn full(status: u16, headers: Vec<(&'static str, String)>, body: Bytes) -> Response<Body> {
+    let mut rsp = Response::new(Full::new(body).map_err(|e| match e {}).boxed());
+    *rsp.status_mut() = http::StatusCode::from_u16(status).expect("status");
+    for (k, v) in headers {
+        rsp.headers_mut()
+            .insert(k, v.parse().expect("header value"));
+    }
+    rsp
+}
+
+fn streamed(
+    chunks: Vec<Bytes>,
+    gate: Option<Arc<Semaphore>>,
+    reset_after: Option<usize>,
+    cancelled: Arc<Notify>,
+) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+    tokio::spawn(async move {
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            if reset_after == Some(i) {
+                let _ = tx.send(Err(std::io::Error::other("reset"))).await;
+                return;
+            }
+            if let (Some(g), true) = (&gate, i > 0) {
+                g.acquire().await.expect("gate").forget();
+            }
+            if tx.send(Ok(Frame::data(chunk))).await.is_err() {
+                cancelled.notify_one();
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut rsp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    rsp.headers_mut().insert(
+        "content-type",
+        "text/event-stream; charset=utf-8".parse().expect("ct"),
+    );
+    rsp
+}
+
+/// A gateway running in-process on 127.0.0.1:0, with its record stream tapped.
+pub struct TestGateway {
+    pub app: Option<gatehouse::app::App>,
+    pub url: String,
+    pub admin_url: String,
+    pub records: mpsc::Receiver<Arc<Exchange>>,
+    pub dir: tempfile::TempDir,
+}
+
+/// A config pointed at `upstream` with loopback listeners on port 0.
+pub fn config_for(upstream: &str) -> Config {
+    let mut c = Config::default();
+    c.proxy.listen = "127.0.0.1:0".into();
+    c.admin.listen = "127.0.0.1:0".into();
+    c.upstreams.clear();
+    let mut up = UpstreamConfig::default();
+    up.base_url = upstream.to_owned();
+    up.api_key_env = Some("GATEHOUSE_TEST_UPSTREAM_KEY_UNSET".into());
+    up.backoff_ms = 10;
+    c.upstreams.insert("fake".into(), up);
+    c.models.default_upstream = Some("fake".into());
+    c.models.aliases.insert(
+        "qwendeepseek".into(),
+        gatehouse::config::AliasConfig {
+            model: "deepseek/deepseek-r1-distill-qwen-32b".into(),
+            upstream: None,
+        },
+    );
+    c
+}
+
+impl TestGateway {
+    pub async fn start(config: Config) -> TestGateway {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = config;
+        config.store.path = dir.path().join("gatehouse.db");
+        gatehouse::config::validate(&config).expect("test config must validate");
+        let (tx, records) = mpsc::channel(100_000);
+        let opts = gatehouse::app::Options {
+            config_path: None,
+            record_consumers: vec![tx],
+        };
+        let app = gatehouse::app::start(config, opts)
+            .await
+            .expect("gateway starts");
+        TestGateway {
+            url: format!("http://{}", app.proxy_addr),
+            admin_url: format!("http://{}", app.admin_addr),
+            app: Some(app),
+            records,
+            dir,
+        }
+    }
+
+    pub async fn with_upstream(upstream: &FakeUpstream) -> TestGateway {
+        TestGateway::start(config_for(&upstream.url())).await
+    }
+
+    /// The next record, waiting up to 10 s.
+    pub async fn record(&mut self) -> Arc<Exchange> {
+        tokio::time::timeout(Duration::from_secs(10), self.records.recv())
+            .await
+            .expect("a record within 10 s")
+            .expect("record channel open")
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+pub const CHAT_BODY: &str = r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Colour of the sky?"}],"temperature":0.2,"metadata":{"tenant":"acme"}}"#;
+
+pub const CHAT_ANSWER: &str = r#"{"id":"chatcmpl-9f3","object":"chat.completion","created":1767225600,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"finish_reason":"stop","logprobs":null,"message":{"role":"assistant","content":"Blue","refusal":null,"annotations":[]}}],"usage":{"prompt_tokens":1210,"completion_tokens":3,"total_tokens":1213,"prompt_tokens_details":{"cached_tokens":1024,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0}},"service_tier":"default","system_fingerprint":"fp_0ab1"}"#;
+
+/// The chat stream of the OpenAI reference, usage chunk included.
+pub fn chat_stream_events(with_usage: bool) -> Vec<String> {
+    let head = r#"{"id":"chatcmpl-9f3","object":"chat.completion.chunk","created":1767225600,"model":"gpt-4o-mini-2024-07-18","#;
+    let usage_null = if with_usage { r#","usage":null"# } else { "" };
+    let mut v = vec![
+        format!("data: {head}\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\"}},\"finish_reason\":null}}]{usage_null}}}\n\n"),
+        format!("data: {head}\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"Bl\"}},\"finish_reason\":null}}]{usage_null}}}\n\n"),
+        format!("data: {head}\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"ue\"}},\"finish_reason\":null}}]{usage_null}}}\n\n"),
+        format!("data: {head}\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}]{usage_null}}}\n\n"),
+    ];
+    if with_usage {
+        v.push(format!("data: {head}\"choices\":[],\"usage\":{{\"prompt_tokens\":1210,\"completion_tokens\":2,\"total_tokens\":1212,\"prompt_tokens_details\":{{\"cached_tokens\":1024}},\"completion_tokens_details\":{{\"reasoning_tokens\":0}}}}}}\n\n"));
+    }
+    v.push("data: [DONE]\n\n".into());
+    v
+}
