@@ -78,6 +78,8 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     ));
     let admin_state = crate::admin::AdminState {
         metrics: metrics.clone(),
+        token: admin_token(&config)?,
+        scan: scanner(proxy.clone()),
     };
     let admin = tokio::spawn(serve_admin(admin_listener, admin_state, stopped.clone()));
     let grace = Duration::from_secs(config.proxy.grace_period_secs);
@@ -124,6 +126,29 @@ impl App {
         tracing::info!("shutdown requested");
         self.shutdown().await;
     }
+}
+
+fn admin_token(config: &Config) -> anyhow::Result<Option<crate::config::Secret>> {
+    match (&config.admin.token, &config.admin.token_file) {
+        (Some(t), _) => Ok(Some(t.clone())),
+        (None, Some(f)) => Ok(Some(
+            config::SecretSource::File(f.clone())
+                .read()
+                .context("admin.token_file")?,
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The admin API's view of the live detector: scans like the proxy does, including the
+/// configured actions, without touching the user's behaviour window.
+fn scanner(proxy: Arc<Proxy>) -> crate::admin::ScanFn {
+    // Weak: the admin API must not keep the proxy (and its record sender) alive at shutdown.
+    let proxy = Arc::downgrade(&proxy);
+    Arc::new(move |input, _user| {
+        let rt = proxy.upgrade()?.runtime.load_full();
+        rt.guard.as_ref().map(|g| g.detector.scan(input))
+    })
 }
 
 async fn serve_proxy(

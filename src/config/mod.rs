@@ -247,8 +247,24 @@ impl Default for StoreConfig {
 pub struct DetectConfig {
     /// Scan requests at all. Default true.
     pub enabled: bool,
-    /// Directory of policy files. Default `policies`.
+    /// Directory of policy files (one YAML file per family) and the learned model.
+    /// Default `policies`.
     pub policies: PathBuf,
+    /// Record verdicts but never block. Default false.
+    pub shadow: bool,
+    /// Scores at which each risk level starts. Default the seed's 3, 7, 12, 20.
+    pub thresholds: ThresholdsConfig,
+    /// Action per risk level: allow, flag, block or alert. Default: allow none and low, flag
+    /// medium and high, block critical.
+    pub actions: ActionsConfig,
+    /// Other actions for some endpoints or teams, first match wins.
+    pub overrides: Vec<OverrideConfig>,
+    /// HTTP status of a blocked request. Default 403.
+    pub block_status: u16,
+    /// Per-user behaviour: repeat offenders are blocked for a cool-down.
+    pub behaviour: BehaviourSection,
+    /// Scanning of answers for leaked secrets and canaries (off by default; free when off).
+    pub responses: ResponseScanConfig,
 }
 
 impl Default for DetectConfig {
@@ -256,8 +272,118 @@ impl Default for DetectConfig {
         DetectConfig {
             enabled: true,
             policies: PathBuf::from("policies"),
+            shadow: false,
+            thresholds: ThresholdsConfig::default(),
+            actions: ActionsConfig::default(),
+            overrides: Vec::new(),
+            block_status: 403,
+            behaviour: BehaviourSection::default(),
+            responses: ResponseScanConfig::default(),
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThresholdsConfig {
+    pub low: f32,
+    pub medium: f32,
+    pub high: f32,
+    pub critical: f32,
+}
+
+impl Default for ThresholdsConfig {
+    fn default() -> Self {
+        ThresholdsConfig {
+            low: 3.0,
+            medium: 7.0,
+            high: 12.0,
+            critical: 20.0,
+        }
+    }
+}
+
+/// An action name: `allow`, `flag`, `block` or `alert`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionName {
+    Allow,
+    Flag,
+    Block,
+    Alert,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActionsConfig {
+    pub none: ActionName,
+    pub low: ActionName,
+    pub medium: ActionName,
+    pub high: ActionName,
+    pub critical: ActionName,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        ActionsConfig {
+            none: ActionName::Allow,
+            low: ActionName::Allow,
+            medium: ActionName::Flag,
+            high: ActionName::Flag,
+            critical: ActionName::Block,
+        }
+    }
+}
+
+/// Actions for requests to some endpoints or from some teams.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverrideConfig {
+    /// Endpoints this applies to (`chat_completions`, `completions`, `embeddings`,
+    /// `responses`, `generate`); empty means all.
+    pub endpoints: Vec<String>,
+    /// Teams (from gateway keys) this applies to; empty means all.
+    pub teams: Vec<String>,
+    pub actions: ActionsConfig,
+    /// Shadow mode for these requests.
+    pub shadow: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BehaviourSection {
+    /// Track users at all. Default true.
+    pub enabled: bool,
+    /// Window in which high-risk requests are counted, seconds. Default 600.
+    pub window_secs: u64,
+    /// High or critical requests within the window that get a user blocked. Default 5.
+    pub high_risk_limit: u32,
+    /// How long such a user stays blocked, seconds. Default 900.
+    pub cooldown_secs: u64,
+    /// Users tracked at once (least recently seen evicted). Default 100000.
+    pub max_users: usize,
+}
+
+impl Default for BehaviourSection {
+    fn default() -> Self {
+        BehaviourSection {
+            enabled: true,
+            window_secs: 600,
+            high_risk_limit: 5,
+            cooldown_secs: 900,
+            max_users: 100_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResponseScanConfig {
+    /// Scan answers (streamed and plain) for secrets and canaries. Default false.
+    pub enabled: bool,
+    /// Canary strings planted in system prompts; seeing one in an answer means the system
+    /// prompt leaked.
+    pub canaries: Vec<String>,
 }
 
 /// With no file gatehouse runs on one `openrouter` upstream keyed by `OPENROUTER_API_KEY`, with

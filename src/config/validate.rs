@@ -67,6 +67,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
         check_upstream(c, name, u, &mut p);
     }
     check_models(c, &mut p);
+    check_detect(c, &mut p);
     if p.is_empty() {
         Ok(warnings)
     } else {
@@ -173,6 +174,56 @@ fn check_models(c: &Config, p: &mut Vec<String>) {
     }
     if let Some(u) = c.models.default_upstream.as_deref().filter(|u| !known(u)) {
         p.push(format!("models.default_upstream: no upstream named {u:?}"));
+    }
+}
+
+fn check_detect(c: &Config, p: &mut Vec<String>) {
+    let d = &c.detect;
+    let t = d.thresholds;
+    let ordered = [t.low, t.medium, t.high, t.critical];
+    if ordered.windows(2).any(|w| !(w[0] < w[1]))
+        || !ordered.iter().all(|v| v.is_finite() && *v > 0.0)
+    {
+        p.push(
+            "detect.thresholds must be positive and rising: low < medium < high < critical".into(),
+        );
+    }
+    if !(400..=499).contains(&d.block_status) {
+        p.push(format!(
+            "detect.block_status {} must be a 4xx status",
+            d.block_status
+        ));
+    }
+    if d.enabled && !d.policies.is_dir() {
+        p.push(format!(
+            "detect.policies: {} is not a directory",
+            d.policies.display()
+        ));
+    }
+    const ENDPOINTS: [&str; 5] = [
+        "chat_completions",
+        "completions",
+        "embeddings",
+        "responses",
+        "generate",
+    ];
+    for (i, o) in d.overrides.iter().enumerate() {
+        for e in o
+            .endpoints
+            .iter()
+            .filter(|e| !ENDPOINTS.contains(&e.as_str()))
+        {
+            p.push(format!(
+                "detect.overrides[{i}].endpoints: unknown endpoint {e:?}"
+            ));
+        }
+    }
+    let b = &d.behaviour;
+    if b.enabled && (b.window_secs == 0 || b.high_risk_limit == 0 || b.max_users == 0) {
+        p.push(
+            "detect.behaviour: window_secs, high_risk_limit and max_users must be greater than 0"
+                .into(),
+        );
     }
 }
 

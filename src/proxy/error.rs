@@ -35,6 +35,7 @@ pub enum ProxyError {
     UnknownModel { model: String },
     #[error("the request was blocked by the security policy ({categories})")]
     Blocked {
+        status: StatusCode,
         categories: String,
         snippet: Option<String>,
     },
@@ -75,7 +76,7 @@ impl ProxyError {
             ProxyError::InvalidField(_) => StatusCode::BAD_REQUEST,
             ProxyError::MissingModel => StatusCode::BAD_REQUEST,
             ProxyError::UnknownModel { .. } => StatusCode::NOT_FOUND,
-            ProxyError::Blocked { .. } => StatusCode::FORBIDDEN,
+            ProxyError::Blocked { status, .. } => *status,
             ProxyError::Connect { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::FirstByteTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
@@ -142,6 +143,7 @@ impl ProxyError {
         match self.status().as_u16() {
             401 => "authentication_error",
             403 => "permission_error",
+            400..=499 if matches!(self, ProxyError::Blocked { .. }) => "permission_error",
             404 | 400 | 405 | 413 | 415 => "invalid_request_error",
             _ => "server_error",
         }
@@ -168,6 +170,7 @@ impl ProxyError {
         if let ProxyError::Blocked {
             categories,
             snippet,
+            ..
         } = self
         {
             error["categories"] = categories.split(", ").collect::<Vec<_>>().into();

@@ -165,6 +165,7 @@ struct GenerateRequest {
 
 /// The seed's `POST /generate` `{model_name, messages}` → `{result, latency, model, usage}`.
 pub async fn generate(
+    proxy: &Proxy,
     rt: &Runtime,
     rec: &mut Recorder,
     req: Request<Incoming>,
@@ -191,13 +192,9 @@ pub async fn generate(
         })?;
     ex.upstream_model = Some(target.model.to_string());
     ex.upstream = Some(target.upstream.name.clone());
-    let chat = json!({"model": &*target.model, "messages": g.messages});
-    let mut out = outbound(
-        rt,
-        parts,
-        "/chat/completions".into(),
-        Bytes::from(chat.to_string()),
-    );
+    let chat = Bytes::from(json!({"model": &*target.model, "messages": g.messages}).to_string());
+    super::handle::inspect_request(proxy, rt, rec, &chat).await?;
+    let mut out = outbound(rt, parts, "/chat/completions".into(), chat);
     out.method = http::Method::POST;
     out.headers.insert(
         http::header::CONTENT_TYPE,

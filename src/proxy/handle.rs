@@ -33,8 +33,8 @@ pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<Proxy
     let ex = Exchange::new(id, req.method().as_str(), req.uri().path());
     let mut rec = Recorder::begin(proxy.records.clone(), proxy.metrics.clone(), ex);
     let result = match route {
-        Route::Inference(endpoint) => inference(&rt, &mut rec, endpoint, req).await,
-        Route::Generate => extras::generate(&rt, &mut rec, req).await,
+        Route::Inference(endpoint) => inference(&proxy, &rt, &mut rec, endpoint, req).await,
+        Route::Generate => extras::generate(&proxy, &rt, &mut rec, req).await,
         Route::Models | Route::Model => extras::models(&rt, &mut rec, route, req).await,
         Route::Passthrough => passthrough(&rt, &mut rec, req).await,
         Route::NotFound | Route::Health | Route::Ready => Err(ProxyError::NotFound {
@@ -70,6 +70,7 @@ pub struct Relayed {
 
 /// Chat, completions, embeddings and responses calls.
 async fn inference(
+    proxy: &Proxy,
     rt: &Runtime,
     rec: &mut Recorder,
     endpoint: Endpoint,
@@ -82,6 +83,7 @@ async fn inference(
     let view = RequestView::parse(&body).map_err(ProxyError::InvalidBody)?;
     let target = resolve(rt, rec, &view)?;
     rec.ex().stream = view.stream;
+    inspect_request(proxy, rt, rec, &body).await?;
     // The body bytes that may change, and why: the alias becomes the upstream's model id; a
     // streamed chat/completions call asks for usage so the record has token counts.
     let wants_usage =
@@ -107,6 +109,19 @@ async fn inference(
         (true, false) => Reading::Plain,
     };
     Ok(Done::Relay(Relayed { reading, ..relayed }))
+}
+
+/// Runs the detector over what the model will read, when detection is on.
+pub async fn inspect_request(
+    proxy: &Proxy,
+    rt: &Runtime,
+    rec: &mut Recorder,
+    body: &Bytes,
+) -> Result<(), ProxyError> {
+    match &rt.guard {
+        Some(guard) => super::guard::inspect(guard, proxy.behaviour.as_ref(), rec.ex(), body).await,
+        None => Ok(()),
+    }
 }
 
 /// Any other `/v1/*` path: forwarded to the default upstream, unread.

@@ -7,6 +7,7 @@
 mod body;
 mod error;
 mod extras;
+mod guard;
 mod handle;
 mod headers;
 mod record;
@@ -16,15 +17,17 @@ mod server;
 mod upstream;
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 pub use error::ProxyError;
+pub use guard::settings as detect_settings;
 pub use runtime::Runtime;
 pub use server::{serve, Listener, TlsFiles};
 
+use crate::detect::{Behaviour, BehaviourConfig};
 use crate::event::Exchange;
 use crate::telemetry::metrics::Metrics;
 
@@ -36,11 +39,23 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     /// Last readiness probe: when, and whether the upstream answered.
     ready: Mutex<Option<(Instant, bool)>>,
+    /// Per-user threat history; outlives reloads.
+    behaviour: Option<Behaviour>,
 }
 
 impl Proxy {
     pub fn new(runtime: Runtime, records: mpsc::Sender<Exchange>, metrics: Arc<Metrics>) -> Proxy {
+        let b = &runtime.config.detect.behaviour;
+        let behaviour = b.enabled.then(|| {
+            Behaviour::new(BehaviourConfig {
+                window: Duration::from_secs(b.window_secs),
+                high_risk_limit: b.high_risk_limit,
+                cooldown: Duration::from_secs(b.cooldown_secs),
+                max_users: b.max_users,
+            })
+        });
         Proxy {
+            behaviour,
             runtime: ArcSwap::from_pointee(runtime),
             records,
             metrics,

@@ -38,6 +38,8 @@ pub struct Runtime {
     routes: Vec<(String, Arc<str>)>,
     default_upstream: Option<Arc<str>>,
     pub max_body: usize,
+    /// The detector and its actions; `None` when detection is off.
+    pub guard: Option<super::guard::Guard>,
 }
 
 impl Runtime {
@@ -73,6 +75,7 @@ impl Runtime {
             warnings.extend(warning.filter(|_| needed));
             upstreams.insert(up.name.clone(), Arc::new(up));
         }
+        let guard = build_guard(&config, &mut problems, &mut warnings);
         if !problems.is_empty() {
             return Err(Problems(problems));
         }
@@ -105,6 +108,7 @@ impl Runtime {
             routes,
             default_upstream: config.models.default_upstream.as_deref().map(Arc::from),
             max_body: config.proxy.max_body_bytes,
+            guard,
             config,
         };
         Ok((rt, warnings))
@@ -179,6 +183,32 @@ impl Runtime {
             }
             AuthMode::Open => Ok(bearer.and_then(|k| self.keys.get(k).cloned())),
             AuthMode::Passthrough => Ok(None),
+        }
+    }
+}
+
+/// The detector, when enabled. A policy that fails to load stops the build when it says
+/// `fail_closed` (or could not say); when every failing policy says `fail_open`, gatehouse runs
+/// without detection and warns.
+fn build_guard(
+    config: &Config,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<super::guard::Guard> {
+    if !config.detect.enabled {
+        return None;
+    }
+    match super::guard::Guard::build(&config.detect) {
+        Ok(g) => Some(g),
+        Err(e) if !e.fail_closed() => {
+            warnings.push(format!(
+                "detection is OFF: policies failed to load and say fail_open: {e}"
+            ));
+            None
+        }
+        Err(e) => {
+            problems.push(format!("detect.policies: {e}"));
+            None
         }
     }
 }

@@ -41,6 +41,10 @@ fn env_overrides_win_over_the_file() {
         jail.set_env("GATEHOUSE_STORE__PATH", "/tmp/other.db");
         jail.set_env("GATEHOUSE_AUTH__MODE", "open");
         jail.set_env("MODEL_NAMES", "fast=openai/gpt-4o-mini");
+        jail.set_env(
+            "GATEHOUSE_DETECT__POLICIES",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        );
         let c = load(Some(Path::new("g.yaml"))).expect("loads");
         assert_eq!(c.proxy.listen, "0.0.0.0:8000");
         assert_eq!(c.admin.listen, "127.0.0.1:9001");
@@ -59,6 +63,10 @@ fn a_bad_file_is_refused_with_every_problem() {
             "bad.yaml",
             "proxy:\n  listen: nowhere\nadmin:\n  listen: 0.0.0.0:8001\nmodels:\n  default_upstream: ghost\n  aliases:\n    a:\n      model: ''\n",
         )?;
+        jail.set_env(
+            "GATEHOUSE_DETECT__POLICIES",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        );
         let c = load(Some(Path::new("bad.yaml"))).expect("parses");
         let problems = validate(&c).expect_err("refused").0;
         assert_eq!(problems.len(), 4, "{problems:#?}");

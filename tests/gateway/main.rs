@@ -8,6 +8,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin;
+mod blocking;
 mod config;
 mod faults;
 mod inputs;

@@ -1,0 +1,571 @@
+//! Proxy overhead: what does gatehouse add over calling a fast upstream directly?
+//!
+//! Questions, answered side by side in one run for a ~1 KB chat completion request, plain and
+//! streamed (SSE: 10 small chunks, then `data: [DONE]`), against a fake upstream on loopback:
+//! 1. Added latency p50/p90/p99 at a fixed, open-loop 1,000 req/s (each request's full latency,
+//!    whole body read). Target: added p99 ≤ 250 µs.
+//! 2. Max throughput (req/s) at concurrency 64, direct and through gatehouse.
+//! 3. gatehouse CPU time per request (utime+stime from /proc/<pid>/stat). Target: ≤ 30 µs.
+//! 4. gatehouse RSS: idle (VmRSS after start, before load; target ≤ 30 MB) and peak (VmHWM).
+//!
+//! Method: the fake upstream runs in this process; the release `gatehouse` binary runs as a
+//! child (cwd = a fresh temp dir, so no `gateway.yaml`: defaults + `GATEHOUSE_*` env, detection
+//! on unless `GATEHOUSE_DETECT__ENABLED=false` is set for this process). Each phase alternates
+//! 1 s slices (direct, gatehouse, direct, ...) so load drift on a shared machine hits both
+//! sides alike; each side gets 10 s per phase. gatehouse CPU is read around every slice and
+//! attributed to the side that ran. The client and the fake upstream share this process's
+//! cores with gatehouse, so max throughput is a whole-machine figure, not gatehouse alone.
+//!
+//! Run: `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench proxy_overhead`
+//! (prefix `GATEHOUSE_DETECT__ENABLED=false` to see what detection costs). Takes ~90 s.
+
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+const PERIOD: Duration = Duration::from_millis(1); // open loop: 1,000 req/s
+const SLICE_REQUESTS: u32 = 1_000; // one second of open-loop load per slice
+const SLICE_TIME: Duration = Duration::from_secs(1); // one closed-loop slice
+const SLICES: usize = 20; // alternating direct / gatehouse: 10 s each per phase
+const CONCURRENCY: usize = 64;
+const MAX_PER_TASK: u64 = 50_000; // count bound of one closed-loop task in one slice
+const TIMEOUT: Duration = Duration::from_secs(5); // one request, headers to last byte
+const WARMUP: usize = 300; // sequential requests per side and mode before measuring
+
+const ANSWER: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1767225600,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"finish_reason":"stop","logprobs":null,"message":{"role":"assistant","content":"The roadmap is on track; migration runbook owned by Alice.","refusal":null}}],"usage":{"prompt_tokens":260,"completion_tokens":14,"total_tokens":274},"system_fingerprint":"fp_bench"}"#;
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// 10 SSE chunks (role, 8 content words, finish + usage), then `[DONE]`.
+static SSE: LazyLock<Vec<Bytes>> = LazyLock::new(|| {
+    let head = r#"data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1767225600,"model":"gpt-4o-mini-2024-07-18","#;
+    let mut v = vec![format!("{head}\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\"}},\"finish_reason\":null}}],\"usage\":null}}\n\n")];
+    for word in [
+        "The ", "roadmap ", "is ", "on ", "track; ", "Alice ", "owns ", "it.",
+    ] {
+        v.push(format!("{head}\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{word}\"}},\"finish_reason\":null}}],\"usage\":null}}\n\n"));
+    }
+    v.push(format!("{head}\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}],\"usage\":{{\"prompt_tokens\":260,\"completion_tokens\":8,\"total_tokens\":268}}}}\n\n"));
+    v.push(String::from_utf8_lossy(DONE).into_owned());
+    v.into_iter().map(Bytes::from).collect()
+});
+
+const SYSTEM: &str = "You are a concise assistant for an engineering team. Answer in short bullet points and keep a neutral tone.";
+const USER: &str = "Please summarise the following meeting notes for the team. We discussed the quarterly roadmap, the hiring plan for the platform group, and the migration of our billing service to the new database cluster. Action items: Alice owns the migration runbook, Bob will draft the hiring rubric, and Carol will follow up with finance about the Q3 budget. The on-call rotation moves to weekly shifts next month, and the staging environment will be rebuilt from the new images on Thursday. Open questions: whether the analytics export can wait until after the migration, and who reviews the new alerting thresholds. Please also list any risks you see in the plan and suggest an owner for each of them.";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Plain,
+    Stream,
+}
+
+fn request_body(mode: Mode) -> Bytes {
+    let extra = match mode {
+        Mode::Plain => "",
+        Mode::Stream => r#","stream":true,"stream_options":{"include_usage":true}"#,
+    };
+    Bytes::from(format!(
+        r#"{{"model":"openai/gpt-4o-mini","messages":[{{"role":"system","content":"{SYSTEM}"}},{{"role":"user","content":"{USER}"}}],"temperature":0.2,"max_tokens":256{extra}}}"#
+    ))
+}
+
+// ---------------------------------------------------------------- fake upstream
+
+async fn start_upstream() -> std::io::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(answer))
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn answer(
+    req: Request<Incoming>,
+) -> Result<Response<BoxBody<Bytes, std::convert::Infallible>>, hyper::Error> {
+    let body = req.into_body().collect().await?.to_bytes();
+    let streamed = [&b"\"stream\":true"[..], b"\"stream\": true"]
+        .iter()
+        .any(|pat| body.windows(pat.len()).any(|w| w == *pat));
+    let (content_type, body) = if streamed {
+        let frames = SSE.iter().cloned().map(|c| Ok(Frame::data(c)));
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        ("text/event-stream", BodyExt::boxed(body))
+    } else {
+        (
+            "application/json",
+            Full::new(Bytes::from_static(ANSWER.as_bytes())).boxed(),
+        )
+    };
+    let mut rsp = Response::new(body);
+    rsp.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    Ok(rsp)
+}
+
+// ---------------------------------------------------------------- gatehouse child
+
+/// The gatehouse child process and its temp dir; killed and removed on drop.
+struct Gatehouse {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn gatehouse_binary() -> PathBuf {
+    option_env!("CARGO_BIN_EXE_gatehouse").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/gatehouse"),
+        PathBuf::from,
+    )
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn spawn_gatehouse(
+    bin: &PathBuf,
+    upstream: &str,
+    proxy: u16,
+    detect: &str,
+) -> Result<Gatehouse, Error> {
+    let dir = std::env::temp_dir().join(format!("gatehouse-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let log = std::fs::File::create(dir.join("gatehouse.log"))?;
+    let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let child = Command::new(bin)
+        .arg("serve")
+        .current_dir(&dir)
+        .env("GATEHOUSE_PROXY__LISTEN", format!("127.0.0.1:{proxy}"))
+        .env(
+            "GATEHOUSE_ADMIN__LISTEN",
+            format!("127.0.0.1:{}", free_port()?),
+        )
+        .env("GATEHOUSE_UPSTREAMS__OPENROUTER__BASE_URL", upstream)
+        .env("GATEHOUSE_STORE__PATH", dir.join("gatehouse.db"))
+        .env("GATEHOUSE_DETECT__POLICIES", policies)
+        .env("GATEHOUSE_DETECT__ENABLED", detect)
+        .env("OPENROUTER_API_KEY", "sk-bench-upstream")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    Ok(Gatehouse { child, dir })
+}
+
+fn proc_field(pid: u32, key: &str) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .ok_or("no such field")?;
+    Ok(line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?)
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64, Error> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_comm = stat.rsplit_once(')').ok_or("bad /proc stat")?.1;
+    let f: Vec<&str> = after_comm.split_whitespace().collect();
+    // after the comm: state is field 3, so utime (14) and stime (15) are at 11 and 12 here.
+    Ok(f.get(11).ok_or("no utime")?.parse::<u64>()?
+        + f.get(12).ok_or("no stime")?.parse::<u64>()?)
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "?".into(),
+        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
+}
+
+// ---------------------------------------------------------------- load
+
+struct Ctx {
+    client: HttpClient,
+    /// `[direct, gatehouse]` chat completion URIs.
+    uris: [Uri; 2],
+    bodies: [Bytes; 2],
+}
+
+/// One request, whole body read. Err: transport error, timeout, non-200 or a truncated body.
+async fn one(ctx: &Ctx, side: usize, mode: Mode) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    let exchange = async {
+        let req = Request::post(ctx.uris[side].clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(AUTHORIZATION, "Bearer sk-bench-client")
+            .body(Full::new(ctx.bodies[mode as usize].clone()))
+            .map_err(|e| e.to_string())?;
+        let rsp = ctx
+            .client
+            .request(req)
+            .await
+            .map_err(|e| format!("transport: {e:?}"))?;
+        let status = rsp.status();
+        let got = rsp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        let whole = match mode {
+            Mode::Plain => got.len() == ANSWER.len(),
+            Mode::Stream => got.ends_with(DONE),
+        };
+        match (status, whole) {
+            (StatusCode::OK, true) => Ok(()),
+            _ => Err(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&got[..got.len().min(200)])
+            )),
+        }
+    };
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .map_err(|_| "timeout".to_string())??;
+    Ok(t0.elapsed())
+}
+
+/// What one side (direct or gatehouse) got in one phase.
+#[derive(Default)]
+struct Side {
+    latencies: Vec<Duration>,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+    elapsed: Duration,
+    /// gatehouse CPU ticks during this side's slices.
+    gate_ticks: u64,
+    /// Open loop: sends that started more than 1 ms after their scheduled time.
+    late_sends: u64,
+}
+
+impl Side {
+    fn add(&mut self, r: Result<Duration, String>) {
+        match r {
+            Ok(d) => {
+                self.ok += 1;
+                self.latencies.push(d);
+            }
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// One open-loop slice: SLICE_REQUESTS sends, one per PERIOD, each in its own task.
+async fn open_loop(ctx: &Arc<Ctx>, side: usize, mode: Mode, out: &mut Side) {
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(SLICE_REQUESTS as usize);
+    for i in 0..SLICE_REQUESTS {
+        let at = start + PERIOD * i;
+        tokio::time::sleep_until(at).await;
+        if at.elapsed() > Duration::from_millis(1) {
+            out.late_sends += 1;
+        }
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move { one(&ctx, side, mode).await }));
+    }
+    for t in tasks {
+        out.add(t.await.unwrap_or_else(|e| Err(format!("task: {e}"))));
+    }
+    out.elapsed += start.elapsed();
+}
+
+/// One closed-loop slice: CONCURRENCY tasks send back to back until SLICE_TIME is up.
+async fn closed_loop(ctx: &Arc<Ctx>, side: usize, mode: Mode, out: &mut Side) {
+    let start = Instant::now();
+    let deadline = start + SLICE_TIME;
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let mut mine = Side::default();
+                while Instant::now() < deadline && mine.ok + mine.errors < MAX_PER_TASK {
+                    mine.add(one(&ctx, side, mode).await);
+                }
+                mine
+            })
+        })
+        .collect();
+    for t in tasks {
+        let mine = t.await.unwrap_or_default();
+        out.ok += mine.ok;
+        out.errors += mine.errors;
+        out.latencies.extend(mine.latencies);
+        if let Some(e) = mine.first_error {
+            out.first_error.get_or_insert(e);
+        }
+    }
+    out.elapsed += start.elapsed();
+}
+
+/// A phase: SLICES alternating slices, direct first. Returns `[direct, gatehouse]`.
+async fn phase(ctx: &Arc<Ctx>, pid: u32, mode: Mode, open: bool) -> Result<[Side; 2], Error> {
+    let mut sides = [Side::default(), Side::default()];
+    for slice in 0..SLICES {
+        let (side, before) = (slice % 2, cpu_ticks(pid)?);
+        if open {
+            open_loop(ctx, side, mode, &mut sides[side]).await;
+        } else {
+            closed_loop(ctx, side, mode, &mut sides[side]).await;
+        }
+        sides[side].gate_ticks += cpu_ticks(pid)?.saturating_sub(before);
+    }
+    Ok(sides)
+}
+
+// ---------------------------------------------------------------- report
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len().saturating_sub(1)) as f64 * p / 100.0).round() as usize;
+    sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
+}
+
+fn row(label: &str, direct: String, gate: String, added: String, target: &str) {
+    println!("{label:<34} {direct:>10} {gate:>10} {added:>10}   {target}");
+}
+
+fn verdict(value: f64, limit: f64) -> String {
+    format!("≤ {limit} {}", if value <= limit { "ok" } else { "MISS" })
+}
+
+fn main() -> ExitCode {
+    let bin = gatehouse_binary();
+    if !bin.is_file() {
+        eprintln!("gatehouse binary not found at {}; build it first:\n  CARGO_TARGET_DIR=/work/target-bench cargo build --release", bin.display());
+        return ExitCode::from(2);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    match rt.map_err(Error::from).and_then(|rt| rt.block_on(run(bin))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("proxy_overhead: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(bin: PathBuf) -> Result<(), Error> {
+    let detect = std::env::var("GATEHOUSE_DETECT__ENABLED").unwrap_or_else(|_| "true".into());
+    let load_start = loadavg();
+    let upstream = start_upstream().await?;
+    let proxy = free_port()?;
+    let mut gate = spawn_gatehouse(&bin, &format!("http://{upstream}/v1"), proxy, &detect)?;
+    let pid = gate.child.id();
+
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build(connector);
+    let health: Uri = format!("http://127.0.0.1:{proxy}/health").parse()?;
+    let started = Instant::now();
+    loop {
+        let req = Request::get(health.clone()).body(Full::default())?;
+        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(1), client.request(req)).await {
+            if r.status() == StatusCode::OK {
+                break;
+            }
+        }
+        let exited = gate.child.try_wait()?;
+        if exited.is_some() || started.elapsed() > Duration::from_secs(15) {
+            let log = std::fs::read_to_string(gate.dir.join("gatehouse.log")).unwrap_or_default();
+            return Err(
+                format!("gatehouse not healthy (exit: {exited:?}); its log:\n{log}").into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss_kb = proc_field(pid, "VmRSS:")?;
+
+    let ctx = Arc::new(Ctx {
+        client,
+        uris: [
+            format!("http://{upstream}/v1/chat/completions").parse()?,
+            format!("http://127.0.0.1:{proxy}/v1/chat/completions").parse()?,
+        ],
+        bodies: [request_body(Mode::Plain), request_body(Mode::Stream)],
+    });
+    let mut warmup = [Side::default(), Side::default()];
+    for mode in [Mode::Plain, Mode::Stream] {
+        for (side, out) in warmup.iter_mut().enumerate() {
+            for _ in 0..WARMUP {
+                out.add(one(&ctx, side, mode).await);
+            }
+        }
+    }
+
+    let mut results = Vec::new();
+    for mode in [Mode::Plain, Mode::Stream] {
+        let latency = phase(&ctx, pid, mode, true).await?;
+        let throughput = phase(&ctx, pid, mode, false).await?;
+        results.push((mode, latency, throughput));
+    }
+    let peak_rss_kb = proc_field(pid, "VmHWM:")?;
+    let load_end = loadavg();
+    let log = std::fs::read_to_string(gate.dir.join("gatehouse.log")).unwrap_or_default();
+    drop(gate);
+
+    let tick_us = 1e6 / clock_ticks_per_sec();
+    println!("\ngatehouse proxy overhead  (detection {detect}; request {} B plain / {} B stream; {} cores)",
+        ctx.bodies[0].len(), ctx.bodies[1].len(), std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!("load average at start: {load_start}   at end: {load_end}\n");
+    row(
+        "",
+        "direct".into(),
+        "gatehouse".into(),
+        "added".into(),
+        "target",
+    );
+    let mut errors = Vec::new();
+    for (mode, mut lat, thr) in results {
+        let name = if mode == Mode::Plain {
+            "plain "
+        } else {
+            "stream"
+        };
+        lat.iter_mut().for_each(|s| s.latencies.sort_unstable());
+        for p in [50.0, 90.0, 99.0] {
+            let (d, g) = (pct(&lat[0].latencies, p), pct(&lat[1].latencies, p));
+            let target = if p == 99.0 {
+                verdict(g - d, 250.0)
+            } else {
+                String::new()
+            };
+            row(
+                &format!("{name} p{p} µs @1000 req/s"),
+                format!("{d:.0}"),
+                format!("{g:.0}"),
+                format!("{:+.0}", g - d),
+                &target,
+            );
+        }
+        let rate = |s: &Side| s.ok as f64 / s.elapsed.as_secs_f64();
+        let (d, g) = (rate(&thr[0]), rate(&thr[1]));
+        row(
+            &format!("{name} req/s, concurrency {CONCURRENCY}"),
+            format!("{d:.0}"),
+            format!("{g:.0}"),
+            format!("{:+.0}%", (g / d - 1.0) * 100.0),
+            "",
+        );
+        for (label, s) in [("@1000 req/s", &lat), ("at c=64", &thr)] {
+            let per_req = s[1].gate_ticks as f64 * tick_us / s[1].ok.max(1) as f64;
+            let idle_ms = s[0].gate_ticks as f64 * tick_us / 1e3;
+            row(
+                &format!("{name} gatehouse CPU µs/req {label}"),
+                format!("(idle {idle_ms:.0} ms)"),
+                format!("{per_req:.1}"),
+                String::new(),
+                &verdict(per_req, 30.0),
+            );
+        }
+        for (what, sides) in [("latency", &lat), ("throughput", &thr)] {
+            for (side, s) in ["direct", "gatehouse"].iter().zip(sides.iter()) {
+                errors.push((
+                    format!("{name} {what} {side}"),
+                    s.ok,
+                    s.errors,
+                    s.late_sends,
+                    s.first_error.clone(),
+                ));
+            }
+        }
+    }
+    let idle_mb = idle_rss_kb as f64 / 1024.0;
+    row(
+        "gatehouse RSS idle / peak MB",
+        String::new(),
+        format!("{idle_mb:.1} / {:.1}", peak_rss_kb as f64 / 1024.0),
+        String::new(),
+        &verdict(idle_mb, 30.0),
+    );
+    for (side, w) in ["direct", "gatehouse"].iter().zip(&warmup) {
+        errors.push((
+            format!("warm-up {side}"),
+            w.ok,
+            w.errors,
+            0,
+            w.first_error.clone(),
+        ));
+    }
+    println!("\nrequests (ok / errors / open-loop sends >1 ms late):");
+    for (label, ok, err, late, first) in &errors {
+        println!(
+            "  {label:<30} {ok:>8} / {err} / {late}{}",
+            first
+                .as_ref()
+                .map_or(String::new(), |e| format!("   first error: {e}"))
+        );
+    }
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    println!(
+        "gatehouse log: {} lines, {} WARN/ERROR",
+        log.lines().count(),
+        warnings.len()
+    );
+    warnings
+        .iter()
+        .take(5)
+        .for_each(|l| println!("  {}", &l[..l.len().min(240)]));
+    let total_errors: u64 = errors.iter().map(|e| e.2).sum();
+    if total_errors > 0 {
+        return Err(format!("{total_errors} requests failed").into());
+    }
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! Learned stage: a hashed n-gram linear model, scored in microseconds.
+//!
+//! Owns feature hashing (shared with [`super::train`] so training and scoring
+//! cannot drift), the model's in-memory form, and its compact binary file.
+//! Features are word unigrams and bigrams over the whole normalised text plus
+//! byte n-grams over its first `char_limit` bytes, hashed (FNV-1a) into 2^bits
+//! buckets without allocating; counts are scaled by 1/sqrt(n) so long texts do
+//! not saturate. Weights are quantised to i8 with one scale, so the default
+//! 2^18-bucket table is 256 KiB and stays cache-resident. A second, smaller
+//! table per attack category (a softmax head) names the category when no rule
+//! did. Trade-off: hashing collisions and a linear model cannot express "X
+//! unless Y"; the rules carry that, the model carries paraphrase.
+
+use std::path::Path;
+
+use super::verdict::Category;
+
+/// Feature settings stored in the model so scoring matches training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeatureConfig {
+    pub bits: u8,
+    pub char_ngram: u8,
+    pub char_limit: u32,
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        FeatureConfig {
+            bits: 18,
+            char_ngram: 4,
+            char_limit: 1024,
+        }
+    }
+}
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+const FNV_PRIME: u32 = 0x0100_0193;
+const SEED_WORD: u32 = 0x9e37_79b9;
+const SEED_CHAR: u32 = 0x85eb_ca6b;
+
+fn fnv(seed: u32, bytes: &[u8]) -> u32 {
+    bytes.iter().fold(FNV_OFFSET ^ seed, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(FNV_PRIME)
+    })
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+/// Word features come from at most this many bytes at each end of the text:
+/// attacks sit at the start or the end of a prompt, and the 1/sqrt(n) scaling
+/// means a long middle only dilutes them. The rules still see everything.
+pub const WORD_EDGE: usize = 4096;
+
+/// Calls `f` with the hash of every feature of `norm` (normalised text).
+pub fn features(norm: &str, cfg: FeatureConfig, mut f: impl FnMut(u32)) {
+    let all = norm.as_bytes();
+    if all.len() > 2 * WORD_EDGE {
+        words(&all[..WORD_EDGE], &mut f);
+        words(&all[all.len() - WORD_EDGE..], &mut f);
+    } else {
+        words(all, &mut f);
+    }
+    let n = usize::from(cfg.char_ngram);
+    let limit = all.len().min(cfg.char_limit as usize);
+    if n > 0 && limit >= n {
+        for w in all[..limit].windows(n) {
+            f(fnv(SEED_CHAR, w));
+        }
+    }
+}
+
+fn words(b: &[u8], f: &mut impl FnMut(u32)) {
+    let mut prev: Option<u32> = None;
+    let mut i = 0;
+    while i < b.len() {
+        if !is_word(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && is_word(b[i]) {
+            i += 1;
+        }
+        let h = fnv(SEED_WORD, &b[start..i]);
+        f(h);
+        if let Some(p) = prev {
+            f((p.rotate_left(7) ^ h).wrapping_mul(FNV_PRIME));
+        }
+        prev = Some(h);
+    }
+}
+
+/// A trained model, quantised.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LearnedModel {
+    pub cfg: FeatureConfig,
+    pub bias: f32,
+    pub scale: f32,
+    pub weights: Vec<i8>,
+    pub classes: Vec<Category>,
+    pub class_bits: u8,
+    pub class_scale: f32,
+    pub class_bias: Vec<f32>,
+    pub class_weights: Vec<i8>,
+}
+
+/// Error reading or writing a model file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: cannot read or write")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Format { path: String, reason: &'static str },
+}
+
+const MAGIC: &[u8; 4] = b"GHLM";
+const VERSION: u8 = 1;
+
+/// Quantises f32 weights to i8 with one shared scale.
+pub fn quantise(w: &[f32]) -> (Vec<i8>, f32) {
+    let max = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let q = w
+        .iter()
+        .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (q, scale)
+}
+
+impl LearnedModel {
+    /// Attack probability of normalised text.
+    pub fn probability(&self, norm: &str) -> f32 {
+        let mask = (1u32 << self.cfg.bits) - 1;
+        let (mut sum, mut n) = (0i32, 0u32);
+        features(norm, self.cfg, |h| {
+            sum += i32::from(self.weights[(h & mask) as usize]);
+            n += 1;
+        });
+        let z = self.bias + self.scale * sum as f32 / (n.max(1) as f32).sqrt();
+        sigmoid(z)
+    }
+
+    /// Likeliest attack category of normalised text (a second pass, run
+    /// only when no rule named a category).
+    pub fn category(&self, norm: &str) -> Option<Category> {
+        let cmask = (1u32 << self.class_bits) - 1;
+        let stride = 1usize << self.class_bits;
+        let mut csum = vec![0i32; self.classes.len()];
+        let mut n = 0u32;
+        features(norm, self.cfg, |h| {
+            for (k, c) in csum.iter_mut().enumerate() {
+                *c += i32::from(self.class_weights[k * stride + (h & cmask) as usize]);
+            }
+            n += 1;
+        });
+        let norm_f = 1.0 / (n.max(1) as f32).sqrt();
+        csum.iter()
+            .enumerate()
+            .map(|(k, &c)| (k, self.class_bias[k] + self.class_scale * c as f32 * norm_f))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(k, _)| self.classes[k])
+    }
+
+    /// Serialises to the compact binary format.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.weights.len() + self.class_weights.len() + 64);
+        v.extend_from_slice(MAGIC);
+        v.extend_from_slice(&[VERSION, self.cfg.bits, self.class_bits, self.cfg.char_ngram]);
+        v.extend_from_slice(&self.cfg.char_limit.to_le_bytes());
+        for x in [self.bias, self.scale, self.class_scale] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.push(u8::try_from(self.classes.len()).expect("at most 9 categories"));
+        for (c, b) in self.classes.iter().zip(&self.class_bias) {
+            v.push(category_code(*c));
+            v.extend_from_slice(&b.to_le_bytes());
+        }
+        v.extend(self.weights.iter().map(|&w| w as u8));
+        v.extend(self.class_weights.iter().map(|&w| w as u8));
+        v
+    }
+
+    /// Parses the binary format.
+    ///
+    /// # Errors
+    /// Fails on a bad magic, version, size or category code.
+    pub fn from_bytes(b: &[u8]) -> Result<LearnedModel, &'static str> {
+        let mut r = Reader { b, at: 0 };
+        if r.take(4)? != MAGIC {
+            return Err("not a gatehouse model (bad magic)");
+        }
+        let head = r.take(4)?;
+        if head[0] != VERSION || head[1] > 24 || head[2] > 20 || head[3] > 8 {
+            return Err("unsupported version or sizes");
+        }
+        let cfg = FeatureConfig {
+            bits: head[1],
+            char_ngram: head[3],
+            char_limit: r.u32()?,
+        };
+        let (bias, scale, class_scale) = (r.f32()?, r.f32()?, r.f32()?);
+        let n = usize::from(r.take(1)?[0]);
+        let (mut classes, mut class_bias) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            classes.push(code_category(r.take(1)?[0]).ok_or("unknown category code")?);
+            class_bias.push(r.f32()?);
+        }
+        let weights = r.take(1 << cfg.bits)?.iter().map(|&x| x as i8).collect();
+        let class_weights = r.take(n << head[2])?.iter().map(|&x| x as i8).collect();
+        if r.at != b.len() {
+            return Err("trailing bytes");
+        }
+        Ok(LearnedModel {
+            cfg,
+            bias,
+            scale,
+            weights,
+            classes,
+            class_bits: head[2],
+            class_scale,
+            class_bias,
+            class_weights,
+        })
+    }
+
+    /// Reads a model file.
+    ///
+    /// # Errors
+    /// I/O failure or a malformed file.
+    pub fn load(path: &Path) -> Result<LearnedModel, ModelError> {
+        let p = path.display().to_string();
+        let b = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        LearnedModel::from_bytes(&b).map_err(|reason| ModelError::Format { path: p, reason })
+    }
+
+    /// Writes a model file.
+    ///
+    /// # Errors
+    /// I/O failure.
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        std::fs::write(path, self.to_bytes()).map_err(|source| ModelError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// Logistic function.
+pub fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+fn category_code(c: Category) -> u8 {
+    Category::ALL
+        .iter()
+        .position(|&x| x == c)
+        .and_then(|p| u8::try_from(p).ok())
+        .expect("every category is in Category::ALL")
+}
+
+fn code_category(b: u8) -> Option<Category> {
+    Category::ALL.get(usize::from(b)).copied()
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        let s = self.b.get(self.at..self.at + n).ok_or("truncated")?;
+        self.at += n;
+        Ok(s)
+    }
+
+    fn u32(&mut self) -> Result<u32, &'static str> {
+        let s = self.take(4)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+
+    fn f32(&mut self) -> Result<f32, &'static str> {
+        Ok(f32::from_bits(self.u32()?))
+    }
+}

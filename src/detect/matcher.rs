@@ -1,0 +1,325 @@
+//! Matcher: every policy compiled into one automaton plus a regex set.
+//!
+//! Owns compiling validated rules and finding raw hits. All phrases and all
+//! proximity words of all policies go into ONE Aho-Corasick automaton run
+//! over normalised text; multiword phrases also go into a second, smaller
+//! automaton over the letters-only projection (run only when the text looks
+//! split). Regex rules (secrets, PII) live in [`super::regexes`].
+//! Hits are in the coordinates of the text searched; mapping back to the
+//! original is the caller's job. Trade-off: overlapping search reports every
+//! pattern, so proximity words share the automaton with phrases, at the cost
+//! of a hit buffer; it is capped so a hostile input cannot grow it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::normalise::{normalise, squash};
+use super::policy::Policy;
+use super::regexes::{RegexRules, RegexSpec};
+use super::verdict::Category;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+
+/// A compiled rule's identity and weight.
+#[derive(Clone, Debug)]
+pub struct RuleMeta {
+    pub id: Arc<str>,
+    pub category: Category,
+    pub weight: f32,
+    pub response: bool,
+}
+
+/// A raw hit of rule `rule` at `start..end` of the searched text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub rule: u32,
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Phrase(u32),
+    Prox { rule: u32, group: u8 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    target: Target,
+    left: bool,
+    right: bool,
+}
+
+struct Prox {
+    rule: u32,
+    groups: u8,
+    window: u32,
+}
+
+/// Error building the matcher from validated policies.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("building the phrase automaton")]
+    Automaton(#[source] aho_corasick::BuildError),
+    #[error("compiling the regex set")]
+    Regex(#[source] regex::Error),
+}
+
+/// Most raw hits kept per searched text; beyond this, more hits add no evidence.
+const MAX_HITS: usize = 4096;
+/// Minimum letters for a phrase to be searched in the letters-only projection,
+/// so short words cannot match across word joins.
+const MIN_SQUASH_LEN: usize = 10;
+
+/// Every policy, compiled.
+pub struct Matcher {
+    rules: Vec<RuleMeta>,
+    ac: AhoCorasick,
+    entries: Vec<Vec<Entry>>,
+    squash_ac: AhoCorasick,
+    squash_rules: Vec<u32>,
+    prox: Vec<Prox>,
+    regexes: RegexRules,
+}
+
+#[derive(Default)]
+struct Builder {
+    rules: Vec<RuleMeta>,
+    pats: HashMap<String, usize>,
+    entries: Vec<Vec<Entry>>,
+    squash: HashMap<String, u32>,
+    prox: Vec<Prox>,
+    regexes: Vec<RegexSpec>,
+}
+
+impl Builder {
+    fn add_pattern(&mut self, raw: &str, target: Target) {
+        let (body, wild_left, wild_right) = wildcards(raw);
+        let norm = normalise(body).text.trim().to_owned();
+        let Some((first, last)) = norm.chars().next().zip(norm.chars().next_back()) else {
+            return;
+        };
+        let left = !wild_left && needs_boundary(first);
+        let right = !wild_right && needs_boundary(last);
+        if let Target::Phrase(rule) = target {
+            let (sq, _) = squash(&norm);
+            if norm.contains(' ') && sq.len() >= MIN_SQUASH_LEN {
+                self.squash.entry(sq).or_insert(rule);
+            }
+        }
+        let n = self.pats.len();
+        let idx = *self.pats.entry(norm).or_insert(n);
+        if idx == self.entries.len() {
+            self.entries.push(Vec::new());
+        }
+        self.entries[idx].push(Entry {
+            target,
+            left,
+            right,
+        });
+    }
+
+    fn add_policy(&mut self, p: &Policy) {
+        for r in &p.spec.rules {
+            let rule = u32::try_from(self.rules.len()).expect("fewer than 4 billion rules");
+            self.rules.push(RuleMeta {
+                id: Arc::from(r.id.as_str()),
+                category: r.category,
+                weight: r.weight,
+                response: r.response,
+            });
+            for ph in &r.phrases {
+                self.add_pattern(ph, Target::Phrase(rule));
+            }
+            if let Some(px) = &r.proximity {
+                for (g, words) in px.groups.iter().enumerate() {
+                    let group = u8::try_from(g).expect("validated: at most 4 groups");
+                    for w in words {
+                        self.add_pattern(w, Target::Prox { rule, group });
+                    }
+                }
+                self.prox.push(Prox {
+                    rule,
+                    groups: u8::try_from(px.groups.len()).expect("validated: at most 4 groups"),
+                    window: px.window,
+                });
+            }
+            if let Some(re) = &r.regex {
+                self.regexes.push(RegexSpec {
+                    rule,
+                    pattern: re.clone(),
+                    check: r.check,
+                    windowed: r.category == Category::PiiInPrompt,
+                });
+            }
+        }
+    }
+}
+
+/// A `*` at either end is a wildcard (the word may continue) only when it
+/// touches a letter or digit; `*** new` keeps its stars as text.
+fn wildcards(raw: &str) -> (&str, bool, bool) {
+    let b = raw.as_bytes();
+    let left = b.len() > 1 && b[0] == b'*' && b[1].is_ascii_alphanumeric();
+    let right = b.len() > 1 && b[b.len() - 1] == b'*' && b[b.len() - 2].is_ascii_alphanumeric();
+    let start = usize::from(left);
+    let end = b.len() - usize::from(right);
+    (raw.get(start..end.max(start)).unwrap_or(raw), left, right)
+}
+
+fn automaton<I: AsRef<[u8]>>(pats: &[I]) -> Result<AhoCorasick, BuildError> {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(pats)
+        .map_err(BuildError::Automaton)
+}
+
+impl Matcher {
+    /// Compiles validated policies.
+    ///
+    /// # Errors
+    /// Fails when a regex that passed validation still cannot join the set
+    /// (size limits) or the automaton cannot be built.
+    pub fn build(policies: &[Policy]) -> Result<Matcher, BuildError> {
+        let mut b = Builder::default();
+        for p in policies {
+            b.add_policy(p);
+        }
+        let mut pats: Vec<(&String, &usize)> = b.pats.iter().collect();
+        pats.sort_by_key(|(_, i)| **i);
+        let pats: Vec<&str> = pats.into_iter().map(|(s, _)| s.as_str()).collect();
+        let mut sq: Vec<(String, u32)> = b.squash.into_iter().collect();
+        sq.sort();
+        let regexes = RegexRules::build(&b.regexes).map_err(BuildError::Regex)?;
+        Ok(Matcher {
+            ac: automaton(&pats)?,
+            squash_ac: automaton(&sq.iter().map(|s| s.0.as_str()).collect::<Vec<_>>())?,
+            squash_rules: sq.iter().map(|s| s.1).collect(),
+            rules: b.rules,
+            entries: b.entries,
+            prox: b.prox,
+            regexes,
+        })
+    }
+
+    /// The rule behind a hit.
+    pub fn rule(&self, idx: u32) -> &RuleMeta {
+        &self.rules[idx as usize]
+    }
+
+    /// Number of compiled rules.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Phrase and proximity hits in normalised text.
+    pub fn phrase_hits(&self, norm: &str, out: &mut Vec<Hit>) {
+        let b = norm.as_bytes();
+        let mut prox_hits: Vec<(u32, u8, usize, usize)> = Vec::new();
+        for m in self.ac.find_overlapping_iter(norm) {
+            if out.len() + prox_hits.len() >= MAX_HITS {
+                break;
+            }
+            let (s, e) = (m.start(), m.end());
+            for en in &self.entries[m.pattern().as_usize()] {
+                if (en.left && s > 0 && is_word(b[s - 1]))
+                    || (en.right && e < b.len() && is_word(b[e]))
+                {
+                    continue;
+                }
+                match en.target {
+                    Target::Phrase(rule) => out.push(Hit {
+                        rule,
+                        start: s,
+                        end: e,
+                    }),
+                    Target::Prox { rule, group } => prox_hits.push((rule, group, s, e)),
+                }
+            }
+        }
+        if !prox_hits.is_empty() {
+            self.proximity(norm, &mut prox_hits, out);
+        }
+    }
+
+    fn proximity(&self, norm: &str, hits: &mut [(u32, u8, usize, usize)], out: &mut Vec<Hit>) {
+        hits.sort_unstable();
+        for p in &self.prox {
+            let lo = hits.partition_point(|h| h.0 < p.rule);
+            let hi = hits.partition_point(|h| h.0 <= p.rule);
+            if let Some(hit) = chain(norm, &hits[lo..hi], p) {
+                out.push(hit);
+            }
+        }
+    }
+
+    /// Multiword phrase hits in the letters-only projection of normalised text.
+    /// Returned spans are in normalised coordinates.
+    pub fn squash_hits(&self, norm: &str, out: &mut Vec<Hit>) {
+        let (sq, map) = squash(norm);
+        for m in self.squash_ac.find_iter(&sq) {
+            let start = map[m.start()] as usize;
+            let end = map[m.end() - 1] as usize + 1;
+            out.push(Hit {
+                rule: self.squash_rules[m.pattern().as_usize()],
+                start,
+                end: end.min(norm.len()),
+            });
+        }
+    }
+
+    /// Regex hits in original text (secrets everywhere, PII in candidate windows).
+    pub fn regex_hits(&self, text: &str, out: &mut Vec<Hit>) {
+        self.regexes.hits(text, out);
+    }
+}
+
+/// First ordered chain group0 → group1 → … within `window` words.
+fn chain(norm: &str, hits: &[(u32, u8, usize, usize)], p: &Prox) -> Option<Hit> {
+    let max_bytes = p.window as usize * 24;
+    for first in hits.iter().filter(|h| h.1 == 0) {
+        let (mut end, mut ok) = (first.3, true);
+        for g in 1..p.groups {
+            let next = hits.iter().find(|h| {
+                h.1 == g
+                    && h.2 >= end
+                    && h.2 - first.2 <= max_bytes
+                    && words(norm, first.2, h.2) <= p.window
+            });
+            match next {
+                Some(h) => end = h.3,
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            return Some(Hit {
+                rule: p.rule,
+                start: first.2,
+                end,
+            });
+        }
+    }
+    None
+}
+
+fn words(norm: &str, from: usize, to: usize) -> u32 {
+    let n = norm.as_bytes()[from..to]
+        .iter()
+        .filter(|&&b| b == b' ')
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Scripts written with spaces get whole-word matching; CJK and Hangul
+/// (often written without spaces) match as substrings.
+fn needs_boundary(c: char) -> bool {
+    c.is_alphanumeric()
+        && !matches!(c, '\u{1100}'..='\u{11FF}' | '\u{3000}'..='\u{9FFF}' | '\u{AC00}'..='\u{D7AF}' | '\u{F900}'..='\u{FAFF}')
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}

@@ -1,0 +1,233 @@
+//! Scan: one request's segments through normalise → match → decode → learn.
+//!
+//! Owns the per-request pipeline that turns a [`ScanInput`] into matches and
+//! a learned probability; [`super::scoring`] turns those into a verdict.
+//! Each segment is scanned alone; then the seams between consecutive
+//! segments are scanned (a bounded window either side) so a payload split
+//! across messages is still seen without scanning the conversation twice.
+//! Encoded runs and tag-smuggled ASCII are decoded and rescanned up to
+//! [`MAX_DEPTH`] levels within a per-segment byte budget. Trade-off: hits in
+//! decoded text are reported at the span of the whole encoded run.
+
+use super::decode::{decode_runs, Decoded};
+use super::learned::LearnedModel;
+use super::matcher::{Hit, Matcher};
+use super::normalise::{looks_split, normalise, Normalised};
+use super::verdict::{Category, Match, Role, ScanInput};
+
+/// Decoded text is rescanned at most this many levels deep.
+pub const MAX_DEPTH: u32 = 2;
+/// Bytes of decoded text scanned per segment, across all levels.
+const DECODE_BUDGET: usize = 64 * 1024;
+/// Bytes of normalised text either side of a segment seam.
+const SEAM: usize = 160;
+/// Longest snippet, in chars.
+const SNIPPET_CHARS: usize = 80;
+
+/// Synthetic obfuscation evidence: (rule id, weight).
+const OBF_INVISIBLE: (&str, f32) = ("obfuscation.invisible_chars", 2.0);
+const OBF_TAGS: (&str, f32) = ("obfuscation.tag_smuggling", 8.0);
+const OBF_HOMOGLYPH: (&str, f32) = ("obfuscation.homoglyph_mix", 4.0);
+const OBF_ENCODED: (&str, f32) = ("obfuscation.encoded_payload", 4.0);
+
+/// Raw findings of one scan, before scoring.
+pub struct Findings {
+    pub matches: Vec<Match>,
+    /// Highest learned probability over the segments the model reads, and where.
+    pub learned: Option<(f32, u32)>,
+    norms: Vec<Normalised>,
+}
+
+impl Findings {
+    /// The normalised text of segment `i` (for a second learned pass).
+    pub fn norm(&self, i: u32) -> Option<&str> {
+        self.norms.get(i as usize).map(|n| n.text.as_str())
+    }
+}
+
+/// Scans every segment and the seams between them.
+pub fn scan(m: &Matcher, model: Option<&LearnedModel>, input: &ScanInput) -> Findings {
+    let mut f = Findings {
+        matches: Vec::new(),
+        learned: None,
+        norms: Vec::with_capacity(input.segments.len()),
+    };
+    for (i, seg) in input.segments.iter().enumerate() {
+        let si = u32::try_from(i).unwrap_or(u32::MAX);
+        let norm = normalise(&seg.text);
+        let mut ctx = Ctx {
+            m,
+            f: &mut f,
+            seg: si,
+            role: seg.role,
+            orig: &seg.text,
+        };
+        ctx.segment(&norm);
+        if let Some(model) = model.filter(|_| reads_learned(seg.role)) {
+            let p = model.probability(&norm.text);
+            if f.learned.is_none_or(|(best, _)| p > best) {
+                f.learned = Some((p, si));
+            }
+        }
+        f.norms.push(norm);
+    }
+    seams(m, input, &mut f);
+    f
+}
+
+fn reads_learned(role: Role) -> bool {
+    !matches!(role, Role::System | Role::Assistant)
+}
+
+struct Ctx<'a> {
+    m: &'a Matcher,
+    f: &'a mut Findings,
+    seg: u32,
+    role: Role,
+    orig: &'a str,
+}
+
+impl Ctx<'_> {
+    fn segment(&mut self, norm: &Normalised) {
+        let mut hits = Vec::new();
+        self.m.phrase_hits(&norm.text, &mut hits);
+        if looks_split(&norm.text) {
+            self.m.squash_hits(&norm.text, &mut hits);
+        }
+        for h in &hits {
+            let span = norm.orig_span(self.orig, h.start, h.end);
+            self.push_rule(h.rule, span);
+        }
+        let mut regex_hits = Vec::new();
+        self.m.regex_hits(self.orig, &mut regex_hits);
+        for h in &regex_hits {
+            self.push_rule(h.rule, (h.start, h.end));
+        }
+        self.obfuscation(norm);
+        let mut budget = DECODE_BUDGET;
+        self.decoded(self.orig, None, 1, &mut budget);
+    }
+
+    fn obfuscation(&mut self, norm: &Normalised) {
+        let whole = (0, self.orig.len());
+        let fl = &norm.flags;
+        if fl.invisible > 0 {
+            self.push_synthetic(OBF_INVISIBLE, whole);
+        }
+        if fl.confusables >= 2 {
+            self.push_synthetic(OBF_HOMOGLYPH, whole);
+        }
+        if fl.tag_chars > 0 {
+            self.push_synthetic(OBF_TAGS, whole);
+            let inner = normalise(&fl.tag_payload);
+            self.rescan(&inner, whole);
+        }
+    }
+
+    /// Decodes runs of `text` and rescans them; `at` pins spans to an outer run.
+    fn decoded(&mut self, text: &str, at: Option<(usize, usize)>, depth: u32, budget: &mut usize) {
+        if depth > MAX_DEPTH || *budget == 0 {
+            return;
+        }
+        let mut runs: Vec<Decoded> = Vec::new();
+        decode_runs(text, budget, &mut runs);
+        for run in runs {
+            let span = at.unwrap_or(run.span);
+            let inner = normalise(&run.text);
+            if self.rescan(&inner, span) > 0 {
+                self.push_synthetic(OBF_ENCODED, span);
+            }
+            self.decoded(&run.text, Some(span), depth + 1, budget);
+        }
+    }
+
+    /// Matches decoded or smuggled text, reporting every hit at `span`.
+    fn rescan(&mut self, inner: &Normalised, span: (usize, usize)) -> usize {
+        let mut hits = Vec::new();
+        self.m.phrase_hits(&inner.text, &mut hits);
+        for h in &hits {
+            self.push_rule(h.rule, span);
+        }
+        hits.len()
+    }
+
+    fn push_rule(&mut self, rule: u32, span: (usize, usize)) {
+        let r = self.m.rule(rule);
+        let (id, cat, w) = (r.id.clone(), r.category, r.weight);
+        self.push(id, cat, w, span);
+    }
+
+    fn push_synthetic(&mut self, (id, w): (&str, f32), span: (usize, usize)) {
+        self.push(id.into(), Category::Obfuscation, w, span);
+    }
+
+    fn push(&mut self, rule: std::sync::Arc<str>, cat: Category, w: f32, span: (usize, usize)) {
+        let dup = self
+            .f
+            .matches
+            .iter()
+            .any(|x| x.segment == self.seg && x.rule == rule);
+        if dup {
+            return;
+        }
+        let category = if self.role.is_indirect() && cat == Category::PromptInjection {
+            Category::IndirectInjection
+        } else {
+            cat
+        };
+        self.f.matches.push(Match {
+            category,
+            rule,
+            weight: w * self.role.weight(),
+            segment: self.seg,
+            span,
+            snippet: snippet(self.orig, span),
+        });
+    }
+}
+
+/// Scans the seam between each pair of consecutive segments; keeps only hits
+/// that cross it, reported on the earlier segment.
+fn seams(m: &Matcher, input: &ScanInput, f: &mut Findings) {
+    for i in 1..f.norms.len() {
+        let (a, b) = (&f.norms[i - 1].text, &f.norms[i].text);
+        if a.is_empty() || b.is_empty() {
+            continue;
+        }
+        let a_len = a.len();
+        let tail_start = floor_boundary(a, a_len.saturating_sub(SEAM));
+        let head_end = floor_boundary(b, SEAM.min(b.len()));
+        let joined = format!("{} {}", &a[tail_start..], &b[..head_end]);
+        let seam = a_len - tail_start;
+        let mut hits: Vec<Hit> = Vec::new();
+        m.phrase_hits(&joined, &mut hits);
+        let prev = &input.segments[i - 1];
+        for h in hits.iter().filter(|h| h.start < seam && h.end > seam + 1) {
+            let start = f.norms[i - 1]
+                .orig_span(&prev.text, tail_start + h.start, a_len)
+                .0;
+            let span = (start, prev.text.len());
+            let mut ctx = Ctx {
+                m,
+                f: &mut *f,
+                seg: u32::try_from(i - 1).unwrap_or(u32::MAX),
+                role: prev.role,
+                orig: &prev.text,
+            };
+            ctx.push_rule(h.rule, span);
+        }
+    }
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// At most [`SNIPPET_CHARS`] chars of `text` starting at the span.
+pub fn snippet(text: &str, span: (usize, usize)) -> String {
+    let start = floor_boundary(text, span.0.min(text.len()));
+    text[start..].chars().take(SNIPPET_CHARS).collect()
+}

@@ -1,0 +1,237 @@
+//! Train: the learned stage's logistic regression, in pure Rust.
+//!
+//! Owns fitting [`LearnedModel`] from the dev corpus (read by path, never
+//! copied into the repo). Only rows outside the fixed holdout split
+//! ([`split_is_holdout`]) are used, so reported holdout figures stay honest.
+//! Labels: `attacks.jsonl` rows are positives, `benign.jsonl` rows negatives.
+//! `harmful_requests.jsonl` is used as neither: those are content-safety asks,
+//! not injections, and labelling them either way would teach the model the
+//! wrong boundary (as positives it learns "harmful topic" instead of
+//! "instruction attack" and flags security questions; as negatives it
+//! unlearns the cyber-attack asks we must catch).
+//! Optimiser: AdaGrad SGD over hashed sparse features, class-balanced, L2,
+//! fixed-seed shuffling, so a run is deterministic. A softmax head over the
+//! attack rows names the category. Trade-off: a linear model is tiny and
+//! fast; it cannot model interactions, which the rules do.
+
+use std::path::Path;
+
+use super::eval::{read_rows, split_is_holdout, CorpusError, Row};
+use super::learned::{features, quantise, sigmoid, FeatureConfig, LearnedModel};
+use super::normalise::normalise;
+use super::verdict::Category;
+
+/// Hyper-parameters; `Default` is what the shipped model used.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub features: FeatureConfig,
+    pub class_bits: u8,
+    pub epochs: u32,
+    pub learning_rate: f32,
+    pub l2: f32,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            features: FeatureConfig::default(),
+            class_bits: 16,
+            epochs: 12,
+            learning_rate: 0.5,
+            l2: 1e-6,
+            seed: 0x6761_7465_686f_7573,
+        }
+    }
+}
+
+/// One featurised example.
+pub struct Example {
+    pub feats: Vec<u32>,
+    pub label: bool,
+    pub class: Option<usize>,
+}
+
+/// Attack categories the softmax head predicts, in head order.
+pub const HEAD: [(&str, Category); 5] = [
+    ("prompt_injection", Category::PromptInjection),
+    ("jailbreak", Category::Jailbreak),
+    ("data_extraction", Category::DataExtraction),
+    ("code_injection", Category::CodeInjection),
+    ("cyber_attack", Category::SuspiciousKeywords),
+];
+
+/// Trains on the non-holdout rows of `corpus_dir` with default settings.
+///
+/// # Errors
+/// A corpus file is missing or malformed.
+pub fn train(corpus_dir: &Path) -> Result<LearnedModel, CorpusError> {
+    let rows = training_rows(corpus_dir)?;
+    let cfg = TrainConfig::default();
+    Ok(fit(&featurise(&rows, cfg.features), cfg))
+}
+
+/// Attack and benign rows outside the holdout split.
+///
+/// # Errors
+/// A corpus file is missing or malformed.
+pub fn training_rows(corpus_dir: &Path) -> Result<Vec<Row>, CorpusError> {
+    let mut rows = read_rows(&corpus_dir.join("attacks.jsonl"))?;
+    rows.extend(read_rows(&corpus_dir.join("benign.jsonl"))?);
+    rows.retain(|r| !split_is_holdout(&r.text));
+    Ok(rows)
+}
+
+/// Featurises rows with the scoring path's normaliser and hasher.
+pub fn featurise(rows: &[Row], cfg: FeatureConfig) -> Vec<Example> {
+    rows.iter()
+        .map(|r| {
+            let mut feats = Vec::new();
+            features(&normalise(&r.text).text, cfg, |h| feats.push(h));
+            Example {
+                feats,
+                label: r.is_attack(),
+                class: HEAD.iter().position(|(name, _)| *name == r.category),
+            }
+        })
+        .collect()
+}
+
+/// Fits the binary model and the category head.
+pub fn fit(examples: &[Example], cfg: TrainConfig) -> LearnedModel {
+    let (w, bias) = fit_binary(examples, cfg);
+    let (weights, scale) = quantise(&w);
+    let (cw, class_bias) = fit_head(examples, cfg);
+    let (class_weights, class_scale) = quantise(&cw);
+    LearnedModel {
+        cfg: cfg.features,
+        bias,
+        scale,
+        weights,
+        classes: HEAD.iter().map(|h| h.1).collect(),
+        class_bits: cfg.class_bits,
+        class_scale,
+        class_bias,
+        class_weights,
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn shuffle(&mut self, v: &mut [usize]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+fn fit_binary(ex: &[Example], cfg: TrainConfig) -> (Vec<f32>, f32) {
+    let dim = 1usize << cfg.features.bits;
+    let mask = (dim - 1) as u32;
+    let (mut w, mut g2) = (vec![0f32; dim], vec![1e-8f32; dim]);
+    let (mut bias, mut bias_g2) = (0f32, 1e-8f32);
+    let pos = ex.iter().filter(|e| e.label).count().max(1) as f32;
+    let neg = (ex.len() as f32 - pos).max(1.0);
+    let mut order: Vec<usize> = (0..ex.len()).collect();
+    let mut rng = Rng(cfg.seed);
+    for _ in 0..cfg.epochs {
+        rng.shuffle(&mut order);
+        for &i in &order {
+            let e = &ex[i];
+            let x = 1.0 / (e.feats.len().max(1) as f32).sqrt();
+            let z = bias + e.feats.iter().map(|&h| w[(h & mask) as usize]).sum::<f32>() * x;
+            let y = if e.label { 1.0 } else { 0.0 };
+            let balance = if e.label {
+                ex.len() as f32 / (2.0 * pos)
+            } else {
+                ex.len() as f32 / (2.0 * neg)
+            };
+            let g = (sigmoid(z) - y) * balance;
+            for &h in &e.feats {
+                let k = (h & mask) as usize;
+                let grad = g * x + cfg.l2 * w[k];
+                g2[k] += grad * grad;
+                w[k] -= cfg.learning_rate * grad / g2[k].sqrt();
+            }
+            bias_g2 += g * g;
+            bias -= cfg.learning_rate * g / bias_g2.sqrt();
+        }
+    }
+    (w, bias)
+}
+
+fn fit_head(ex: &[Example], cfg: TrainConfig) -> (Vec<f32>, Vec<f32>) {
+    let k = HEAD.len();
+    let stride = 1usize << cfg.class_bits;
+    let mask = (stride - 1) as u32;
+    let (mut w, mut g2) = (vec![0f32; k * stride], vec![1e-8f32; k * stride]);
+    let mut bias = vec![0f32; k];
+    let mut order: Vec<usize> = (0..ex.len()).filter(|&i| ex[i].class.is_some()).collect();
+    let mut rng = Rng(cfg.seed ^ 0x5eed);
+    let mut z = vec![0f32; k];
+    for _ in 0..cfg.epochs {
+        rng.shuffle(&mut order);
+        for &i in &order {
+            let e = &ex[i];
+            let Some(target) = e.class else { continue };
+            let x = 1.0 / (e.feats.len().max(1) as f32).sqrt();
+            for (c, zc) in z.iter_mut().enumerate() {
+                *zc = bias[c]
+                    + e.feats
+                        .iter()
+                        .map(|&h| w[c * stride + (h & mask) as usize])
+                        .sum::<f32>()
+                        * x;
+            }
+            let max = z.iter().fold(f32::MIN, |m, &v| m.max(v));
+            let sum: f32 = z.iter().map(|&v| (v - max).exp()).sum();
+            for c in 0..k {
+                let g = (z[c] - max).exp() / sum - if c == target { 1.0 } else { 0.0 };
+                for &h in &e.feats {
+                    let idx = c * stride + (h & mask) as usize;
+                    let grad = g * x;
+                    g2[idx] += grad * grad;
+                    w[idx] -= cfg.learning_rate * grad / g2[idx].sqrt();
+                }
+                bias[c] -= 0.05 * g;
+            }
+        }
+    }
+    (w, bias)
+}
+
+/// Out-of-fold attack probabilities over `examples` (k folds by index), for
+/// tuning thresholds on training rows without touching the holdout.
+pub fn cross_validate(examples: &[Example], cfg: TrainConfig, k: usize) -> Vec<f32> {
+    let k = k.max(2);
+    let mut probs = vec![0f32; examples.len()];
+    for fold in 0..k {
+        let train: Vec<Example> = examples
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % k != fold)
+            .map(|(_, e)| Example {
+                feats: e.feats.clone(),
+                label: e.label,
+                class: e.class,
+            })
+            .collect();
+        let (w, bias) = fit_binary(&train, cfg);
+        let mask = (w.len() - 1) as u32;
+        for (i, e) in examples.iter().enumerate().filter(|(i, _)| i % k == fold) {
+            let x = 1.0 / (e.feats.len().max(1) as f32).sqrt();
+            let z = bias + e.feats.iter().map(|&h| w[(h & mask) as usize]).sum::<f32>() * x;
+            probs[i] = sigmoid(z);
+        }
+    }
+    probs
+}

@@ -1,0 +1,168 @@
+//! The inspect phase: scans what the model will read with the detector, applies the configured
+//! action (per endpoint and team overrides, shadow mode) and the per-user behaviour window, puts
+//! the verdict into the record, and refuses a blocked request before anything reaches the
+//! upstream.
+//!
+//! Scanning is CPU work on the async runtime: small bodies are scanned inline (tens of
+//! microseconds), bodies above `INLINE_SCAN_MAX` on the blocking pool so one huge prompt
+//! cannot stall other connections.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::error::ProxyError;
+use crate::config::{ActionName, ActionsConfig, DetectConfig};
+use crate::detect::{
+    self, Action, Behaviour, Detector, LevelActions, ScanEndpoint, Settings, Verdict,
+};
+use crate::event::{Endpoint, Exchange};
+
+/// Bodies larger than this are scanned off the async threads.
+const INLINE_SCAN_MAX: usize = 256 * 1024;
+
+/// The detector with its configured actions; part of the `Runtime`, rebuilt on reload.
+pub struct Guard {
+    pub detector: Arc<Detector>,
+    overrides: Vec<Override>,
+    pub block_status: http::StatusCode,
+    pub scan_responses: bool,
+}
+
+struct Override {
+    endpoints: Vec<String>,
+    teams: Vec<String>,
+    actions: LevelActions,
+    shadow: bool,
+}
+
+fn level_actions(a: &ActionsConfig) -> LevelActions {
+    let f = |n: ActionName| match n {
+        ActionName::Allow => Action::Allow,
+        ActionName::Flag => Action::Flag,
+        ActionName::Block => Action::Block,
+        ActionName::Alert => Action::Alert,
+    };
+    LevelActions {
+        none: f(a.none),
+        low: f(a.low),
+        medium: f(a.medium),
+        high: f(a.high),
+        critical: f(a.critical),
+    }
+}
+
+/// The detector settings a config asks for.
+pub fn settings(c: &DetectConfig) -> Settings {
+    let t = c.thresholds;
+    Settings {
+        thresholds: [t.low, t.medium, t.high, t.critical],
+        actions: level_actions(&c.actions),
+        shadow: c.shadow,
+        canaries: c.responses.canaries.clone(),
+    }
+}
+
+impl Guard {
+    /// Builds the detector from the policies directory.
+    ///
+    /// # Errors
+    /// The detector's own error: every policy problem, with file, rule and field.
+    pub fn build(c: &DetectConfig) -> Result<Guard, detect::Error> {
+        let detector = Detector::from_dir(Path::new(&c.policies), settings(c))?;
+        let overrides = c
+            .overrides
+            .iter()
+            .map(|o| Override {
+                endpoints: o.endpoints.clone(),
+                teams: o.teams.clone(),
+                actions: level_actions(&o.actions),
+                shadow: o.shadow,
+            })
+            .collect();
+        Ok(Guard {
+            detector: Arc::new(detector),
+            overrides,
+            block_status: http::StatusCode::from_u16(c.block_status)
+                .unwrap_or(http::StatusCode::FORBIDDEN),
+            scan_responses: c.responses.enabled,
+        })
+    }
+
+    /// Re-decides the action for this request's endpoint and team.
+    fn apply_overrides(&self, ex: &Exchange, v: &mut Verdict) {
+        let endpoint = ex.endpoint.as_str();
+        let team = ex.team.as_deref().unwrap_or("");
+        let Some(o) = self.overrides.iter().find(|o| {
+            (o.endpoints.is_empty() || o.endpoints.iter().any(|e| e == endpoint))
+                && (o.teams.is_empty() || o.teams.iter().any(|t| t == team))
+        }) else {
+            return;
+        };
+        v.shadow = o.shadow;
+        v.action = o.actions.for_level(v.level);
+        v.blocked = v.action == Action::Block && !v.shadow;
+    }
+}
+
+fn scan_endpoint(e: Endpoint) -> ScanEndpoint {
+    match e {
+        Endpoint::ChatCompletions | Endpoint::Generate => ScanEndpoint::ChatCompletions,
+        Endpoint::Completions => ScanEndpoint::Completions,
+        Endpoint::Embeddings => ScanEndpoint::Embeddings,
+        Endpoint::Responses => ScanEndpoint::Responses,
+        Endpoint::Models | Endpoint::Other => ScanEndpoint::Other,
+    }
+}
+
+/// Scans a request body; records the verdict; refuses the request when it is blocked.
+///
+/// # Errors
+/// `ProxyError::Blocked` when the verdict blocks.
+pub async fn inspect(
+    guard: &Guard,
+    behaviour: Option<&Behaviour>,
+    ex: &mut Exchange,
+    body: &Bytes,
+) -> Result<(), ProxyError> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(());
+    };
+    let input = detect::extract(scan_endpoint(ex.endpoint), &value);
+    ex.prompt_chars = Some(
+        input
+            .segments
+            .iter()
+            .map(|s| s.text.chars().count() as u64)
+            .sum(),
+    );
+    let mut verdict = if body.len() > INLINE_SCAN_MAX {
+        let detector = guard.detector.clone();
+        tokio::task::spawn_blocking(move || detector.scan(&input))
+            .await
+            .unwrap_or_else(|_| Verdict::clean())
+    } else {
+        guard.detector.scan(&input)
+    };
+    guard.apply_overrides(ex, &mut verdict);
+    if let (Some(b), Some(user)) = (behaviour, ex.user.as_deref()) {
+        let now = Instant::now();
+        b.apply(user, &mut verdict, now);
+        b.observe(user, &verdict, now);
+    }
+    let blocked = verdict.blocked;
+    let categories: Vec<&str> = verdict.categories.iter().map(|c| c.as_str()).collect();
+    let categories = categories.join(", ");
+    let snippet = verdict.matches.first().map(|m| m.snippet.clone());
+    ex.verdict = Some(Arc::new(verdict));
+    if blocked {
+        return Err(ProxyError::Blocked {
+            status: guard.block_status,
+            categories,
+            snippet,
+        });
+    }
+    Ok(())
+}
