@@ -9,3 +9,4 @@ pub mod event;
 pub mod llm;
 pub mod proxy;
 pub mod telemetry;
+pub mod tools;

@@ -8,10 +8,14 @@ use gatehouse::{app, config, telemetry};
 /// `EX_USAGE`: the configuration or the command line is wrong.
 const EXIT_CONFIG: u8 = 64;
 
-const USAGE: &str = "usage: gatehouse [serve|check] [--config PATH]
+const USAGE: &str = "usage: gatehouse [COMMAND] [--config PATH] [ARGS]
 
-  serve   run the gateway (default)
-  check   validate the configuration and exit
+  serve                         run the gateway (default)
+  check                         validate the configuration and exit
+  scan                          read JSONL ({\"text\": ...}) or text lines on stdin, print verdicts
+  eval ATTACKS BENIGN [--split holdout|training|all]
+                                recall per attack category, false positives per benign category
+  train CORPUS_DIR              fit the learned detector stage, write policies/model.bin
 
 With no --config, ./gateway.yaml is read when present; GATEHOUSE_* variables override it.";
 
@@ -21,6 +25,8 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut command = None;
     let mut config_path: Option<PathBuf> = None;
+    let mut positional: Vec<String> = Vec::new();
+    let mut split = String::from("holdout");
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" | "-c" => match args.next() {
@@ -31,7 +37,16 @@ fn main() -> ExitCode {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
-            "serve" | "check" if command.is_none() => command = Some(arg),
+            "--split" => match args.next() {
+                Some(s) => split = s,
+                None => return usage("--split needs a value"),
+            },
+            "serve" | "check" | "scan" | "eval" | "train" if command.is_none() => {
+                command = Some(arg)
+            }
+            other if command.is_some() && !other.starts_with('-') => {
+                positional.push(other.to_owned())
+            }
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
@@ -48,6 +63,20 @@ fn main() -> ExitCode {
             println!("configuration is valid");
             ExitCode::SUCCESS
         }
+        Some("scan") => done(gatehouse::tools::scan(&config)),
+        Some("eval") => match positional.as_slice() {
+            [attacks, benign] => done(gatehouse::tools::eval(
+                &config,
+                attacks.as_ref(),
+                benign.as_ref(),
+                &split,
+            )),
+            _ => usage("eval needs ATTACKS and BENIGN files"),
+        },
+        Some("train") => match positional.as_slice() {
+            [corpus] => done(gatehouse::tools::train(&config, corpus.as_ref())),
+            _ => usage("train needs a CORPUS_DIR"),
+        },
         _ => serve(config, config_path),
     }
 }
@@ -83,6 +112,16 @@ fn serve(config: config::Config, config_path: Option<PathBuf>) -> ExitCode {
             }
         }
     })
+}
+
+fn done(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn bad_config(problems: &str) -> ExitCode {

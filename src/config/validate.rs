@@ -181,7 +181,7 @@ fn check_detect(c: &Config, p: &mut Vec<String>) {
     let d = &c.detect;
     let t = d.thresholds;
     let ordered = [t.low, t.medium, t.high, t.critical];
-    if ordered.windows(2).any(|w| !(w[0] < w[1]))
+    if ordered.windows(2).any(|w| w[0] >= w[1] || w[0].is_nan())
         || !ordered.iter().all(|v| v.is_finite() && *v > 0.0)
     {
         p.push(
