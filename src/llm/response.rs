@@ -141,6 +141,8 @@ pub struct StreamEvent {
     pub token: bool,
     /// Characters of answer text in this event.
     pub text_chars: u64,
+    /// The answer text this event adds (content or text deltas), for response scanning.
+    pub text: String,
     pub usage: Option<Usage>,
     pub cost: Option<f64>,
     pub model: Option<String>,
@@ -220,9 +222,11 @@ fn inspect_chunk(chunk: WireChunk) -> StreamEvent {
         let text = c.text.as_deref().unwrap_or("");
         ev.text_chars += text.chars().count() as u64;
         ev.token |= !text.is_empty();
+        ev.text.push_str(text);
         if let Some(d) = &c.delta {
             let content = d.content.as_deref().unwrap_or("");
             ev.text_chars += content.chars().count() as u64;
+            ev.text.push_str(content);
             let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
             ev.token |= !content.is_empty()
                 || non_empty(&d.refusal)
@@ -256,6 +260,7 @@ fn inspect_response_event(chunk: WireChunk) -> StreamEvent {
         ev.token = !delta.is_empty();
         if kind == "response.output_text.delta" {
             ev.text_chars = delta.chars().count() as u64;
+            ev.text = delta.to_owned();
         }
     }
     if let Some(r) = chunk.response {

@@ -18,7 +18,8 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use super::record::Recorder;
-use crate::event::{Blame, Outcome};
+use crate::detect::{Action, Match, ResponseWindow, RiskLevel, Verdict};
+use crate::event::{Blame, Exchange, Outcome};
 use crate::llm::sse::{self, Piece, SseSplitter};
 use crate::llm::{inspect_event, parse_answer, parse_usage, StreamKind};
 
@@ -28,6 +29,25 @@ fn join(a: Bytes, b: Bytes) -> Bytes {
         (true, false) => b,
         (false, false) => [a, b].concat().into(),
     }
+}
+
+/// Puts a response-scanning hit into the request's verdict (critical; blocked unless shadow).
+pub fn add_response_match(ex: &mut Exchange, m: Match, blocked: bool) {
+    let mut v = ex
+        .verdict
+        .as_deref()
+        .cloned()
+        .unwrap_or_else(Verdict::clean);
+    if !v.categories.contains(&m.category) {
+        v.categories.push(m.category);
+    }
+    v.score = v.score.max(m.weight);
+    v.level = RiskLevel::Critical;
+    v.action = Action::Block;
+    v.blocked = blocked;
+    v.shadow |= !blocked;
+    v.matches.push(m);
+    ex.verdict = Some(std::sync::Arc::new(v));
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -121,6 +141,18 @@ pub struct Relay {
     text_chars: u64,
     /// Set when the relay has ended; the next poll returns `None`.
     ended: bool,
+    /// Hold partial events back so each one can be dropped: when stripping usage or scanning.
+    hold: bool,
+    /// Response scanning, when on; `shadow` records a hit without ending the stream.
+    scan: Option<ResponseScan>,
+    /// A critical hit in the answer: the stream ends with an error event.
+    blocked: Option<Match>,
+}
+
+/// Response scanning state for one answer.
+pub struct ResponseScan {
+    pub window: ResponseWindow,
+    pub shadow: bool,
 }
 
 impl Relay {
@@ -146,7 +178,25 @@ impl Relay {
             saw_error: false,
             text_chars: 0,
             ended: false,
+            hold: false,
+            scan: None,
+            blocked: None,
         }
+    }
+
+    /// Scans the answer's text as it passes (event streams only).
+    pub fn with_scan(mut self, scan: Option<ResponseScan>) -> Relay {
+        let events = matches!(self.reading, Reading::Events { .. });
+        self.scan = scan.filter(|_| events);
+        self.hold = self.scan.is_some()
+            || matches!(
+                self.reading,
+                Reading::Events {
+                    strip_usage: true,
+                    ..
+                }
+            );
+        self
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -172,6 +222,9 @@ impl Relay {
                         let next = (Instant::now() + self.idle).min(self.deadline);
                         self.timer.as_mut().reset(next);
                         let mut out = self.observe(data);
+                        if let Some(m) = self.blocked.take() {
+                            return self.end_blocked(out, m);
+                        }
                         // A body of known length ends with its last data frame: hyper may never
                         // poll again, so the record is finished now.
                         let last = self.upstream.is_end_stream();
@@ -230,15 +283,19 @@ impl Relay {
                 while let Some(piece) = self.splitter.next_piece() {
                     match piece {
                         Piece::Event(ev) => {
-                            if self.inspect(kind, &ev, strip_usage) && strip_usage {
+                            let keep = self.inspect(kind, &ev, strip_usage);
+                            if self.blocked.is_some() {
+                                break;
+                            }
+                            if keep && self.hold {
                                 out.extend_from_slice(&ev);
                             }
                         }
-                        Piece::Oversized(b) if strip_usage => out.extend_from_slice(&b),
+                        Piece::Oversized(b) if self.hold => out.extend_from_slice(&b),
                         Piece::Oversized(_) => {}
                     }
                 }
-                if strip_usage {
+                if self.hold {
                     out.freeze()
                 } else {
                     data
@@ -267,7 +324,43 @@ impl Relay {
         if ex.response_model.is_none() {
             ex.response_model = ev.model;
         }
+        if let Some(scan) = self.scan.as_mut() {
+            if let Some(m) = scan.window.push(&ev.text) {
+                let shadow = scan.shadow;
+                if shadow {
+                    add_response_match(self.rec_mut().ex(), m, false);
+                } else {
+                    self.blocked = Some(m);
+                    return false;
+                }
+            }
+        }
         !(strip_usage && ev.usage_only)
+    }
+
+    /// Ends the stream after `out` with an error event: the answer leaked a secret or canary.
+    fn end_blocked(
+        &mut self,
+        out: Bytes,
+        m: Match,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.ended = true;
+        let category = m.category.as_str();
+        let frame = format!(
+            "data: {{\"error\":{{\"message\":\"gatehouse: the answer was blocked by the security policy ({category})\",\"type\":\"permission_error\",\"param\":null,\"code\":\"response_blocked\"}}}}\n\n"
+        );
+        let out = join(out, Bytes::from(frame));
+        let Some(mut rec) = self.rec.take() else {
+            return Poll::Ready(Some(Ok(Frame::data(out))));
+        };
+        let ex = rec.ex();
+        ex.bytes_out += out.len() as u64;
+        ex.outcome = Outcome::Blocked;
+        ex.error_kind = Some("response_blocked");
+        ex.blame = Some(Blame::Upstream);
+        add_response_match(ex, m, true);
+        rec.finish();
+        Poll::Ready(Some(Ok(Frame::data(out))))
     }
 
     fn mark_first_token(&mut self) {
@@ -286,14 +379,13 @@ impl Relay {
     }
 
     /// Bytes still held when the upstream body ends: a last event without its blank line,
-    /// forwarded as received (only held at all when stripping usage).
+    /// forwarded as received (only held at all when holding events back).
     fn rest(&mut self) -> Bytes {
         let rest = self.splitter.take_rest();
-        match self.reading {
-            Reading::Events {
-                strip_usage: true, ..
-            } => rest,
-            _ => Bytes::new(),
+        if self.hold {
+            rest
+        } else {
+            Bytes::new()
         }
     }
 
@@ -355,13 +447,7 @@ impl Relay {
     fn fail(&mut self, kind: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.ended = true;
         let partial = !self.splitter.is_empty();
-        let strip = matches!(
-            self.reading,
-            Reading::Events {
-                strip_usage: true,
-                ..
-            }
-        );
+        let strip = self.hold;
         let events = matches!(self.reading, Reading::Events { .. });
         let mut rec = self.rec.take().expect("the relay ends once");
         let ex = rec.ex();

@@ -39,6 +39,13 @@ pub enum ProxyError {
         categories: String,
         snippet: Option<String>,
     },
+    #[error("the answer was blocked by the security policy ({category})")]
+    ResponseBlocked {
+        status: StatusCode,
+        category: &'static str,
+    },
+    #[error("the answer is larger than {limit} bytes and cannot be scanned")]
+    ResponseTooLarge { limit: usize },
     #[error("could not connect to upstream {upstream}")]
     Connect {
         upstream: String,
@@ -77,6 +84,8 @@ impl ProxyError {
             ProxyError::MissingModel => StatusCode::BAD_REQUEST,
             ProxyError::UnknownModel { .. } => StatusCode::NOT_FOUND,
             ProxyError::Blocked { status, .. } => *status,
+            ProxyError::ResponseBlocked { status, .. } => *status,
+            ProxyError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Connect { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::FirstByteTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
@@ -99,6 +108,8 @@ impl ProxyError {
             ProxyError::MissingModel => "missing_model",
             ProxyError::UnknownModel { .. } => "unknown_model",
             ProxyError::Blocked { .. } => "prompt_blocked",
+            ProxyError::ResponseBlocked { .. } => "response_blocked",
+            ProxyError::ResponseTooLarge { .. } => "response_too_large",
             ProxyError::Connect { .. } => "upstream_connect",
             ProxyError::FirstByteTimeout { .. } => "upstream_timeout",
             ProxyError::UpstreamProtocol { .. } => "upstream_protocol",
@@ -120,7 +131,9 @@ impl ProxyError {
             | ProxyError::MissingModel
             | ProxyError::UnknownModel { .. }
             | ProxyError::Blocked { .. } => Blame::Client,
-            ProxyError::Connect { .. }
+            ProxyError::ResponseBlocked { .. }
+            | ProxyError::ResponseTooLarge { .. }
+            | ProxyError::Connect { .. }
             | ProxyError::FirstByteTimeout { .. }
             | ProxyError::UpstreamProtocol { .. }
             | ProxyError::UpstreamStatus { .. } => Blame::Upstream,
@@ -129,7 +142,7 @@ impl ProxyError {
     }
 
     pub fn outcome(&self) -> Outcome {
-        if let ProxyError::Blocked { .. } = self {
+        if let ProxyError::Blocked { .. } | ProxyError::ResponseBlocked { .. } = self {
             return Outcome::Blocked;
         }
         match self.blame() {
@@ -143,7 +156,14 @@ impl ProxyError {
         match self.status().as_u16() {
             401 => "authentication_error",
             403 => "permission_error",
-            400..=499 if matches!(self, ProxyError::Blocked { .. }) => "permission_error",
+            400..=499
+                if matches!(
+                    self,
+                    ProxyError::Blocked { .. } | ProxyError::ResponseBlocked { .. }
+                ) =>
+            {
+                "permission_error"
+            }
             404 | 400 | 405 | 413 | 415 => "invalid_request_error",
             _ => "server_error",
         }
@@ -155,6 +175,7 @@ impl ProxyError {
             ProxyError::Unauthorized => "invalid_api_key",
             ProxyError::UnknownModel { .. } => "model_not_found",
             ProxyError::Blocked { .. } => "prompt_blocked",
+            ProxyError::ResponseBlocked { .. } => "response_blocked",
             other => other.kind(),
         }
     }

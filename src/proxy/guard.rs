@@ -13,10 +13,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use http_body_util::BodyExt;
+
+use super::body::add_response_match;
 use super::error::ProxyError;
+use super::handle::{Done, Relayed};
+use super::record::Recorder;
 use crate::config::{ActionName, ActionsConfig, DetectConfig};
 use crate::detect::{
-    self, Action, Behaviour, Detector, LevelActions, ScanEndpoint, Settings, Verdict,
+    self, Action, Behaviour, Detector, LevelActions, ResponseWindow, ScanEndpoint, Settings,
+    Verdict,
 };
 use crate::event::{Endpoint, Exchange};
 
@@ -165,4 +171,55 @@ pub async fn inspect(
         });
     }
     Ok(())
+}
+
+/// Largest plain answer held whole for scanning when response scanning is on.
+const SCAN_PLAIN_MAX: usize = 8 * 1024 * 1024;
+
+/// With response scanning on, a plain (non-stream) answer is read whole and scanned before
+/// any of it is sent, so a leaked secret never reaches the client.
+///
+/// # Errors
+/// `ResponseBlocked` on a critical hit (not in shadow mode); `ResponseTooLarge` when the
+/// answer is over `SCAN_PLAIN_MAX`.
+pub async fn scan_plain_answer(
+    guard: &Guard,
+    rec: &mut Recorder,
+    relayed: Relayed,
+) -> Result<Done, ProxyError> {
+    let (parts, body) = relayed.rsp.into_parts();
+    let bytes = match http_body_util::Limited::new(body, SCAN_PLAIN_MAX)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return Err(ProxyError::ResponseTooLarge {
+                limit: SCAN_PLAIN_MAX,
+            })
+        }
+    };
+    let answer = crate::llm::parse_answer(&bytes);
+    let ex = rec.ex();
+    ex.usage = answer.usage.unwrap_or_default();
+    ex.cost = answer.cost;
+    ex.response_model = answer.model;
+    ex.response_chars = Some(answer.text_chars);
+    ex.ttft = ex.ttfb;
+    let mut window = ResponseWindow::new(&guard.detector);
+    if let Some(m) = window.push(&answer.text) {
+        let shadow = guard.detector.settings().shadow;
+        let category = m.category.as_str();
+        add_response_match(ex, m, !shadow);
+        if !shadow {
+            return Err(ProxyError::ResponseBlocked {
+                status: guard.block_status,
+                category,
+            });
+        }
+    }
+    let mut rsp = http::Response::new(bytes);
+    *rsp.status_mut() = parts.status;
+    super::headers::copy_response_headers(&parts.headers, rsp.headers_mut(), true);
+    Ok(Done::Made(rsp))
 }

@@ -17,6 +17,7 @@ use super::runtime::{Runtime, Target};
 use super::upstream::{Outbound, Upstream};
 use super::{extras, Proxy};
 use crate::config::AuthMode;
+use crate::detect::ResponseWindow;
 use crate::event::{Blame, Endpoint, Exchange, Outcome};
 use crate::llm::{RequestView, StreamKind};
 
@@ -66,6 +67,8 @@ pub struct Relayed {
     pub rsp: Response<Incoming>,
     pub reading: Reading,
     pub upstream: Arc<Upstream>,
+    /// Scanning of the answer's text, when configured.
+    pub scan: Option<super::body::ResponseScan>,
 }
 
 /// Chat, completions, embeddings and responses calls.
@@ -108,7 +111,22 @@ async fn inference(
         },
         (true, false) => Reading::Plain,
     };
-    Ok(Done::Relay(Relayed { reading, ..relayed }))
+    let scanning = rt.guard.as_ref().filter(|g| g.scan_responses);
+    match (scanning, &reading) {
+        (Some(g), Reading::Events { .. }) => {
+            let scan = super::body::ResponseScan {
+                window: ResponseWindow::new(&g.detector),
+                shadow: g.detector.settings().shadow,
+            };
+            Ok(Done::Relay(Relayed {
+                reading,
+                scan: Some(scan),
+                ..relayed
+            }))
+        }
+        (Some(g), Reading::Plain) => super::guard::scan_plain_answer(g, rec, relayed).await,
+        _ => Ok(Done::Relay(Relayed { reading, ..relayed })),
+    }
 }
 
 /// Runs the detector over what the model will read, when detection is on.
@@ -316,6 +334,7 @@ pub async fn forward(
         rsp,
         reading: Reading::Opaque,
         upstream,
+        scan: None,
     })
 }
 
@@ -329,13 +348,14 @@ fn is_event_stream(rsp: &Response<Incoming>) -> bool {
 /// The upstream's response with its body relayed and the record attached.
 fn attach(mut rec: Recorder, r: Relayed) -> Response<ProxyBody> {
     let (parts, body) = r.rsp.into_parts();
-    let strip = matches!(
-        r.reading,
-        Reading::Events {
-            strip_usage: true,
-            ..
-        }
-    );
+    let strip = r.scan.is_some()
+        || matches!(
+            r.reading,
+            Reading::Events {
+                strip_usage: true,
+                ..
+            }
+        );
     let mut rsp = Response::new(ProxyBody::Full {
         data: None,
         rec: None,
@@ -344,7 +364,8 @@ fn attach(mut rec: Recorder, r: Relayed) -> Response<ProxyBody> {
     *rsp.version_mut() = http::Version::HTTP_11;
     super::headers::copy_response_headers(&parts.headers, rsp.headers_mut(), !strip);
     request_id_header(&mut rsp, &rec.ex().id);
-    let relay = Relay::new(body, rec, r.reading, r.upstream.idle, r.upstream.total);
+    let relay =
+        Relay::new(body, rec, r.reading, r.upstream.idle, r.upstream.total).with_scan(r.scan);
     *rsp.body_mut() = ProxyBody::Relay(Box::new(relay));
     rsp
 }

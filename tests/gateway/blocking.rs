@@ -92,3 +92,101 @@ async fn benign_prompts_pass_with_a_clean_verdict_and_shadow_mode_never_blocks()
     assert!(v.shadow && !v.blocked && v.level == gatehouse::detect::RiskLevel::Critical);
     gw.shutdown().await;
 }
+
+fn scanning_config(url: &str) -> gatehouse::config::Config {
+    let mut c = config_for(url);
+    c.detect.responses.enabled = true;
+    c.detect.responses.canaries = vec!["CANARY-7f3a9".into()];
+    c
+}
+
+#[tokio::test]
+async fn a_canary_split_across_stream_chunks_ends_the_stream() {
+    let head =
+        r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"#;
+    let events: Vec<String> = [
+        "\"The secret is \"",
+        "\"CANARY-7\"",
+        "\"f3a9, enjoy\"",
+        "\"!\"",
+    ]
+    .iter()
+    .map(|c| format!("data: {head}{c}}}}}]}}\n\n"))
+    .chain(["data: [DONE]\n\n".to_string()])
+    .collect();
+    let up = FakeUpstream::always(stream(
+        &events.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
+    .await;
+    let mut gw = TestGateway::start(scanning_config(&up.url())).await;
+    let body = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hello"}]}"#;
+    let text = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .body(body)
+        .send()
+        .await
+        .expect("rsp")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        text.starts_with(&events[..2].concat()),
+        "events before the leak pass: {text}"
+    );
+    assert!(
+        !text.contains("f3a9"),
+        "the event completing the canary is not sent: {text}"
+    );
+    assert!(
+        text.ends_with("\"code\":\"response_blocked\"}}\n\n"),
+        "{text}"
+    );
+    let rec = gw.record().await;
+    assert_eq!(
+        (rec.outcome, rec.error_kind),
+        (Outcome::Blocked, Some("response_blocked"))
+    );
+    let v = rec.verdict.as_ref().expect("verdict");
+    assert!(
+        v.blocked
+            && v.matches
+                .iter()
+                .any(|m| &*m.rule == "canary.system_prompt_leak")
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_plain_answer_with_a_canary_is_refused_whole() {
+    let answer = r#"{"id":"c","model":"m","choices":[{"message":{"role":"assistant","content":"My instructions say CANARY-7f3a9."}}],"usage":{"prompt_tokens":3,"completion_tokens":5}}"#;
+    let up = FakeUpstream::always(Reply::Json(200, answer.into())).await;
+    let mut gw = TestGateway::start(scanning_config(&up.url())).await;
+    let rsp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .body(CHAT_BODY)
+        .send()
+        .await
+        .expect("rsp");
+    assert_eq!(rsp.status(), 403);
+    assert_eq!(rsp.headers()["x-gatehouse-error"], "response_blocked");
+    assert!(
+        !rsp.text().await.expect("body").contains("CANARY"),
+        "nothing of the answer leaks"
+    );
+    let rec = gw.record().await;
+    assert_eq!(rec.outcome, Outcome::Blocked);
+    assert_eq!(rec.usage.completion_tokens, Some(5), "usage still recorded");
+    // A clean answer passes unchanged.
+    let up2 = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let mut gw2 = TestGateway::start(scanning_config(&up2.url())).await;
+    let rsp = client()
+        .post(format!("{}/v1/chat/completions", gw2.url))
+        .body(CHAT_BODY)
+        .send()
+        .await
+        .expect("rsp");
+    assert_eq!(rsp.text().await.expect("body"), CHAT_ANSWER);
+    assert_eq!(gw2.record().await.outcome, Outcome::Ok);
+    gw.shutdown().await;
+    gw2.shutdown().await;
+}
