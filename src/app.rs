@@ -211,16 +211,16 @@ async fn fan_out(
     }
 }
 
-/// Reloads the runtime on SIGHUP and when the config file changes. A bad config keeps the old
-/// runtime and says why.
+/// Reloads the runtime on SIGHUP and when the config file or a policy file changes. A bad
+/// config or policy keeps the old runtime and says why.
 async fn watch_config(proxy: Arc<Proxy>, metrics: Arc<Metrics>, path: Option<PathBuf>) {
     let mut hup = hangup();
-    let mut last = modified(path.as_deref());
+    let mut last = fingerprint(&proxy, path.as_deref());
     loop {
         tokio::select! {
             _ = recv_hangup(&mut hup) => {}
             () = tokio::time::sleep(WATCH_EVERY) => {
-                let now = modified(path.as_deref());
+                let now = fingerprint(&proxy, path.as_deref());
                 if now == last {
                     continue;
                 }
@@ -229,6 +229,29 @@ async fn watch_config(proxy: Arc<Proxy>, metrics: Arc<Metrics>, path: Option<Pat
         }
         let _ = apply_reload(&proxy, &metrics, path.as_deref());
     }
+}
+
+/// Modification times and sizes of the config file and of every file in the policies
+/// directory: a change in any of them triggers a reload.
+fn fingerprint(
+    proxy: &Proxy,
+    path: Option<&std::path::Path>,
+) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    let mut files: Vec<PathBuf> = path.map(|p| vec![p.to_owned()]).unwrap_or_default();
+    let policies = proxy.runtime.load().config.detect.policies.clone();
+    if let Ok(dir) = std::fs::read_dir(&policies) {
+        files.extend(dir.filter_map(|e| e.ok().map(|e| e.path())));
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let meta = std::fs::metadata(&f).ok();
+            let modified = meta.as_ref().and_then(|m| m.modified().ok());
+            let len = meta.map_or(0, |m| m.len());
+            (f, modified, len)
+        })
+        .collect()
 }
 
 fn apply_reload(
@@ -263,10 +286,6 @@ pub fn reload(path: Option<&std::path::Path>) -> anyhow::Result<Runtime> {
         tracing::warn!("{w}");
     }
     Ok(rt)
-}
-
-fn modified(path: Option<&std::path::Path>) -> Option<SystemTime> {
-    std::fs::metadata(path?).and_then(|m| m.modified()).ok()
 }
 
 #[cfg(unix)]
