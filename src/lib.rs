@@ -1,4 +1,25 @@
 //! gatehouse: a transparent LLM gateway for OpenAI-compatible APIs.
+//!
+//! # The life of a request
+//!
+//! 1. **route** (`proxy::route`): the path picks an endpoint; `/health` and `/ready` are
+//!    answered at once.
+//! 2. **read** (`proxy::handle`): the gateway key is checked (`proxy::runtime`), the body is read
+//!    up to `proxy.max_body_bytes`, and a read-only view (`llm::request`) finds the model,
+//!    `stream` and the end-user id without re-serialising anything.
+//! 3. **inspect** (`proxy::guard` → `detect`): every text the model will read is scanned; a
+//!    blocked request ends here with 403 and never reaches the upstream.
+//! 4. **forward** (`proxy::upstream`): the original bytes, with at most the alias, the auth header
+//!    and `stream_options.include_usage` changed, go to the routed upstream; retries and
+//!    fallbacks happen only before the first response byte.
+//! 5. **relay** (`proxy::body`): the answer streams back chunk by chunk as it arrives; a copy is
+//!    read for time to first token, usage and errors (and, when configured, scanned for leaks).
+//! 6. **record** (`proxy::record`): when the answer ends — or the client goes away — the request's
+//!    one `event::Exchange` is sent on a bounded channel. `app` fans it out to the consumers
+//!    (metrics, store, exporters), which never slow the proxy: a full queue drops and counts.
+//!
+//! Dependencies point one way: `config` and `llm` are leaves; `detect` is pure; `proxy` knows
+//! neither the store nor the exporters; `admin` reads; `app` wires everything.
 #![forbid(unsafe_code)]
 
 pub mod admin;
