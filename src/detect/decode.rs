@@ -39,8 +39,7 @@ const B64_URL: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, CONFIG)
 /// Finds and decodes encoded runs in `text`, spending at most `budget` bytes.
 pub fn decode_runs(text: &str, budget: &mut usize, out: &mut Vec<Decoded>) {
     alphabet_runs(text, budget, out);
-    let b = text.as_bytes();
-    if b.iter().any(|&c| matches!(c, b'%' | b'&' | b'\\')) {
+    if memchr::memchr3(b'%', b'&', b'\\', text.as_bytes()).is_some() {
         escape_runs(text, budget, out);
     }
 }
@@ -62,20 +61,32 @@ fn is_b64(c: u8) -> bool {
     B64_CHARS[usize::from(c)]
 }
 
+/// Finds maximal runs of base64/hex bytes at least `MIN_B64.min(MIN_HEX)`
+/// long. Any such run covers a whole aligned 8-byte block, so only blocks
+/// made entirely of alphabet bytes are looked at closely; prose and code
+/// rarely have one.
 fn alphabet_runs(text: &str, budget: &mut usize, out: &mut Vec<Decoded>) {
+    const BLOCK: usize = 8;
+    const _: () = assert!(MIN_HEX >= 2 * BLOCK - 1 && MIN_B64 >= 2 * BLOCK - 1);
     let b = text.as_bytes();
-    let mut i = 0;
-    let mut start = 0;
-    while i <= b.len() && out.len() < MAX_RUNS && *budget > 0 {
-        if i < b.len() && is_b64(b[i]) {
-            i += 1;
+    let mut at = 0;
+    while at + BLOCK <= b.len() && out.len() < MAX_RUNS && *budget > 0 {
+        if !b[at..at + BLOCK].iter().all(|&c| is_b64(c)) {
+            at += BLOCK;
             continue;
         }
-        if i - start >= MIN_B64.min(MIN_HEX) {
-            try_run(&text[start..i], start, budget, out);
+        let mut start = at;
+        while start > 0 && is_b64(b[start - 1]) {
+            start -= 1;
         }
-        i += 1;
-        start = i;
+        let mut end = at + BLOCK;
+        while end < b.len() && is_b64(b[end]) {
+            end += 1;
+        }
+        if end - start >= MIN_B64.min(MIN_HEX) {
+            try_run(&text[start..end], start, budget, out);
+        }
+        at = end.next_multiple_of(BLOCK);
     }
 }
 
@@ -168,7 +179,7 @@ fn escape_runs(text: &str, budget: &mut usize, out: &mut Vec<Decoded>) {
     let b = text.as_bytes();
     let is_sep = |c: u8| c.is_ascii_whitespace() || c == b'"' || c == b'\'';
     let mut next = 0;
-    for (i, _) in text.match_indices(['%', '&', '\\']) {
+    for i in memchr::memchr3_iter(b'%', b'&', b'\\', b) {
         if i < next || out.len() >= MAX_RUNS || *budget == 0 {
             continue;
         }

@@ -1,8 +1,9 @@
 //! Matcher: every policy compiled into one automaton plus a regex set.
 //!
 //! Owns compiling validated rules and finding raw hits. All phrases and all
-//! proximity words of all policies go into ONE Aho-Corasick automaton run
-//! over normalised text; multiword phrases also go into a second, smaller
+//! proximity words of all policies go into ONE Aho-Corasick automaton
+//! ([`super::dfa`], searched in interleaved lanes) run over normalised
+//! text; multiword phrases also go into a second, smaller
 //! automaton over the letters-only projection (run only when the text looks
 //! split). Regex rules (secrets, PII) live in [`super::regexes`].
 //! Hits are in the coordinates of the text searched; mapping back to the
@@ -13,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::dfa::{DfaError, PhraseDfa};
 use super::normalise::{normalise, squash};
 use super::policy::Policy;
 use super::regexes::{RegexRules, RegexSpec};
@@ -58,8 +60,10 @@ struct Prox {
 /// Error building the matcher from validated policies.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("building the phrase automaton")]
+    #[error("building the letters-only automaton")]
     Automaton(#[source] aho_corasick::BuildError),
+    #[error("building the phrase automaton")]
+    Dfa(#[source] DfaError),
     #[error("compiling the regex set")]
     Regex(#[source] regex::Error),
 }
@@ -73,7 +77,7 @@ const MIN_SQUASH_LEN: usize = 10;
 /// Every policy, compiled.
 pub struct Matcher {
     rules: Vec<RuleMeta>,
-    ac: AhoCorasick,
+    dfa: PhraseDfa,
     entries: Vec<Vec<Entry>>,
     squash_ac: AhoCorasick,
     squash_rules: Vec<u32>,
@@ -166,6 +170,7 @@ fn wildcards(raw: &str) -> (&str, bool, bool) {
     (raw.get(start..end.max(start)).unwrap_or(raw), left, right)
 }
 
+/// The letters-only automaton: small, and searched only when text looks split.
 fn automaton<I: AsRef<[u8]>>(pats: &[I]) -> Result<AhoCorasick, BuildError> {
     AhoCorasick::builder()
         .match_kind(MatchKind::Standard)
@@ -192,7 +197,7 @@ impl Matcher {
         sq.sort();
         let regexes = RegexRules::build(&b.regexes).map_err(BuildError::Regex)?;
         Ok(Matcher {
-            ac: automaton(&pats)?,
+            dfa: PhraseDfa::build(&pats).map_err(BuildError::Dfa)?,
             squash_ac: automaton(&sq.iter().map(|s| s.0.as_str()).collect::<Vec<_>>())?,
             squash_rules: sq.iter().map(|s| s.1).collect(),
             rules: b.rules,
@@ -215,13 +220,10 @@ impl Matcher {
     /// Phrase and proximity hits in normalised text.
     pub fn phrase_hits(&self, norm: &str, out: &mut Vec<Hit>) {
         let b = norm.as_bytes();
+        let first = out.len();
         let mut prox_hits: Vec<(u32, u8, usize, usize)> = Vec::new();
-        for m in self.ac.find_overlapping_iter(norm) {
-            if out.len() + prox_hits.len() >= MAX_HITS {
-                break;
-            }
-            let (s, e) = (m.start(), m.end());
-            for en in &self.entries[m.pattern().as_usize()] {
+        self.dfa.find(b, MAX_HITS, &mut |pat, s, e| {
+            for en in &self.entries[pat as usize] {
                 if (en.left && s > 0 && is_word(b[s - 1]))
                     || (en.right && e < b.len() && is_word(b[e]))
                 {
@@ -236,7 +238,9 @@ impl Matcher {
                     Target::Prox { rule, group } => prox_hits.push((rule, group, s, e)),
                 }
             }
-        }
+        });
+        // Lanes report out of order; callers keep the first hit per rule.
+        out[first..].sort_unstable_by_key(|h| (h.end, h.start, h.rule));
         if !prox_hits.is_empty() {
             self.proximity(norm, &mut prox_hits, out);
         }

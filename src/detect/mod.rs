@@ -17,6 +17,7 @@
 pub mod behaviour;
 pub mod confusables;
 pub mod decode;
+pub mod dfa;
 pub mod eval;
 pub mod extract;
 pub mod learned;

@@ -13,6 +13,7 @@ mod blocking;
 mod config;
 mod faults;
 mod inputs;
+mod listener;
 mod passthrough;
 mod sdk;
 mod shutdown;
