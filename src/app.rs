@@ -11,15 +11,26 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::analytics::{self, Live};
 use crate::config::{self, Config};
 use crate::event::Exchange;
+use crate::llm::prices::Prices;
 use crate::proxy::{self, Proxy, Runtime};
+use crate::store::{self, Store, WriterConfig, WriterSummary};
 use crate::telemetry::metrics::Metrics;
 
 /// How often the config file's modification time is checked for a reload.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// How long shutdown waits for record consumers to flush after the proxy has drained.
-const FLUSH_WAIT: Duration = Duration::from_secs(10);
+const FLUSH_WAIT: Duration = Duration::from_secs(30);
+/// Queue of the in-memory consumers (live windows, metrics): they keep up easily, so this
+/// only absorbs bursts.
+const CONSUMER_QUEUE: usize = 65_536;
+/// How often old rows are purged.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// How often `model_performance_score` is recomputed, and over which window.
+const SCORE_EVERY: Duration = Duration::from_secs(30);
+const SCORE_WINDOW: Duration = Duration::from_secs(900);
 
 /// What `start` needs beyond the config.
 #[derive(Default)]
@@ -36,21 +47,38 @@ pub struct App {
     pub admin_addr: SocketAddr,
     pub proxy: Arc<Proxy>,
     pub metrics: Arc<Metrics>,
+    pub store: Store,
     stop: watch::Sender<bool>,
     serving: JoinHandle<()>,
+}
+
+/// Background tasks, owned here so shutdown can wait for the ones that must flush.
+struct Tasks {
+    fanout: JoinHandle<()>,
+    writer: JoinHandle<WriterSummary>,
+    reload: JoinHandle<()>,
+    admin: JoinHandle<()>,
+    /// Tasks that hold no data of their own and are simply stopped.
+    others: Vec<JoinHandle<()>>,
 }
 
 /// Builds everything and starts serving. The config must already be validated.
 ///
 /// # Errors
-/// Secrets that cannot be read, addresses that cannot be bound, bad TLS files.
+/// Secrets that cannot be read, addresses that cannot be bound, bad TLS files, a store that
+/// cannot be opened.
 pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     let config = Arc::new(config);
     let (runtime, warnings) = Runtime::build(config.clone()).map_err(|p| anyhow::anyhow!("{p}"))?;
     for w in warnings {
         tracing::warn!("{w}");
     }
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(runtime.known_models()));
+    let store = Store::open(&config.store.path)
+        .await
+        .with_context(|| format!("opening the store {}", config.store.path.display()))?;
+    let prices = Arc::new(load_prices(&config.prices));
+    let live = Arc::new(Live::new());
     let (records_tx, records_rx) = mpsc::channel(config.proxy.record_queue);
     let proxy = Arc::new(Proxy::new(runtime, records_tx, metrics.clone()));
 
@@ -70,37 +98,78 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     let admin_addr = admin_listener.local_addr()?;
 
     let (stop, stopped) = watch::channel(false);
-    let fanout = tokio::spawn(fan_out(records_rx, opts.record_consumers, metrics.clone()));
-    let reload = tokio::spawn(watch_config(
-        proxy.clone(),
-        metrics.clone(),
-        opts.config_path.clone(),
-    ));
+    let mut consumers = Vec::new();
+    let (store_tx, store_rx) = mpsc::channel(config.store.queue.max(1));
+    consumers.push(("store", store_tx));
+    let (live_tx, live_rx) = mpsc::channel(CONSUMER_QUEUE);
+    consumers.push(("live", live_tx));
+    let (metrics_tx, metrics_rx) = mpsc::channel(CONSUMER_QUEUE);
+    consumers.push(("metrics", metrics_tx));
+    consumers.extend(opts.record_consumers.into_iter().map(|c| ("embedder", c)));
+
+    let mut writer_cfg = WriterConfig::from_config(&config.store);
+    let m = metrics.clone();
+    writer_cfg.observer = Some(Arc::new(move |s: &store::FlushStats| {
+        m.store_flush(s.records, s.elapsed, s.queue_depth, s.ok)
+    }));
+    let shutdown = {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let others = vec![
+        tokio::spawn(analytics::run_live(live.clone(), live_rx)),
+        tokio::spawn(observe_metrics(metrics.clone(), metrics_rx)),
+        tokio::spawn(store::run_retention(
+            store.clone(),
+            config.store.retention_days,
+            RETENTION_EVERY,
+            shutdown,
+        )),
+        tokio::spawn(score_models(metrics.clone(), live.clone(), store.clone())),
+    ];
     let admin_state = crate::admin::AdminState {
+        store: store.clone(),
+        live,
         metrics: metrics.clone(),
         token: admin_token(&config)?,
+        public_metrics: config.admin.public_metrics,
         scan: scanner(proxy.clone()),
     };
-    let admin = tokio::spawn(serve_admin(admin_listener, admin_state, stopped.clone()));
+    let tasks = Tasks {
+        fanout: tokio::spawn(fan_out(records_rx, consumers, metrics.clone(), prices)),
+        writer: tokio::spawn(store::run_writer(store.clone(), store_rx, writer_cfg)),
+        reload: tokio::spawn(watch_config(
+            proxy.clone(),
+            metrics.clone(),
+            opts.config_path.clone(),
+        )),
+        admin: tokio::spawn(serve_admin(admin_listener, admin_state, stopped.clone())),
+        others,
+    };
     let grace = Duration::from_secs(config.proxy.grace_period_secs);
-    let serving = tokio::spawn(serve_proxy(
-        listener,
-        proxy.clone(),
-        stopped,
-        grace,
-        fanout,
-        reload,
-        admin,
-    ));
+    let serving = tokio::spawn(serve_proxy(listener, proxy.clone(), stopped, grace, tasks));
     tracing::info!(proxy = %proxy_addr, admin = %admin_addr, "gatehouse listening");
     Ok(App {
         proxy_addr,
         admin_addr,
         proxy,
         metrics,
+        store,
         stop,
         serving,
     })
+}
+
+fn load_prices(path: &std::path::Path) -> Prices {
+    match Prices::load(path) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "no price table: cost is recorded only when the upstream reports it");
+            Prices::default()
+        }
+    }
 }
 
 impl App {
@@ -128,6 +197,26 @@ impl App {
     }
 }
 
+/// Feeds every record to the Prometheus registry.
+async fn observe_metrics(metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Arc<Exchange>>) {
+    while let Some(ex) = rx.recv().await {
+        metrics.observe(&ex);
+    }
+}
+
+/// Recomputes `model_performance_score` from the live window and stored feedback.
+async fn score_models(metrics: Arc<Metrics>, live: Arc<Live>, store: Store) {
+    loop {
+        tokio::time::sleep(SCORE_EVERY).await;
+        match analytics::model_scores(&live, &store, SCORE_WINDOW).await {
+            Ok(scores) => scores
+                .iter()
+                .for_each(|(m, s)| metrics.set_model_score(m, *s)),
+            Err(e) => tracing::warn!(error = %e, "model scores not updated"),
+        }
+    }
+}
+
 fn admin_token(config: &Config) -> anyhow::Result<Option<crate::config::Secret>> {
     match (&config.admin.token, &config.admin.token_file) {
         (Some(t), _) => Ok(Some(t.clone())),
@@ -145,7 +234,7 @@ fn admin_token(config: &Config) -> anyhow::Result<Option<crate::config::Secret>>
 fn scanner(proxy: Arc<Proxy>) -> crate::admin::ScanFn {
     // Weak: the admin API must not keep the proxy (and its record sender) alive at shutdown.
     let proxy = Arc::downgrade(&proxy);
-    Arc::new(move |input, _user| {
+    Arc::new(move |input| {
         let rt = proxy.upgrade()?.runtime.load_full();
         rt.guard.as_ref().map(|g| g.detector.scan(input))
     })
@@ -156,21 +245,27 @@ async fn serve_proxy(
     proxy: Arc<Proxy>,
     mut stopped: watch::Receiver<bool>,
     grace: Duration,
-    fanout: JoinHandle<()>,
-    reload: JoinHandle<()>,
-    admin: JoinHandle<()>,
+    tasks: Tasks,
 ) {
     let signal = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
     proxy::serve(listener, proxy, signal, grace).await;
-    reload.abort();
-    let _ = reload.await;
-    // Every sender is gone once the connections and the reload task are: the fan-out drains.
-    if tokio::time::timeout(FLUSH_WAIT, fanout).await.is_err() {
-        tracing::warn!("records still queued after the flush wait; exiting anyway");
+    tasks.reload.abort();
+    let _ = tasks.reload.await;
+    // Every record sender is gone once the connections and the reload task are: the fan-out
+    // drains, drops its consumer queues, and the writer commits what is left.
+    let flushed = async {
+        let _ = tasks.fanout.await;
+        tasks.writer.await
+    };
+    match tokio::time::timeout(FLUSH_WAIT, flushed).await {
+        Ok(Ok(summary)) => tracing::info!(?summary, "records flushed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "the store writer failed"),
+        Err(_) => tracing::warn!("records still queued after the flush wait; exiting anyway"),
     }
-    admin.abort();
+    tasks.admin.abort();
+    tasks.others.iter().for_each(JoinHandle::abort);
 }
 
 async fn serve_admin(
@@ -191,21 +286,28 @@ async fn serve_admin(
 }
 
 /// Hands each record to every consumer without waiting: a full consumer queue drops the record
-/// for that consumer and counts it.
+/// for that consumer and counts it. Fills in the cost from the price table when the upstream
+/// reported none (off the hot path).
 async fn fan_out(
     mut rx: mpsc::Receiver<Exchange>,
-    consumers: Vec<mpsc::Sender<Arc<Exchange>>>,
+    consumers: Vec<(&'static str, mpsc::Sender<Arc<Exchange>>)>,
     metrics: Arc<Metrics>,
+    prices: Arc<Prices>,
 ) {
-    while let Some(ex) = rx.recv().await {
-        tracing::debug!(
-            id = %ex.id, status = ex.status, outcome = ex.outcome.as_str(),
-            latency_ms = ex.latency.as_secs_f64() * 1000.0, "request recorded"
-        );
+    while let Some(mut ex) = rx.recv().await {
+        if ex.cost.is_none() {
+            let model = ex
+                .response_model
+                .as_deref()
+                .or(ex.upstream_model.as_deref())
+                .unwrap_or("");
+            let u = ex.usage;
+            ex.cost = prices.cost(model, u.prompt_tokens, u.completion_tokens, u.cached_tokens);
+        }
         let ex = Arc::new(ex);
-        for c in &consumers {
+        for (name, c) in &consumers {
             if c.try_send(ex.clone()).is_err() {
-                metrics.record_dropped("consumer");
+                metrics.record_dropped(name);
             }
         }
     }

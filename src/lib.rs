@@ -23,11 +23,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod analytics;
 pub mod app;
 pub mod config;
 pub mod detect;
 pub mod event;
 pub mod llm;
 pub mod proxy;
+pub mod store;
 pub mod telemetry;
 pub mod tools;

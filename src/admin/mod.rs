@@ -1,109 +1,124 @@
-//! The admin listener: `/health`, `/metrics` and the admin API, on its own address.
+//! The admin listener's router: `/health`, `/metrics` and the `/api/*` analytics, security,
+//! request-log, export and feedback routes. Thin handlers: parse and check parameters, call
+//! `analytics`/`store`, serialise. Nothing imports `admin`.
 //!
-//! Every route but `/health` requires `Authorization: Bearer <admin token>` when a token is
-//! configured (config validation makes a token mandatory off loopback); the comparison is
-//! constant-time. Errors are JSON `{"error": {"message", "type"}}`.
+//! Auth: a Bearer token on every route but `/health` (constant-time comparison). With no token
+//! configured every route is open — `config` validation only allows that on a loopback
+//! listener. `/metrics` needs the token too unless `public_metrics` is set, for scrapers that
+//! cannot send one.
 
+mod error;
+pub mod params;
+mod routes;
 mod security;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::analytics::Live;
 use crate::config::Secret;
 use crate::detect::{ScanInput, Verdict};
+use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 
-/// Scans a request the way the proxy would (`app` wires it to the live detector): `None`
-/// when detection is off.
-pub type ScanFn = Arc<dyn Fn(&ScanInput, Option<&str>) -> Option<Verdict> + Send + Sync>;
+pub use error::AdminError;
 
+/// What the admin handlers need.
 #[derive(Clone)]
 pub struct AdminState {
+    pub store: Store,
+    pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
+    /// Bearer token; `None` leaves every route open (loopback only).
     pub token: Option<Secret>,
+    /// Serve `/metrics` without the token.
+    pub public_metrics: bool,
+    /// The live detector, for `/api/security/analyze`.
     pub scan: ScanFn,
 }
 
+/// Scans a request the way the proxy would (`app` wires it to the live detector): `None`
+/// when detection is off.
+pub type ScanFn = Arc<dyn Fn(&ScanInput) -> Option<Verdict> + Send + Sync>;
+
+/// True when a listener on `addr` must have a token (anything but loopback).
+pub fn auth_required(addr: SocketAddr) -> bool {
+    !addr.ip().is_loopback()
+}
+
+/// The admin router (state applied).
 pub fn router(state: AdminState) -> Router {
-    let protected = Router::new()
-        .route("/metrics", get(metrics))
+    let auth = middleware::from_fn_with_state(state.token.clone(), require_token);
+    let api = Router::new()
+        .route("/api/usage/analytics", get(routes::usage))
+        .route("/api/usage/forecast", get(routes::forecast))
+        .route("/api/usage/live", get(routes::live))
+        .route("/api/security/events", get(routes::security_events))
+        .route("/api/security/summary", get(routes::security_summary))
         .route("/api/security/analyze", post(security::analyze))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route("/api/requests", get(routes::requests))
+        .route("/api/requests/{id}", get(routes::request))
+        .route("/api/export", get(routes::export))
+        .route("/api/feedback", post(routes::feedback))
+        .route("/api/feedback/summary", get(routes::feedback_summary));
+    let metrics = Router::new().route("/metrics", get(routes::metrics));
+    let guarded = if state.public_metrics {
+        api.layer(auth).merge(metrics)
+    } else {
+        api.merge(metrics).layer(auth)
+    };
     Router::new()
-        .route(
-            "/health",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .merge(protected)
+        .route("/health", get(routes::health))
+        .merge(guarded)
+        .fallback(routes::not_found)
         .with_state(state)
 }
 
-/// A JSON error answer for the admin API.
-pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let kind = if status.is_client_error() {
-        "invalid_request_error"
-    } else {
-        "server_error"
-    };
-    let body = serde_json::json!({"error": {"message": message.into(), "type": kind}});
-    (status, axum::Json(body)).into_response()
-}
-
-async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
-    let Some(token) = &s.token else {
+/// Middleware: rejects a request without `Authorization: Bearer <token>` (401, JSON error).
+/// Passes everything through when `token` is `None`.
+pub async fn require_token(
+    State(token): State<Option<Secret>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = token else {
         return next.run(req).await;
     };
-    let given = req
+    let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+    if constant_time_eq(presented.trim().as_bytes(), token.expose().as_bytes()) {
         next.run(req).await
     } else {
-        let mut rsp = error(StatusCode::UNAUTHORIZED, "missing or invalid admin token");
-        rsp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        rsp
+        AdminError::Unauthorized.into_response()
     }
 }
 
-/// Compares without an early exit on the first differing byte.
+/// Compares without an early exit on the first differing byte (only the length leaks).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
-    }
-    diff == 0
-}
-
-async fn metrics(State(s): State<AdminState>, headers: HeaderMap) -> impl IntoResponse {
-    let openmetrics = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/openmetrics-text"));
-    let (content_type, body) = s.metrics.render(openmetrics);
-    ([(header::CONTENT_TYPE, content_type)], body)
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn constant_time_eq_compares_whole_values() {
-        use super::constant_time_eq as eq;
-        assert!(eq(b"token", b"token"));
-        assert!(!eq(b"token", b"tokem"));
-        assert!(!eq(b"tok", b"token"));
-        assert!(!eq(b"", b"token"));
-        assert!(!eq(b"tokenx", b"token"));
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(auth_required("0.0.0.0:8001".parse().expect("addr")));
+        assert!(!auth_required("[::1]:8001".parse().expect("addr")));
     }
 }

@@ -11,6 +11,7 @@
 
 mod load;
 mod secret;
+mod store;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{load, LoadError, DEFAULT_FILE};
 pub use secret::{Secret, SecretError, SecretSource};
+pub use store::{CaptureConfig, StoreConfig};
 pub use validate::{validate, Problems};
 
 /// The whole configuration.
@@ -34,6 +36,9 @@ pub struct Config {
     pub models: ModelsConfig,
     pub store: StoreConfig,
     pub detect: DetectConfig,
+    /// Price table ($ per million tokens per model) used when the upstream reports no cost.
+    /// Default `policies/prices.yaml`; a missing file means no computed cost.
+    pub prices: PathBuf,
 }
 
 /// The proxy listener: the OpenAI-compatible port apps point their `base_url` at.
@@ -86,6 +91,8 @@ pub struct AdminConfig {
     pub token: Option<Secret>,
     /// File holding the admin token (e.g. a mounted Kubernetes secret).
     pub token_file: Option<PathBuf>,
+    /// Serve `/metrics` without the token, for scrapers that cannot send one. Default false.
+    pub public_metrics: bool,
 }
 
 impl Default for AdminConfig {
@@ -94,6 +101,7 @@ impl Default for AdminConfig {
             listen: "127.0.0.1:8001".into(),
             token: None,
             token_file: None,
+            public_metrics: false,
         }
     }
 }
@@ -223,22 +231,6 @@ pub struct RouteConfig {
     /// Model-name prefix, e.g. `openai/`; an exact name also works.
     pub prefix: String,
     pub upstream: String,
-}
-
-/// The embedded event store.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StoreConfig {
-    /// SQLite file. Default `gatehouse.db`.
-    pub path: PathBuf,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            path: PathBuf::from("gatehouse.db"),
-        }
-    }
 }
 
 /// Threat detection.
@@ -405,6 +397,7 @@ impl Default for Config {
             },
             store: StoreConfig::default(),
             detect: DetectConfig::default(),
+            prices: PathBuf::from("policies/prices.yaml"),
         }
     }
 }

@@ -17,9 +17,9 @@
 pub mod behaviour;
 pub mod confusables;
 pub mod decode;
-pub mod dfa;
 pub mod eval;
 pub mod extract;
+mod lanes;
 pub mod learned;
 pub mod matcher;
 pub mod normalise;

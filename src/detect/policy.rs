@@ -113,12 +113,20 @@ const MAX_REGEX_LEN: usize = 512;
 
 /// Reads every `*.yaml` file in `dir`, sorted by name; returns the valid
 /// policies and every problem found (I/O problems included).
+/// Files in the policies directory that are not detection policies: the price table lives
+/// beside them (`policies/prices.yaml`) but belongs to cost accounting.
+pub const NOT_POLICIES: [&str; 1] = ["prices.yaml"];
+
 pub fn load_dir(dir: &Path) -> (Vec<Policy>, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| NOT_POLICIES.contains(&n.to_str().unwrap_or("")))
+            })
             .collect(),
         Err(e) => {
             problems.push(problem(dir, None, None, format!("cannot read: {e}"), None));

@@ -4,6 +4,7 @@
 //! Nothing here re-serialises a body: views borrow the original bytes, and a patch splices new
 //! bytes into an exact span of the original.
 
+pub mod prices;
 pub mod request;
 pub mod response;
 pub mod sse;

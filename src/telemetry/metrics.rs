@@ -1,58 +1,236 @@
-//! Metrics the proxy path touches directly (in-flight requests, dropped records, reloads).
-//! Everything measured per request is derived from `Exchange` records off the hot path.
+//! The Prometheus registry: every metric name, its help text and labels, described once here.
+//! Call sites never spell a name; they call the methods below.
+//!
+//! Fed from finished records by `observe` (a consumer task, off the hot path), plus a few
+//! handles the proxy and the store touch directly (in-flight guard, drops, reloads, flushes).
+//!
+//! Crate choice: `prometheus-client` (the official Rust client) encodes OpenMetrics 1.0; the
+//! 0.0.4 text format Prometheus asks for by default is derived from it in `text.rs` (counter
+//! metadata renamed to the sample name, `# EOF` and `# UNIT` dropped) and checked by a
+//! parser in the tests. The `prometheus` crate would give 0.0.4 only, and the reverse rewrite.
+//!
+//! Cardinality: `model` is one of the models given to `Metrics::new` (configured aliases and
+//! known upstream ids), else `other` (or `none` when the request named no model); `upstream` is
+//! a configured upstream name; every other label comes from a closed enum in code. Never users.
+//!
+//! `model_performance_score` (gauge, 0..=1, per model) is set from
+//! `analytics::quality::model_scores`: `0.5·(1 − error rate) + 0.3·2s/(2s + mean latency) +
+//! 0.2·mean feedback`, re-weighted without the feedback term when a model has no feedback.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
-#[derive(Debug, Default)]
-pub struct Metrics {
-    in_flight: AtomicI64,
-    dropped: AtomicU64,
-    reload_ok: AtomicI64,
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::event::Exchange;
+
+// Registered names. Counters are exposed with a `_total` suffix added by the encoder.
+pub const INFERENCE_REQUESTS: &str = "inference_requests";
+pub const INFERENCE_LATENCY_SECONDS: &str = "inference_latency_seconds";
+pub const SECURITY_THREATS: &str = "security_threats";
+pub const MODEL_PERFORMANCE_SCORE: &str = "model_performance_score";
+pub const TIME_TO_FIRST_TOKEN_SECONDS: &str = "gatehouse_time_to_first_token_seconds";
+pub const INPUT_TOKENS: &str = "gatehouse_input_tokens";
+pub const OUTPUT_TOKENS: &str = "gatehouse_output_tokens";
+pub const COST_USD: &str = "gatehouse_cost_usd";
+pub const UPSTREAM_ERRORS: &str = "gatehouse_upstream_errors";
+pub const REQUESTS_IN_FLIGHT: &str = "gatehouse_requests_in_flight";
+pub const BLOCKED_REQUESTS: &str = "gatehouse_blocked_requests";
+pub const RECORDS_DROPPED: &str = "gatehouse_records_dropped";
+pub const STORE_QUEUE_DEPTH: &str = "gatehouse_store_queue_depth";
+pub const STORE_WRITE_SECONDS: &str = "gatehouse_store_write_seconds";
+pub const STORE_RECORDS: &str = "gatehouse_store_records";
+pub const CONFIG_RELOAD_SUCCESS: &str = "gatehouse_config_reload_success";
+pub const CONFIG_RELOADS: &str = "gatehouse_config_reloads";
+
+/// `Content-Type` of the 0.0.4 text format.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// `Content-Type` of OpenMetrics 1.0.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// End-to-end latency buckets, seconds (long generations need the top end).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+const TTFT_BUCKETS: [f64; 13] = [
+    0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+];
+const STORE_WRITE_BUCKETS: [f64; 10] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    model: String,
+    endpoint: &'static str,
+    outcome: &'static str,
+    code: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    model: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThreatLabels {
+    category: &'static str,
+    level: &'static str,
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamErrorLabels {
+    upstream: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConsumerLabels {
+    consumer: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+fn ttft_histogram() -> Histogram {
+    Histogram::new(TTFT_BUCKETS)
+}
+
+/// The gateway's metrics and their registry.
+pub struct Metrics {
+    registry: Registry,
+    models: HashSet<String>,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily<LatencyLabels>,
+    threats: Family<ThreatLabels, Counter>,
+    score: Family<ModelLabels, Gauge<f64, AtomicU64>>,
+    ttft: HistogramFamily<ModelLabels>,
+    input_tokens: Family<ModelLabels, Counter>,
+    output_tokens: Family<ModelLabels, Counter>,
+    cost: Family<ModelLabels, Counter<f64, AtomicU64>>,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    in_flight: Gauge,
+    blocked: Family<ModelLabels, Counter>,
+    dropped: Family<ConsumerLabels, Counter>,
+    queue_depth: Gauge,
+    store_write: Histogram,
+    store_records: Family<ResultLabels, Counter>,
+    reload_success: Gauge,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+mod observe;
+mod register;
+
+pub use observe::InFlight;
+
 impl Metrics {
-    pub fn new() -> Metrics {
-        Metrics {
-            reload_ok: AtomicI64::new(1),
-            ..Metrics::default()
+    /// A registry with every metric registered (label-less series start at 0). `models` is the
+    /// allowed `model` label set; anything else is reported as `other`.
+    pub fn new(models: impl IntoIterator<Item = String>) -> Metrics {
+        register::build(models.into_iter().collect())
+    }
+
+    /// The exposition body and its `Content-Type`: OpenMetrics 1.0 when `openmetrics`, else the
+    /// 0.0.4 text format.
+    pub fn render(&self, openmetrics: bool) -> (&'static str, String) {
+        let mut om = String::with_capacity(16 * 1024);
+        if prometheus_client::encoding::text::encode(&mut om, &self.registry).is_err() {
+            // Encoding into a String only fails on a label encoder bug; expose what we have.
+            tracing::warn!("metrics encoding failed");
+        }
+        if openmetrics {
+            (OPENMETRICS_CONTENT_TYPE, om)
+        } else {
+            (TEXT_CONTENT_TYPE, super::text::from_openmetrics(&om))
         }
     }
-    pub fn in_flight_inc(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+
+    /// Whether an `Accept` header prefers OpenMetrics over the text format (q-values honoured;
+    /// ties go to OpenMetrics, as Prometheus lists it first).
+    pub fn wants_openmetrics(accept: &str) -> bool {
+        let q_of = |media: &str| {
+            accept
+                .split(',')
+                .filter(|part| part.trim_start().starts_with(media))
+                .map(|part| {
+                    part.split(';')
+                        .filter_map(|p| p.trim().strip_prefix("q="))
+                        .find_map(|q| q.parse::<f64>().ok())
+                        .unwrap_or(1.0)
+                })
+                .fold(0.0f64, f64::max)
+        };
+        let om = q_of("application/openmetrics-text");
+        om > 0.0 && om >= q_of("text/plain")
     }
-    pub fn in_flight_dec(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+
+    /// Sets the store gauges and write histogram after one batch commit.
+    pub fn store_flush(&self, records: usize, elapsed: Duration, queue_depth: usize, ok: bool) {
+        self.queue_depth
+            .set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
+        self.store_write.observe(elapsed.as_secs_f64());
+        let result = if ok { "written" } else { "failed" };
+        self.store_records
+            .get_or_create(&ResultLabels { result })
+            .inc_by(records as u64);
     }
-    pub fn in_flight(&self) -> i64 {
-        self.in_flight.load(Ordering::Relaxed)
+
+    /// Counts a record a consumer's full channel dropped.
+    pub fn record_dropped(&self, consumer: &'static str) {
+        self.dropped
+            .get_or_create(&ConsumerLabels { consumer })
+            .inc();
     }
-    pub fn record_dropped(&self, _consumer: &'static str) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn records_dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
+
+    /// Records the outcome of a config reload (gauge 1/0 plus a counter per result).
     pub fn config_reload(&self, success: bool) {
-        self.reload_ok.store(i64::from(success), Ordering::Relaxed);
+        self.reload_success.set(i64::from(success));
+        let result = if success { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
-    pub fn render(&self, _openmetrics: bool) -> (&'static str, String) {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "# TYPE gatehouse_requests_in_flight gauge\ngatehouse_requests_in_flight {}",
-            self.in_flight()
-        );
-        let _ = writeln!(
-            s,
-            "# TYPE gatehouse_records_dropped_total counter\ngatehouse_records_dropped_total {}",
-            self.records_dropped()
-        );
-        let _ = writeln!(
-            s,
-            "# TYPE gatehouse_config_reload_success gauge\ngatehouse_config_reload_success {}",
-            self.reload_ok.load(Ordering::Relaxed)
-        );
-        ("text/plain; version=0.0.4; charset=utf-8", s)
+
+    /// Sets `model_performance_score` for a model (see the module doc for the formula).
+    pub fn set_model_score(&self, model: &str, score: f64) {
+        let model = self.model_label(Some(model), None);
+        self.score.get_or_create(&ModelLabels { model }).set(score);
+    }
+
+    /// The bounded `model` label: an allowed model, else `other`, or `none`.
+    fn model_label(&self, upstream_model: Option<&str>, model: Option<&str>) -> String {
+        match (upstream_model, model) {
+            (None, None) => "none".into(),
+            (u, m) => [u, m]
+                .into_iter()
+                .flatten()
+                .find(|name| self.models.contains(*name))
+                .unwrap_or("other")
+                .to_owned(),
+        }
+    }
+
+    fn ex_model(&self, ex: &Exchange) -> String {
+        self.model_label(ex.upstream_model.as_deref(), ex.model.as_deref())
     }
 }

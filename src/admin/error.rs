@@ -1,0 +1,86 @@
+//! The admin API's one error type and its one `IntoResponse`: every failure becomes
+//! `{"error": {"message": "...", "type": "..."}}` with the right status.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::{analytics, store};
+
+/// Why an admin request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A query parameter or body is wrong; the message says which and why.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("missing or invalid admin token")]
+    Unauthorized,
+    /// The feature the route needs is switched off (e.g. detection).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("store")]
+    Store(#[from] store::Error),
+    #[error("analytics")]
+    Analytics(#[from] analytics::Error),
+}
+
+impl AdminError {
+    fn status_and_type(&self) -> (StatusCode, &'static str) {
+        match self {
+            AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+            AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error"),
+            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "authentication_error"),
+            AdminError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AdminError::Store(store::Error::InvalidFeedback(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error")
+            }
+            AdminError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+            AdminError::Analytics(analytics::Error::NotEnoughHistory { .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "insufficient_data")
+            }
+            AdminError::Analytics(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            AdminError::Store(store::Error::InvalidFeedback(m)) => (*m).to_owned(),
+            AdminError::Analytics(e @ analytics::Error::NotEnoughHistory { .. }) => e.to_string(),
+            AdminError::Store(_) | AdminError::Analytics(_) => {
+                "internal error reading the event store".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.status_and_type();
+        if status.is_server_error() {
+            // Logged once, here, where it is handled (with the source chain).
+            let chain = error_chain(&self);
+            tracing::error!(error = %chain, "admin request failed");
+        }
+        let body = serde_json::json!({"error": {"message": self.message(), "type": kind}});
+        let mut rsp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            rsp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        rsp
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,65 @@
+//! Config section for the event store (serde shapes only; the runtime objects are
+//! `store::Store` and `store::WriterConfig`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded event store (SQLite, WAL).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite file; created with its `-wal`/`-shm` companions. Default `gatehouse.db`.
+    pub path: PathBuf,
+    /// Days of requests, matches, rollups and feedback kept; older rows are deleted by the
+    /// retention task. 0 keeps everything. Default 30.
+    pub retention_days: u32,
+    /// Capacity (records) of the store consumer's channel; a full channel drops and counts.
+    /// Default 65536.
+    pub queue: usize,
+    /// Records per write transaction at most. Default 1024.
+    pub batch: usize,
+    /// Milliseconds a partial batch may wait before it is committed. Default 200.
+    pub flush_ms: u64,
+    /// Prompt/response text capture (off by default).
+    pub capture: CaptureConfig,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("gatehouse.db"),
+            retention_days: 30,
+            queue: 65536,
+            batch: 1024,
+            flush_ms: 200,
+            capture: CaptureConfig::default(),
+        }
+    }
+}
+
+/// What text the store keeps. The proxy fills `Exchange.capture` only when asked to; the store
+/// keeps what it is given, capped and (by default) redacted once more.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Keep prompt text. Default false.
+    pub prompts: bool,
+    /// Keep response text. Default false.
+    pub responses: bool,
+    /// Bytes kept per text at most (cut at a char boundary). Default 4096.
+    pub max_bytes: usize,
+    /// Mask secrets and e-mail addresses before storing (`store::redact`). Default true.
+    pub redact: bool,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            prompts: false,
+            responses: false,
+            max_bytes: 4096,
+            redact: true,
+        }
+    }
+}

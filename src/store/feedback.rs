@@ -1,0 +1,111 @@
+//! User feedback on a request: `{request_id, score, comment}`, stored as given (comment capped
+//! and redacted) and summarised per model by joining the request it rates.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::redact::{cap, redact};
+use super::{query_err, Error, Store};
+
+/// Longest comment kept, in bytes.
+const COMMENT_MAX_BYTES: usize = 2_000;
+/// Longest request id accepted (UUIDs are 36).
+const REQUEST_ID_MAX: usize = 128;
+
+/// Feedback on one request. `score` is in `0..=1` (1 = good): thumbs up/down send 1/0, a
+/// five-star widget sends `stars / 5`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Feedback {
+    pub request_id: String,
+    pub score: f64,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Feedback figures for one model.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FeedbackSummary {
+    pub model: String,
+    pub count: u64,
+    /// Mean score, 0..=1.
+    pub avg_score: f64,
+}
+
+impl Feedback {
+    /// Checks the fields; the message says what is wrong.
+    ///
+    /// # Errors
+    /// Empty or over-long request id, or a score outside `0..=1`.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.request_id.trim().is_empty() {
+            return Err(Error::InvalidFeedback("request_id must not be empty"));
+        }
+        if self.request_id.len() > REQUEST_ID_MAX {
+            return Err(Error::InvalidFeedback(
+                "request_id is longer than 128 bytes",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.score) {
+            return Err(Error::InvalidFeedback(
+                "score must be a number between 0 and 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Stores one feedback entry (validated first). The rated request need not be stored yet.
+    ///
+    /// # Errors
+    /// `Error::InvalidFeedback` for bad fields, `Error::Query` when the insert fails.
+    pub async fn feedback(&self, fb: &Feedback) -> Result<(), Error> {
+        fb.validate()?;
+        let comment = fb
+            .comment
+            .as_deref()
+            .map(|c| redact(cap(c, COMMENT_MAX_BYTES)).into_owned());
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        sqlx::query("INSERT INTO feedback (request_id, ts_ms, score, comment) VALUES (?, ?, ?, ?)")
+            .bind(fb.request_id.trim())
+            .bind(now)
+            .bind(fb.score)
+            .bind(comment)
+            .execute(&self.write)
+            .await
+            .map_err(query_err("insert feedback"))?;
+        Ok(())
+    }
+
+    /// Feedback count and mean score per model since `since_ms` (feedback on requests not in
+    /// the store counts under `unknown`).
+    ///
+    /// # Errors
+    /// The query fails.
+    pub async fn feedback_summary(&self, since_ms: i64) -> Result<Vec<FeedbackSummary>, Error> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(r.upstream_model, r.model, 'unknown') AS m, COUNT(*) AS n, \
+             AVG(f.score) AS s FROM feedback f LEFT JOIN requests r ON r.id = f.request_id \
+             WHERE f.ts_ms >= ? GROUP BY m ORDER BY n DESC",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.read)
+        .await
+        .map_err(query_err("feedback summary"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(FeedbackSummary {
+                    model: r.try_get("m")?,
+                    count: r.try_get::<i64, _>("n")?.max(0) as u64,
+                    avg_score: r.try_get("s")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query_err("feedback summary"))
+    }
+}

@@ -1,0 +1,252 @@
+//! Reads over the rollup tables, summed in SQL so only the grouped rows cross to Rust (sqlx
+//! hands SQLite rows over one by one, so row count, not table size, is what costs).
+//!
+//! Per-user sums over long ranges read the per-day table for whole days and the per-hour table
+//! only for the partial days at the edges.
+
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::hist::{Histogram, BUCKETS};
+use super::row::{DAY_MS, HOUR_MS};
+use super::{query_err, Error, Store};
+
+/// One rollup row, or a sum of them (fields not grouped on are `0`/empty).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RollupRow {
+    pub bucket_ms: i64,
+    pub model: String,
+    pub outcome: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub blocked: u64,
+    /// Requests with a threat by level: low, medium, high, critical.
+    pub threats: [u64; 4],
+    pub latency_sum_us: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: f64,
+    pub prompt_chars: u64,
+    pub response_chars: u64,
+    pub hist: Histogram,
+}
+
+/// One user's sums over a range (identified users only).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct UserRollupRow {
+    pub user: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub blocked: u64,
+    pub threats: u64,
+    pub tokens: u64,
+    pub cost: f64,
+    pub latency_sum_us: u64,
+}
+
+/// How rollup rows are summed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    /// As stored: bucket, model, outcome.
+    Raw,
+    Bucket,
+    Model,
+    /// One row for the whole range.
+    Total,
+}
+
+/// Minute or hour rollups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    Minute,
+    Hour,
+}
+
+const SUMMED: [&str; 13] = [
+    "requests",
+    "errors",
+    "blocked",
+    "threats_low",
+    "threats_medium",
+    "threats_high",
+    "threats_critical",
+    "latency_sum_us",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "prompt_chars",
+    "response_chars",
+];
+
+fn grouped_sql(table: &str, by: GroupBy) -> String {
+    let (keys, group) = match by {
+        GroupBy::Raw => (
+            "bucket_ms, model, outcome",
+            " GROUP BY bucket_ms, model, outcome",
+        ),
+        GroupBy::Bucket => (
+            "bucket_ms, '' AS model, '' AS outcome",
+            " GROUP BY bucket_ms",
+        ),
+        GroupBy::Model => ("0 AS bucket_ms, model, '' AS outcome", " GROUP BY model"),
+        GroupBy::Total => ("0 AS bucket_ms, '' AS model, '' AS outcome", ""),
+    };
+    let mut cols: Vec<String> = SUMMED
+        .iter()
+        // `0.0` keeps the REAL type when the range is empty (sqlx checks column types).
+        .map(|c| match *c {
+            "cost" => format!("COALESCE(SUM({c}), 0.0) AS {c}"),
+            _ => format!("COALESCE(SUM({c}), 0) AS {c}"),
+        })
+        .collect();
+    cols.push("COALESCE(MAX(latency_max_us), 0) AS latency_max_us".into());
+    cols.extend((0..BUCKETS).map(|i| format!("COALESCE(SUM(h{i}), 0) AS h{i}")));
+    format!(
+        "SELECT {keys}, {} FROM {table} WHERE bucket_ms >= ? AND bucket_ms < ?{group} \
+         ORDER BY 1, 2, 3",
+        cols.join(", ")
+    )
+}
+
+/// Column index of `h0` in `grouped_sql`'s output.
+const FIRST_BUCKET_COLUMN: usize = 3 + SUMMED.len() + 1;
+
+impl Store {
+    /// Rollup rows with `bucket_ms` in `[from_ms, to_ms)`, summed as `by` says.
+    ///
+    /// # Errors
+    /// The query fails.
+    pub async fn rollups_by(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        res: Resolution,
+        by: GroupBy,
+    ) -> Result<Vec<RollupRow>, Error> {
+        let table = match res {
+            Resolution::Minute => "rollup_minute",
+            Resolution::Hour => "rollup_hour",
+        };
+        let rows = sqlx::query(&grouped_sql(table, by))
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.read)
+            .await
+            .map_err(query_err("rollups"))?;
+        rows.iter()
+            .map(rollup_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(query_err("rollups"))
+    }
+
+    /// Stored rollup rows in `[from_ms, to_ms)`; `hourly` picks the hour table.
+    ///
+    /// # Errors
+    /// The query fails.
+    pub async fn rollups(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        hourly: bool,
+    ) -> Result<Vec<RollupRow>, Error> {
+        let res = if hourly {
+            Resolution::Hour
+        } else {
+            Resolution::Minute
+        };
+        self.rollups_by(from_ms, to_ms, res, GroupBy::Raw).await
+    }
+
+    /// Per-user sums for hours in `[from_ms, to_ms)` (hour-aligned), most requests first.
+    /// Whole days come from the day table, the partial days at the edges from the hour table,
+    /// summed by one query.
+    ///
+    /// # Errors
+    /// The query fails.
+    pub async fn user_rollups(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<UserRollupRow>, Error> {
+        let from_ms = from_ms - from_ms.rem_euclid(HOUR_MS);
+        let first_day = from_ms + (DAY_MS - from_ms.rem_euclid(DAY_MS)) % DAY_MS;
+        let last_day = to_ms - to_ms.rem_euclid(DAY_MS);
+        // (hour table range, day table range, hour table range); empty ranges select nothing.
+        let ranges = if first_day < last_day {
+            [
+                (from_ms, first_day),
+                (first_day, last_day),
+                (last_day, to_ms),
+            ]
+        } else {
+            [(from_ms, to_ms), (0, 0), (0, 0)]
+        };
+        let cols = "user, requests, errors, blocked, threats, tokens, cost, latency_sum_us";
+        let sql = format!(
+            "SELECT user, SUM(requests) AS requests, SUM(errors) AS errors, SUM(blocked) AS \
+             blocked, SUM(threats) AS threats, SUM(tokens) AS tokens, SUM(cost) AS cost, \
+             SUM(latency_sum_us) AS latency_sum_us FROM ( \
+             SELECT {cols} FROM rollup_user_hour WHERE bucket_ms >= ? AND bucket_ms < ? \
+             UNION ALL SELECT {cols} FROM rollup_user_day WHERE bucket_ms >= ? AND bucket_ms < ? \
+             UNION ALL SELECT {cols} FROM rollup_user_hour WHERE bucket_ms >= ? AND bucket_ms < ?) \
+             GROUP BY user ORDER BY requests DESC, user"
+        );
+        let mut q = sqlx::query(&sql);
+        for (a, b) in ranges {
+            q = q.bind(a).bind(b);
+        }
+        let rows = q
+            .fetch_all(&self.read)
+            .await
+            .map_err(query_err("user rollups"))?;
+        let get = |r: &SqliteRow, c: &str| r.try_get::<i64, _>(c).map(|v| v.max(0) as u64);
+        rows.iter()
+            .map(|r| {
+                Ok(UserRollupRow {
+                    user: r.try_get("user")?,
+                    requests: get(r, "requests")?,
+                    errors: get(r, "errors")?,
+                    blocked: get(r, "blocked")?,
+                    threats: get(r, "threats")?,
+                    tokens: get(r, "tokens")?,
+                    cost: r.try_get("cost")?,
+                    latency_sum_us: get(r, "latency_sum_us")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query_err("user rollups"))
+    }
+}
+
+fn rollup_from_row(r: &SqliteRow) -> Result<RollupRow, sqlx::Error> {
+    let u = |c: &str| r.try_get::<i64, _>(c).map(|v| v.max(0) as u64);
+    let mut hist = Histogram {
+        max_us: u("latency_max_us")?,
+        ..Histogram::default()
+    };
+    for (i, slot) in hist.counts.iter_mut().enumerate() {
+        *slot = r.try_get::<i64, _>(FIRST_BUCKET_COLUMN + i)?.max(0) as u64;
+    }
+    Ok(RollupRow {
+        bucket_ms: r.try_get("bucket_ms")?,
+        model: r.try_get("model")?,
+        outcome: r.try_get("outcome")?,
+        requests: u("requests")?,
+        errors: u("errors")?,
+        blocked: u("blocked")?,
+        threats: [
+            u("threats_low")?,
+            u("threats_medium")?,
+            u("threats_high")?,
+            u("threats_critical")?,
+        ],
+        latency_sum_us: u("latency_sum_us")?,
+        prompt_tokens: u("prompt_tokens")?,
+        completion_tokens: u("completion_tokens")?,
+        cost: r.try_get("cost")?,
+        prompt_chars: u("prompt_chars")?,
+        response_chars: u("response_chars")?,
+        hist,
+    })
+}

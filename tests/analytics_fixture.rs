@@ -1,0 +1,195 @@
+//! Analytics figures against a hand-computed fixture with fixed times.
+//!
+//! Window: days=1 at Monday 2026-01-05 10:30Z → the 24 hours [Sun 11:00, Mon 11:00).
+//! Records (latency bucket (100 ms, 150 ms] unless said):
+//!   4 × alice,   gpt-4o-mini, Mon 09:10, ok
+//!   1 × bob,     claude,      Mon 09:20, upstream error
+//!   1 × bob,     claude,      Mon 10:05, ok, 2 s (bucket (1.5 s, 2 s])
+//!   1 × mallory, gpt-4o-mini, Sun 23:00, blocked (high, prompt injection)
+//!   1 × alice,   gpt-4o-mini, Sun 10:00 — outside the window
+//! Each record: 100 + 50 tokens, $0.001.
+
+#[path = "store_support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse::analytics::{security_summary, usage_at, Live};
+use gatehouse::config::CaptureConfig;
+use gatehouse::detect::RiskLevel;
+use support::*;
+
+const MIN: i64 = 60_000;
+
+fn fixture() -> Vec<Arc<gatehouse::event::Exchange>> {
+    let mon9 = MONDAY_MS + 9 * HOUR_MS;
+    let mut v = Vec::new();
+    for i in 0..4 {
+        v.push(exchange(
+            &format!("a{i}"),
+            mon9 + 10 * MIN,
+            "gpt-4o-mini",
+            Some("alice"),
+            150,
+        ));
+    }
+    v.push(failed(exchange(
+        "b1",
+        mon9 + 20 * MIN,
+        "claude",
+        Some("bob"),
+        150,
+    )));
+    v.push(exchange(
+        "b2",
+        MONDAY_MS + 10 * HOUR_MS + 5 * MIN,
+        "claude",
+        Some("bob"),
+        2_000,
+    ));
+    v.push(blocked(
+        exchange(
+            "m1",
+            MONDAY_MS - HOUR_MS,
+            "gpt-4o-mini",
+            Some("mallory"),
+            150,
+        ),
+        RiskLevel::High,
+    ));
+    v.push(exchange(
+        "old",
+        MONDAY_MS - 14 * HOUR_MS,
+        "gpt-4o-mini",
+        Some("alice"),
+        150,
+    ));
+    v.into_iter().map(Arc::new).collect()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+#[tokio::test]
+async fn usage_matches_the_hand_computed_fixture() {
+    let (_dir, store) = temp_store().await;
+    store
+        .insert_batch(&fixture(), &CaptureConfig::default())
+        .await
+        .expect("write");
+    let now = MONDAY_MS + 10 * HOUR_MS + 30 * MIN;
+    let u = usage_at(&store, now, 1).await.expect("usage");
+    let g = &u.general_metrics;
+    assert_eq!(g.total_requests, 7);
+    assert!(close(g.error_rate, 1.0 / 7.0), "{}", g.error_rate);
+    assert_eq!(
+        (g.unique_users, g.blocked_requests, g.total_tokens),
+        (3, 1, 1050)
+    );
+    assert!(close(g.total_cost, 0.007), "{}", g.total_cost);
+    assert!(close(g.avg_latency, 2.9 / 7.0), "{}", g.avg_latency);
+    // Six in (0.10, 0.15], one in (1.5, 2]: p50 rank 3.5 → 0.1 + 3.5/6·0.05.
+    assert!(
+        close(g.p50_latency, 0.1 + 3.5 / 6.0 * 0.05),
+        "{}",
+        g.p50_latency
+    );
+    assert!(close(g.p95_latency, 1.5 + 0.65 * 0.5), "{}", g.p95_latency);
+    assert!(close(g.p99_latency, 1.5 + 0.93 * 0.5), "{}", g.p99_latency);
+
+    let models: Vec<(&str, u64, u64)> = u
+        .by_model
+        .iter()
+        .map(|m| (m.model.as_str(), m.requests, m.errors))
+        .collect();
+    assert_eq!(models, [("gpt-4o-mini", 5, 0), ("claude", 2, 1)]);
+    assert!(close(u.by_model[1].error_rate, 0.5));
+    let users: Vec<(&str, u64)> = u
+        .by_user
+        .iter()
+        .map(|x| (x.user.as_str(), x.requests))
+        .collect();
+    assert_eq!(users, [("alice", 4), ("bob", 2), ("mallory", 1)]);
+
+    assert_eq!(u.timeseries.bucket, "hour");
+    assert_eq!(u.timeseries.points.len(), 24);
+    assert_eq!(u.timeseries.points[0].timestamp, "2026-01-04T11:00:00Z");
+    let busy: Vec<(usize, u64, u64)> = u
+        .timeseries
+        .points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.requests > 0)
+        .map(|(i, p)| (i, p.requests, p.errors))
+        .collect();
+    assert_eq!(busy, [(12, 1, 0), (22, 5, 1), (23, 1, 0)]);
+
+    let hours = &u.temporal_patterns.by_hour_of_day;
+    assert_eq!(
+        (hours[9].requests, hours[10].requests, hours[23].requests),
+        (5, 1, 1)
+    );
+    assert_eq!(hours.iter().map(|h| h.requests).sum::<u64>(), 7);
+    let days = &u.temporal_patterns.by_weekday;
+    assert_eq!((days[0].key.as_str(), days[0].requests), ("monday", 6));
+    assert_eq!((days[6].key.as_str(), days[6].requests), ("sunday", 1));
+    assert!(u.anomalies.is_empty(), "{:?}", u.anomalies);
+}
+
+#[tokio::test]
+async fn security_summary_counts_levels_categories_and_offenders() {
+    let (_dir, store) = temp_store().await;
+    store
+        .insert_batch(&fixture(), &CaptureConfig::default())
+        .await
+        .expect("write");
+    let s = security_summary(&store, MONDAY_MS - 2 * HOUR_MS, MONDAY_MS + 11 * HOUR_MS)
+        .await
+        .expect("summary");
+    assert_eq!((s.total_requests, s.threats, s.blocked), (7, 1, 1));
+    assert_eq!(s.by_level["high"], 1);
+    assert_eq!(s.by_category["prompt_injection"], 1);
+    assert_eq!(s.top_users.len(), 1);
+    assert_eq!(
+        (
+            s.top_users[0].user.as_str(),
+            s.top_users[0].max_level.as_str()
+        ),
+        ("mallory", "high")
+    );
+}
+
+#[test]
+fn live_windows_count_what_finished_inside_them() {
+    let live = Live::new();
+    for ex in fixture() {
+        live.record(&ex);
+    }
+    let now = at(MONDAY_MS + 10 * HOUR_MS + 30 * MIN);
+    let w = live.window_at(now, Duration::from_secs(2 * 3600));
+    assert_eq!((w.requests, w.errors, w.blocked), (6, 1, 0));
+    assert!(close(w.error_rate, 1.0 / 6.0));
+    let day = live.window_at(now, Duration::from_secs(24 * 3600));
+    assert_eq!((day.requests, day.blocked), (7, 1));
+    assert_eq!(day.threats_by_level.get("high"), Some(&1));
+    // The seconds ring only covers the last 5 minutes: nothing finished then.
+    assert_eq!(live.window_at(now, Duration::from_secs(60)).requests, 0);
+    let models = live.models_at(now, Duration::from_secs(3600));
+    assert_eq!(models.len(), 2);
+}
+
+#[tokio::test]
+async fn an_empty_store_gives_zeros_not_errors() {
+    let (_dir, store) = temp_store().await;
+    let u = usage_at(&store, MONDAY_MS, 7)
+        .await
+        .expect("usage on an empty store");
+    assert_eq!(u.general_metrics.total_requests, 0);
+    assert_eq!(u.timeseries.points.len(), 168);
+    let s = security_summary(&store, MONDAY_MS - 7 * 24 * HOUR_MS, MONDAY_MS + 90_000)
+        .await
+        .expect("summary on an empty store");
+    assert_eq!((s.total_requests, s.threats), (0, 0));
+}
