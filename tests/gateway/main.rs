@@ -15,6 +15,7 @@ mod faults;
 mod inputs;
 mod listener;
 mod passthrough;
+mod records;
 mod sdk;
 mod shutdown;
 mod streaming;
