@@ -20,7 +20,7 @@
 //! (prefix `GATEHOUSE_DETECT__ENABLED=false` to see what detection costs). Takes ~90 s.
 
 use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -74,6 +74,15 @@ enum Mode {
     Stream,
 }
 
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain ",
+            Mode::Stream => "stream",
+        }
+    }
+}
+
 fn request_body(mode: Mode) -> Bytes {
     let extra = match mode {
         Mode::Plain => "",
@@ -114,16 +123,12 @@ async fn answer(
         let body = StreamBody::new(futures_util::stream::iter(frames));
         ("text/event-stream", BodyExt::boxed(body))
     } else {
-        (
-            "application/json",
-            Full::new(Bytes::from_static(ANSWER.as_bytes())).boxed(),
-        )
+        let body = Full::new(Bytes::from_static(ANSWER.as_bytes()));
+        ("application/json", body.boxed())
     };
     let mut rsp = Response::new(body);
-    rsp.headers_mut().insert(
-        CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(content_type),
-    );
+    let value = hyper::header::HeaderValue::from_static(content_type);
+    rsp.headers_mut().insert(CONTENT_TYPE, value);
     Ok(rsp)
 }
 
@@ -155,7 +160,7 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 fn spawn_gatehouse(
-    bin: &PathBuf,
+    bin: &Path,
     upstream: &str,
     proxy: u16,
     detect: &str,
@@ -165,14 +170,12 @@ fn spawn_gatehouse(
     std::fs::create_dir_all(&dir)?;
     let log = std::fs::File::create(dir.join("gatehouse.log"))?;
     let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let admin = format!("127.0.0.1:{}", free_port()?);
     let child = Command::new(bin)
         .arg("serve")
         .current_dir(&dir)
         .env("GATEHOUSE_PROXY__LISTEN", format!("127.0.0.1:{proxy}"))
-        .env(
-            "GATEHOUSE_ADMIN__LISTEN",
-            format!("127.0.0.1:{}", free_port()?),
-        )
+        .env("GATEHOUSE_ADMIN__LISTEN", admin)
         .env("GATEHOUSE_UPSTREAMS__OPENROUTER__BASE_URL", upstream)
         .env("GATEHOUSE_STORE__PATH", dir.join("gatehouse.db"))
         .env("GATEHOUSE_DETECT__POLICIES", policies)
@@ -185,14 +188,12 @@ fn spawn_gatehouse(
     Ok(Gatehouse { child, dir })
 }
 
-fn proc_field(pid: u32, key: &str) -> Result<u64, Error> {
+/// A `kB` field of /proc/<pid>/status, e.g. `VmRSS:`.
+fn proc_kb(pid: u32, key: &str) -> Result<u64, Error> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .ok_or("no such field")?;
-    Ok(line[key.len()..]
-        .trim()
+    let line = status.lines().find_map(|l| l.strip_prefix(key));
+    Ok(line
+        .ok_or("no such field")?
         .trim_end_matches("kB")
         .trim()
         .parse()?)
@@ -242,33 +243,23 @@ async fn one(ctx: &Ctx, side: usize, mode: Mode) -> Result<Duration, String> {
             .header(AUTHORIZATION, "Bearer sk-bench-client")
             .body(Full::new(ctx.bodies[mode as usize].clone()))
             .map_err(|e| e.to_string())?;
-        let rsp = ctx
-            .client
-            .request(req)
-            .await
-            .map_err(|e| format!("transport: {e:?}"))?;
+        let rsp = ctx.client.request(req).await;
+        let rsp = rsp.map_err(|e| format!("{e:?}"))?;
         let status = rsp.status();
-        let got = rsp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
+        let got = rsp.into_body().collect().await.map_err(|e| e.to_string())?;
+        let got = got.to_bytes();
         let whole = match mode {
             Mode::Plain => got.len() == ANSWER.len(),
             Mode::Stream => got.ends_with(DONE),
         };
-        match (status, whole) {
-            (StatusCode::OK, true) => Ok(()),
-            _ => Err(format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&got[..got.len().min(200)])
-            )),
+        if status == StatusCode::OK && whole {
+            return Ok(());
         }
+        let text = String::from_utf8_lossy(&got[..got.len().min(200)]).into_owned();
+        Err(format!("{status}: {text}"))
     };
-    tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .map_err(|_| "timeout".to_string())??;
+    let timed = tokio::time::timeout(TIMEOUT, exchange).await;
+    timed.map_err(|_| "timeout".to_string())??;
     Ok(t0.elapsed())
 }
 
@@ -276,28 +267,28 @@ async fn one(ctx: &Ctx, side: usize, mode: Mode) -> Result<Duration, String> {
 #[derive(Default)]
 struct Side {
     latencies: Vec<Duration>,
-    ok: u64,
     errors: u64,
     first_error: Option<String>,
     elapsed: Duration,
     /// gatehouse CPU ticks during this side's slices.
     gate_ticks: u64,
-    /// Open loop: sends that started more than 1 ms after their scheduled time.
-    late_sends: u64,
+    /// Open loop: how late each send started after its scheduled time.
+    lags: Vec<Duration>,
 }
 
 impl Side {
     fn add(&mut self, r: Result<Duration, String>) {
         match r {
-            Ok(d) => {
-                self.ok += 1;
-                self.latencies.push(d);
-            }
+            Ok(d) => self.latencies.push(d),
             Err(e) => {
                 self.errors += 1;
                 self.first_error.get_or_insert(e);
             }
         }
+    }
+
+    fn ok(&self) -> u64 {
+        self.latencies.len() as u64
     }
 }
 
@@ -308,9 +299,7 @@ async fn open_loop(ctx: &Arc<Ctx>, side: usize, mode: Mode, out: &mut Side) {
     for i in 0..SLICE_REQUESTS {
         let at = start + PERIOD * i;
         tokio::time::sleep_until(at).await;
-        if at.elapsed() > Duration::from_millis(1) {
-            out.late_sends += 1;
-        }
+        out.lags.push(at.elapsed());
         let ctx = ctx.clone();
         tasks.push(tokio::spawn(async move { one(&ctx, side, mode).await }));
     }
@@ -324,21 +313,19 @@ async fn open_loop(ctx: &Arc<Ctx>, side: usize, mode: Mode, out: &mut Side) {
 async fn closed_loop(ctx: &Arc<Ctx>, side: usize, mode: Mode, out: &mut Side) {
     let start = Instant::now();
     let deadline = start + SLICE_TIME;
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|_| {
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                let mut mine = Side::default();
-                while Instant::now() < deadline && mine.ok + mine.errors < MAX_PER_TASK {
-                    mine.add(one(&ctx, side, mode).await);
-                }
-                mine
-            })
-        })
-        .collect();
+    let mut tasks = Vec::with_capacity(CONCURRENCY);
+    for _ in 0..CONCURRENCY {
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Side::default();
+            while Instant::now() < deadline && mine.ok() + mine.errors < MAX_PER_TASK {
+                mine.add(one(&ctx, side, mode).await);
+            }
+            mine
+        }));
+    }
     for t in tasks {
         let mine = t.await.unwrap_or_default();
-        out.ok += mine.ok;
         out.errors += mine.errors;
         out.latencies.extend(mine.latencies);
         if let Some(e) = mine.first_error {
@@ -360,50 +347,20 @@ async fn phase(ctx: &Arc<Ctx>, pid: u32, mode: Mode, open: bool) -> Result<[Side
         }
         sides[side].gate_ticks += cpu_ticks(pid)?.saturating_sub(before);
     }
+    for s in &mut sides {
+        s.latencies.sort_unstable();
+        s.lags.sort_unstable();
+    }
     Ok(sides)
 }
 
-// ---------------------------------------------------------------- report
+// ---------------------------------------------------------------- main
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len().saturating_sub(1)) as f64 * p / 100.0).round() as usize;
-    sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
-}
-
-fn row(label: &str, direct: String, gate: String, added: String, target: &str) {
-    println!("{label:<34} {direct:>10} {gate:>10} {added:>10}   {target}");
-}
-
-fn verdict(value: f64, limit: f64) -> String {
-    format!("≤ {limit} {}", if value <= limit { "ok" } else { "MISS" })
-}
-
-fn main() -> ExitCode {
-    let bin = gatehouse_binary();
-    if !bin.is_file() {
-        eprintln!("gatehouse binary not found at {}; build it first:\n  CARGO_TARGET_DIR=/work/target-bench cargo build --release", bin.display());
-        return ExitCode::from(2);
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build();
-    match rt.map_err(Error::from).and_then(|rt| rt.block_on(run(bin))) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("proxy_overhead: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(bin: PathBuf) -> Result<(), Error> {
-    let detect = std::env::var("GATEHOUSE_DETECT__ENABLED").unwrap_or_else(|_| "true".into());
-    let load_start = loadavg();
+/// Starts the fake upstream and gatehouse, waits for gatehouse's `/health`.
+async fn start(bin: &Path, detect: &str) -> Result<(Gatehouse, Arc<Ctx>), Error> {
     let upstream = start_upstream().await?;
     let proxy = free_port()?;
-    let mut gate = spawn_gatehouse(&bin, &format!("http://{upstream}/v1"), proxy, &detect)?;
-    let pid = gate.child.id();
-
+    let mut gate = spawn_gatehouse(bin, &format!("http://{upstream}/v1"), proxy, detect)?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new())
@@ -413,31 +370,56 @@ async fn run(bin: PathBuf) -> Result<(), Error> {
     let started = Instant::now();
     loop {
         let req = Request::get(health.clone()).body(Full::default())?;
-        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(1), client.request(req)).await {
-            if r.status() == StatusCode::OK {
-                break;
-            }
+        let rsp = tokio::time::timeout(Duration::from_secs(1), client.request(req)).await;
+        if rsp.is_ok_and(|r| r.is_ok_and(|r| r.status() == StatusCode::OK)) {
+            break;
         }
         let exited = gate.child.try_wait()?;
         if exited.is_some() || started.elapsed() > Duration::from_secs(15) {
-            let log = std::fs::read_to_string(gate.dir.join("gatehouse.log")).unwrap_or_default();
-            return Err(
-                format!("gatehouse not healthy (exit: {exited:?}); its log:\n{log}").into(),
-            );
+            let log = std::fs::read_to_string(gate.dir.join("gatehouse.log"))?;
+            return Err(format!("gatehouse not healthy (exit {exited:?}); log:\n{log}").into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let idle_rss_kb = proc_field(pid, "VmRSS:")?;
-
-    let ctx = Arc::new(Ctx {
+    let ctx = Ctx {
         client,
         uris: [
             format!("http://{upstream}/v1/chat/completions").parse()?,
             format!("http://127.0.0.1:{proxy}/v1/chat/completions").parse()?,
         ],
         bodies: [request_body(Mode::Plain), request_body(Mode::Stream)],
-    });
+    };
+    Ok((gate, Arc::new(ctx)))
+}
+
+fn main() -> ExitCode {
+    let bin = gatehouse_binary();
+    if !bin.is_file() {
+        let bin = bin.display();
+        eprintln!("no gatehouse binary at {bin}; build it: cargo build --release");
+        return ExitCode::from(2);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    if let Err(e) = rt
+        .map_err(Error::from)
+        .and_then(|rt| rt.block_on(run(&bin)))
+    {
+        eprintln!("proxy_overhead: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+async fn run(bin: &Path) -> Result<(), Error> {
+    let detect = std::env::var("GATEHOUSE_DETECT__ENABLED").unwrap_or_else(|_| "true".into());
+    let load_start = loadavg();
+    let (gate, ctx) = start(bin, &detect).await?;
+    let pid = gate.child.id();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss_mb = proc_kb(pid, "VmRSS:")? as f64 / 1024.0;
+
     let mut warmup = [Side::default(), Side::default()];
     for mode in [Mode::Plain, Mode::Stream] {
         for (side, out) in warmup.iter_mut().enumerate() {
@@ -446,126 +428,89 @@ async fn run(bin: PathBuf) -> Result<(), Error> {
             }
         }
     }
-
     let mut results = Vec::new();
     for mode in [Mode::Plain, Mode::Stream] {
         let latency = phase(&ctx, pid, mode, true).await?;
         let throughput = phase(&ctx, pid, mode, false).await?;
         results.push((mode, latency, throughput));
     }
-    let peak_rss_kb = proc_field(pid, "VmHWM:")?;
-    let load_end = loadavg();
-    let log = std::fs::read_to_string(gate.dir.join("gatehouse.log")).unwrap_or_default();
+    let peak_rss_mb = proc_kb(pid, "VmHWM:")? as f64 / 1024.0;
+    let log = std::fs::read_to_string(gate.dir.join("gatehouse.log"))?;
     drop(gate);
 
+    let (b0, b1) = (ctx.bodies[0].len(), ctx.bodies[1].len());
+    println!("\ngatehouse proxy overhead (detection enabled={detect}; request {b0} B / {b1} B)");
+    let load_end = loadavg();
+    println!("load average (1/5/15 min) at start: {load_start}; at end: {load_end}\n");
     let tick_us = 1e6 / clock_ticks_per_sec();
-    println!("\ngatehouse proxy overhead  (detection {detect}; request {} B plain / {} B stream; {} cores)",
-        ctx.bodies[0].len(), ctx.bodies[1].len(), std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("load average at start: {load_start}   at end: {load_end}\n");
-    row(
-        "",
-        "direct".into(),
-        "gatehouse".into(),
-        "added".into(),
-        "target",
-    );
-    let mut errors = Vec::new();
-    for (mode, mut lat, thr) in results {
-        let name = if mode == Mode::Plain {
-            "plain "
-        } else {
-            "stream"
-        };
-        lat.iter_mut().for_each(|s| s.latencies.sort_unstable());
+    println!("{:<38}   direct  gatehouse    added   target", "");
+    for (mode, lat, thr) in &results {
+        let name = mode.name();
         for p in [50.0, 90.0, 99.0] {
             let (d, g) = (pct(&lat[0].latencies, p), pct(&lat[1].latencies, p));
-            let target = if p == 99.0 {
-                verdict(g - d, 250.0)
-            } else {
-                String::new()
-            };
-            row(
-                &format!("{name} p{p} µs @1000 req/s"),
-                format!("{d:.0}"),
-                format!("{g:.0}"),
-                format!("{:+.0}", g - d),
-                &target,
-            );
+            let (added, label) = (g - d, format!("{name} p{p} latency µs @1000/s"));
+            let target = (p == 99.0).then(|| verdict(added, 250.0));
+            let target = target.unwrap_or_default();
+            println!("{label:<38}{d:>9.0}{g:>11.0}{added:>+9.0}   {target}");
         }
-        let rate = |s: &Side| s.ok as f64 / s.elapsed.as_secs_f64();
+        let rate = |s: &Side| s.ok() as f64 / s.elapsed.as_secs_f64();
         let (d, g) = (rate(&thr[0]), rate(&thr[1]));
-        row(
-            &format!("{name} req/s, concurrency {CONCURRENCY}"),
-            format!("{d:.0}"),
-            format!("{g:.0}"),
-            format!("{:+.0}%", (g / d - 1.0) * 100.0),
-            "",
-        );
-        for (label, s) in [("@1000 req/s", &lat), ("at c=64", &thr)] {
-            let per_req = s[1].gate_ticks as f64 * tick_us / s[1].ok.max(1) as f64;
-            let idle_ms = s[0].gate_ticks as f64 * tick_us / 1e3;
-            row(
-                &format!("{name} gatehouse CPU µs/req {label}"),
-                format!("(idle {idle_ms:.0} ms)"),
-                format!("{per_req:.1}"),
-                String::new(),
-                &verdict(per_req, 30.0),
-            );
+        let label = format!("{name} max req/s, concurrency {CONCURRENCY}");
+        let change = (g / d - 1.0) * 100.0;
+        println!("{label:<38}{d:>9.0}{g:>11.0}{change:>+8.0}%");
+        for (at, s) in [("@1000/s", lat), ("c=64", thr)] {
+            let cpu = s[1].gate_ticks as f64 * tick_us / s[1].ok().max(1) as f64;
+            let label = format!("{name} gatehouse CPU µs/req {at}");
+            let target = verdict(cpu, 30.0);
+            println!("{label:<38}{cpu:>20.1}            {target}");
         }
-        for (what, sides) in [("latency", &lat), ("throughput", &thr)] {
-            for (side, s) in ["direct", "gatehouse"].iter().zip(sides.iter()) {
-                errors.push((
-                    format!("{name} {what} {side}"),
-                    s.ok,
-                    s.errors,
-                    s.late_sends,
-                    s.first_error.clone(),
-                ));
+    }
+    let rss = format!("{idle_rss_mb:.1} / {peak_rss_mb:.1}");
+    let target = verdict(idle_rss_mb, 30.0);
+    println!(
+        "{:<38}{rss:>20}            {target}",
+        "gatehouse RSS MB idle / peak"
+    );
+
+    println!("\nper side: ok, errors, open-loop send lag p99, gatehouse CPU during its slices");
+    let mut errors = 0;
+    for (mode, lat, thr) in &results {
+        for (phase, sides) in [("latency", lat), ("throughput", thr)] {
+            for (side, s) in ["direct", "gatehouse"].iter().zip(sides) {
+                let lag = pct(&s.lags, 99.0) / 1e3;
+                let cpu_ms = s.gate_ticks as f64 * tick_us / 1e3;
+                let first = s.first_error.as_deref().unwrap_or("");
+                let (label, ok, err) =
+                    (format!("{} {phase} {side}", mode.name()), s.ok(), s.errors);
+                print!("  {label:<28}{ok:>8} ok {err:>3} err  ");
+                println!("lag {lag:>5.2} ms  CPU {cpu_ms:>5.0} ms {first}");
+                errors += s.errors;
             }
         }
     }
-    let idle_mb = idle_rss_kb as f64 / 1024.0;
-    row(
-        "gatehouse RSS idle / peak MB",
-        String::new(),
-        format!("{idle_mb:.1} / {:.1}", peak_rss_kb as f64 / 1024.0),
-        String::new(),
-        &verdict(idle_mb, 30.0),
-    );
-    for (side, w) in ["direct", "gatehouse"].iter().zip(&warmup) {
-        errors.push((
-            format!("warm-up {side}"),
-            w.ok,
-            w.errors,
-            0,
-            w.first_error.clone(),
-        ));
+    errors += warmup.iter().map(|w| w.errors).sum::<u64>();
+    let warmup_ok: u64 = warmup.iter().map(Side::ok).sum();
+    println!("  warm-up (both sides)        {warmup_ok:>8} ok, errors in total: {errors}");
+    let bad = |l: &&str| l.contains("WARN") || l.contains("ERROR");
+    let warnings: Vec<&str> = log.lines().filter(bad).collect();
+    let (lines, n) = (log.lines().count(), warnings.len());
+    println!("gatehouse log: {lines} lines, {n} WARN/ERROR");
+    for w in warnings.iter().take(5) {
+        println!("  {}", w.chars().take(240).collect::<String>());
     }
-    println!("\nrequests (ok / errors / open-loop sends >1 ms late):");
-    for (label, ok, err, late, first) in &errors {
-        println!(
-            "  {label:<30} {ok:>8} / {err} / {late}{}",
-            first
-                .as_ref()
-                .map_or(String::new(), |e| format!("   first error: {e}"))
-        );
-    }
-    let warnings: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .collect();
-    println!(
-        "gatehouse log: {} lines, {} WARN/ERROR",
-        log.lines().count(),
-        warnings.len()
-    );
-    warnings
-        .iter()
-        .take(5)
-        .for_each(|l| println!("  {}", &l[..l.len().min(240)]));
-    let total_errors: u64 = errors.iter().map(|e| e.2).sum();
-    if total_errors > 0 {
-        return Err(format!("{total_errors} requests failed").into());
+    if errors > 0 {
+        return Err(format!("{errors} requests failed").into());
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len().saturating_sub(1)) as f64 * p / 100.0).round() as usize;
+    sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
+}
+
+fn verdict(value: f64, limit: f64) -> String {
+    format!("≤ {limit} {}", if value <= limit { "ok" } else { "MISS" })
 }

@@ -26,6 +26,8 @@ const FLUSH_WAIT: Duration = Duration::from_secs(30);
 /// Queue of the in-memory consumers (live windows, metrics): they keep up easily, so this
 /// only absorbs bursts.
 const CONSUMER_QUEUE: usize = 65_536;
+/// Feedback entries waiting to be stored.
+const FEEDBACK_QUEUE: usize = 1024;
 /// How often old rows are purged.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// How often `model_performance_score` is recomputed, and over which window.
@@ -80,7 +82,9 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     let prices = Arc::new(load_prices(&config.prices));
     let live = Arc::new(Live::new());
     let (records_tx, records_rx) = mpsc::channel(config.proxy.record_queue);
-    let proxy = Arc::new(Proxy::new(runtime, records_tx, metrics.clone()));
+    let (feedback_tx, feedback_rx) = mpsc::channel(FEEDBACK_QUEUE);
+    let proxy =
+        Arc::new(Proxy::new(runtime, records_tx, metrics.clone()).with_feedback(feedback_tx));
 
     let tls = config.proxy.tls.as_ref().map(|t| proxy::TlsFiles {
         cert: t.cert.clone(),
@@ -128,6 +132,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             shutdown,
         )),
         tokio::spawn(score_models(metrics.clone(), live.clone(), store.clone())),
+        tokio::spawn(store_feedback(store.clone(), feedback_rx)),
     ];
     let admin_state = crate::admin::AdminState {
         store: store.clone(),
@@ -201,6 +206,15 @@ impl App {
 async fn observe_metrics(metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Arc<Exchange>>) {
     while let Some(ex) = rx.recv().await {
         metrics.observe(&ex);
+    }
+}
+
+/// Stores feedback sent on the proxy port.
+async fn store_feedback(store: Store, mut rx: mpsc::Receiver<crate::event::Feedback>) {
+    while let Some(fb) = rx.recv().await {
+        if let Err(e) = store.feedback(&fb).await {
+            tracing::warn!(error = %e, request_id = %fb.request_id, "feedback not stored");
+        }
     }
 }
 

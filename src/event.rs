@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::detect::Verdict;
 
@@ -232,5 +232,40 @@ impl Exchange {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
+    }
+}
+
+/// Feedback on one request (`POST /api/feedback` on the admin port, `POST /v1/feedback` on the
+/// proxy port). `score` is in `0..=1` (1 = good): thumbs up/down send 1/0, a five-star widget
+/// sends `stars / 5`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Feedback {
+    pub request_id: String,
+    pub score: f64,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Longest request id accepted in feedback.
+const REQUEST_ID_MAX: usize = 128;
+
+impl Feedback {
+    /// Checks the fields.
+    ///
+    /// # Errors
+    /// A message saying what is wrong: empty or over-long request id, or a score outside
+    /// `0..=1`.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.request_id.trim().is_empty() {
+            return Err("request_id must not be empty");
+        }
+        if self.request_id.len() > REQUEST_ID_MAX {
+            return Err("request_id is longer than 128 bytes");
+        }
+        if !(0.0..=1.0).contains(&self.score) {
+            return Err("score must be a number between 0 and 1");
+        }
+        Ok(())
     }
 }

@@ -222,3 +222,62 @@ pub async fn generate(
     let body = json!({"result": answer.text, "latency": latency, "model": model, "usage": usage});
     Ok(Done::Made(json_response(StatusCode::OK, body)))
 }
+
+/// Largest feedback body accepted.
+const FEEDBACK_MAX: usize = 16 * 1024;
+
+/// `POST /v1/feedback` `{request_id, score, comment}` with the client's own key: validated here,
+/// stored by the consumer `app` wired (202 once queued). Not an inference, so not recorded as
+/// an `Exchange`.
+pub async fn feedback(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBody> {
+    let rt = proxy.runtime.load_full();
+    let made = |e: ProxyError| {
+        let (parts, body) = e.to_response("").into_parts();
+        Response::from_parts(
+            parts,
+            ProxyBody::Full {
+                data: Some(body),
+                rec: None,
+            },
+        )
+    };
+    let bearer = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if rt.identify(bearer).is_err() {
+        return made(ProxyError::Unauthorized);
+    }
+    let Some(tx) = proxy.feedback.as_ref() else {
+        return made(ProxyError::NotFound {
+            method: "POST".into(),
+            path: "/v1/feedback".into(),
+        });
+    };
+    let body = match Limited::new(req.into_body(), FEEDBACK_MAX).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return made(ProxyError::BodyTooLarge {
+                limit: FEEDBACK_MAX,
+            })
+        }
+    };
+    let fb: crate::event::Feedback =
+        match serde_json::from_slice(&body) {
+            Ok(f) => f,
+            Err(e) => return made(ProxyError::InvalidField(format!(
+                "expected {{\"request_id\": string, \"score\": 0..1, \"comment\"?: string}}: {e}"
+            ))),
+        };
+    if let Err(msg) = fb.validate() {
+        return made(ProxyError::InvalidField(msg.to_owned()));
+    }
+    if tx.try_send(fb).is_err() {
+        return made(ProxyError::ShuttingDown);
+    }
+    unrecorded(json_response(
+        StatusCode::ACCEPTED,
+        json!({"status": "accepted"}),
+    ))
+}

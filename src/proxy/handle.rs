@@ -27,6 +27,7 @@ pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<Proxy
     match route {
         Route::Health => return extras::health(),
         Route::Ready => return extras::ready(&proxy).await,
+        Route::Feedback => return extras::feedback(&proxy, req).await,
         _ => {}
     }
     let rt = proxy.runtime.load_full();
@@ -38,10 +39,12 @@ pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<Proxy
         Route::Generate => extras::generate(&proxy, &rt, &mut rec, req).await,
         Route::Models | Route::Model => extras::models(&rt, &mut rec, route, req).await,
         Route::Passthrough => passthrough(&rt, &mut rec, req).await,
-        Route::NotFound | Route::Health | Route::Ready => Err(ProxyError::NotFound {
-            method: req.method().to_string(),
-            path: req.uri().path().to_owned(),
-        }),
+        Route::NotFound | Route::Health | Route::Ready | Route::Feedback => {
+            Err(ProxyError::NotFound {
+                method: req.method().to_string(),
+                path: req.uri().path().to_owned(),
+            })
+        }
         Route::MethodNotAllowed => Err(ProxyError::MethodNotAllowed {
             method: req.method().to_string(),
             path: req.uri().path().to_owned(),

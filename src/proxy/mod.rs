@@ -28,7 +28,7 @@ pub use runtime::Runtime;
 pub use server::{serve, Listener, TlsFiles};
 
 use crate::detect::{Behaviour, BehaviourConfig};
-use crate::event::Exchange;
+use crate::event::{Exchange, Feedback};
 use crate::telemetry::metrics::Metrics;
 
 /// State shared by every connection of the proxy listener.
@@ -41,6 +41,8 @@ pub struct Proxy {
     ready: Mutex<Option<(Instant, bool)>>,
     /// Per-user threat history; outlives reloads.
     behaviour: Option<Behaviour>,
+    /// Where `POST /v1/feedback` goes (the store, wired by `app`); `None` answers 404.
+    feedback: Option<mpsc::Sender<Feedback>>,
 }
 
 impl Proxy {
@@ -60,6 +62,14 @@ impl Proxy {
             records,
             metrics,
             ready: Mutex::new(None),
+            feedback: None,
         }
+    }
+
+    /// Accepts `POST /v1/feedback` and hands each entry to `tx` (never waiting: a full queue
+    /// answers 503).
+    pub fn with_feedback(mut self, tx: mpsc::Sender<Feedback>) -> Proxy {
+        self.feedback = Some(tx);
+        self
     }
 }

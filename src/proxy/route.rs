@@ -18,7 +18,9 @@ pub enum Route {
     Model,
     /// The seed's `POST /generate`.
     Generate,
-    /// `POST /v1/feedback` is answered by the admin side; here it is just another path.
+    /// `POST /v1/feedback`: a client's rating of an earlier answer, stored by gatehouse.
+    Feedback,
+    /// Any other `/v1/*` path, forwarded unread.
     Passthrough,
     NotFound,
     MethodNotAllowed,
@@ -46,6 +48,8 @@ pub fn route(method: &Method, path: &str) -> Route {
         "/v1/responses" => inference(Endpoint::Responses),
         "/v1/models" if get => Route::Models,
         "/v1/models" => Route::MethodNotAllowed,
+        "/v1/feedback" if post => Route::Feedback,
+        "/v1/feedback" => Route::MethodNotAllowed,
         p if p.starts_with("/v1/models/") && get => Route::Model,
         p if p.starts_with("/v1/") => Route::Passthrough,
         _ => Route::NotFound,

@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::Row;
 
 use super::redact::{cap, redact};
@@ -12,18 +12,7 @@ use super::{query_err, Error, Store};
 /// Longest comment kept, in bytes.
 const COMMENT_MAX_BYTES: usize = 2_000;
 /// Longest request id accepted (UUIDs are 36).
-const REQUEST_ID_MAX: usize = 128;
-
-/// Feedback on one request. `score` is in `0..=1` (1 = good): thumbs up/down send 1/0, a
-/// five-star widget sends `stars / 5`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Feedback {
-    pub request_id: String,
-    pub score: f64,
-    #[serde(default)]
-    pub comment: Option<String>,
-}
+pub use crate::event::Feedback;
 
 /// Feedback figures for one model.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -34,36 +23,13 @@ pub struct FeedbackSummary {
     pub avg_score: f64,
 }
 
-impl Feedback {
-    /// Checks the fields; the message says what is wrong.
-    ///
-    /// # Errors
-    /// Empty or over-long request id, or a score outside `0..=1`.
-    pub fn validate(&self) -> Result<(), Error> {
-        if self.request_id.trim().is_empty() {
-            return Err(Error::InvalidFeedback("request_id must not be empty"));
-        }
-        if self.request_id.len() > REQUEST_ID_MAX {
-            return Err(Error::InvalidFeedback(
-                "request_id is longer than 128 bytes",
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.score) {
-            return Err(Error::InvalidFeedback(
-                "score must be a number between 0 and 1",
-            ));
-        }
-        Ok(())
-    }
-}
-
 impl Store {
     /// Stores one feedback entry (validated first). The rated request need not be stored yet.
     ///
     /// # Errors
     /// `Error::InvalidFeedback` for bad fields, `Error::Query` when the insert fails.
     pub async fn feedback(&self, fb: &Feedback) -> Result<(), Error> {
-        fb.validate()?;
+        fb.validate().map_err(Error::InvalidFeedback)?;
         let comment = fb
             .comment
             .as_deref()

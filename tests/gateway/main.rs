@@ -9,6 +9,7 @@
 mod support;
 
 mod admin;
+mod analytics;
 mod blocking;
 mod config;
 mod faults;
