@@ -263,13 +263,14 @@ pub async fn feedback(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBo
             })
         }
     };
-    let fb: crate::event::Feedback =
-        match serde_json::from_slice(&body) {
-            Ok(f) => f,
-            Err(e) => return made(ProxyError::InvalidField(format!(
+    let fb: crate::event::Feedback = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return made(ProxyError::InvalidField(format!(
                 "expected {{\"request_id\": string, \"score\": 0..1, \"comment\"?: string}}: {e}"
-            ))),
-        };
+            )))
+        }
+    };
     if let Err(msg) = fb.validate() {
         return made(ProxyError::InvalidField(msg.to_owned()));
     }
