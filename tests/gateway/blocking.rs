@@ -190,3 +190,46 @@ async fn a_plain_answer_with_a_canary_is_refused_whole() {
     gw.shutdown().await;
     gw2.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_repeat_offender_is_blocked_for_the_cool_down_then_others_pass() {
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let mut c = config_for(&up.url());
+    c.detect.behaviour.high_risk_limit = 2;
+    let mut gw = TestGateway::start(c).await;
+    let url = format!("{}/v1/chat/completions", gw.url);
+    let send = |user: &str, content: &str| {
+        let body =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": content}]});
+        client()
+            .post(&url)
+            .header("x-gatehouse-user", user)
+            .json(&body)
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(send("mallory", ATTACK).await.expect("rsp").status(), 403);
+        gw.record().await;
+    }
+    let rsp = send("mallory", "What is the capital of France?")
+        .await
+        .expect("rsp");
+    assert_eq!(
+        rsp.status(),
+        403,
+        "a benign request from an escalated user is blocked"
+    );
+    let rec = gw.record().await;
+    let v = rec.verdict.as_ref().expect("verdict");
+    assert!(v.escalated && v.blocked, "{v:?}");
+    assert_eq!(
+        send("alice", "What is the capital of France?")
+            .await
+            .expect("rsp")
+            .status(),
+        200,
+        "other users pass"
+    );
+    assert_eq!(up.count(), 1);
+    gw.shutdown().await;
+}
