@@ -181,6 +181,7 @@ fn spawn_gatehouse(
         .env("GATEHOUSE_DETECT__POLICIES", policies)
         .env("GATEHOUSE_DETECT__ENABLED", detect)
         .env("OPENROUTER_API_KEY", "sk-bench-upstream")
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -477,13 +478,17 @@ async fn run(bin: &Path) -> Result<(), Error> {
     for (mode, lat, thr) in &results {
         for (phase, sides) in [("latency", lat), ("throughput", thr)] {
             for (side, s) in ["direct", "gatehouse"].iter().zip(sides) {
-                let lag = pct(&s.lags, 99.0) / 1e3;
+                let lag = if s.lags.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{:.2} ms", pct(&s.lags, 99.0) / 1e3)
+                };
                 let cpu_ms = s.gate_ticks as f64 * tick_us / 1e3;
                 let first = s.first_error.as_deref().unwrap_or("");
                 let (label, ok, err) =
                     (format!("{} {phase} {side}", mode.name()), s.ok(), s.errors);
                 print!("  {label:<28}{ok:>8} ok {err:>3} err  ");
-                println!("lag {lag:>5.2} ms  CPU {cpu_ms:>5.0} ms {first}");
+                println!("lag p99 {lag:>8}  CPU {cpu_ms:>5.0} ms {first}");
                 errors += s.errors;
             }
         }
