@@ -18,6 +18,7 @@ use crate::llm::prices::Prices;
 use crate::proxy::{self, Proxy, Runtime};
 use crate::store::{self, Store, WriterConfig, WriterSummary};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::otel::{self, Exporter};
 
 /// How often the config file's modification time is checked for a reload.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -58,6 +59,8 @@ pub struct App {
 struct Tasks {
     fanout: JoinHandle<()>,
     writer: JoinHandle<WriterSummary>,
+    /// The trace exporter, when a backend is configured; flushed like the writer.
+    traces: Option<JoinHandle<()>>,
     reload: JoinHandle<()>,
     admin: JoinHandle<()>,
     /// Tasks that hold no data of their own and are simply stopped.
@@ -109,6 +112,17 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     consumers.push(("live", live_tx));
     let (metrics_tx, metrics_rx) = mpsc::channel(CONSUMER_QUEUE);
     consumers.push(("metrics", metrics_tx));
+    let traces = match Exporter::build(&config.traces).map_err(|p| anyhow::anyhow!("{p}"))? {
+        e if e.backends.is_empty() => None,
+        e => {
+            let names: Vec<&str> = e.backends.iter().map(|b| b.name.as_str()).collect();
+            tracing::info!(backends = ?names, capture = ?e.content.capture, "exporting traces");
+            let (tx, rx) = mpsc::channel(e.queue);
+            consumers.push(("traces", tx));
+            let client = side_client(e.timeout)?;
+            Some(tokio::spawn(otel::run(e, client, rx, metrics.clone())))
+        }
+    };
     consumers.extend(opts.record_consumers.into_iter().map(|c| ("embedder", c)));
 
     let mut writer_cfg = WriterConfig::from_config(&config.store);
@@ -145,6 +159,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     let tasks = Tasks {
         fanout: tokio::spawn(fan_out(records_rx, consumers, metrics.clone(), prices)),
         writer: tokio::spawn(store::run_writer(store.clone(), store_rx, writer_cfg)),
+        traces,
         reload: tokio::spawn(watch_config(
             proxy.clone(),
             metrics.clone(),
@@ -165,6 +180,19 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         stop,
         serving,
     })
+}
+
+/// The shared client for side calls (trace export), with explicit timeouts.
+///
+/// # Errors
+/// The TLS stack cannot be set up.
+pub fn side_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .context("building the HTTP client for side calls")
 }
 
 fn load_prices(path: &std::path::Path) -> Prices {
@@ -271,7 +299,12 @@ async fn serve_proxy(
     // drains, drops its consumer queues, and the writer commits what is left.
     let flushed = async {
         let _ = tasks.fanout.await;
-        tasks.writer.await
+        let traces = async {
+            if let Some(t) = tasks.traces {
+                let _ = t.await;
+            }
+        };
+        tokio::join!(tasks.writer, traces).0
     };
     match tokio::time::timeout(FLUSH_WAIT, flushed).await {
         Ok(Ok(summary)) => tracing::info!(?summary, "records flushed"),

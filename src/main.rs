@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use gatehouse::{app, config, telemetry};
 
@@ -61,7 +62,7 @@ fn main() -> ExitCode {
     match command.as_deref() {
         Some("check") => {
             println!("configuration is valid");
-            ExitCode::SUCCESS
+            check_traces(&config)
         }
         Some("scan") => done(gatehouse::tools::scan(&config)),
         Some("eval") => match positional.as_slice() {
@@ -112,6 +113,47 @@ fn serve(config: config::Config, config_path: Option<PathBuf>) -> ExitCode {
             }
         }
     })
+}
+
+/// How long `check` waits for each trace backend.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Probes each configured trace backend: one line each; failure when one rejects the keys or
+/// cannot be reached.
+fn check_traces(config: &config::Config) -> ExitCode {
+    let exporter = match gatehouse::telemetry::otel::Exporter::build(&config.traces) {
+        Ok(e) => e,
+        Err(problems) => return bad_config(&problems.to_string()),
+    };
+    if exporter.backends.is_empty() {
+        println!("traces: no backend configured (set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY, or traces.otlp)");
+        return ExitCode::SUCCESS;
+    }
+    let checks = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            let client = app::side_client(CHECK_TIMEOUT)?;
+            Ok(rt.block_on(gatehouse::telemetry::otel::check(
+                &exporter,
+                &client,
+                CHECK_TIMEOUT,
+            )))
+        });
+    let checks = match checks {
+        Ok(c) => c,
+        Err(e) => return done(Err(e)),
+    };
+    for c in &checks {
+        let mark = if c.ok { "ok" } else { "FAILED" };
+        println!("traces: {} ({}): {mark}: {}", c.backend, c.url, c.summary);
+    }
+    if checks.iter().all(|c| c.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn done(result: anyhow::Result<()>) -> ExitCode {

@@ -12,6 +12,7 @@
 mod load;
 mod secret;
 mod store;
+mod traces;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use load::{load, LoadError, DEFAULT_FILE};
 pub use secret::{Secret, SecretError, SecretSource};
 pub use store::{CaptureConfig, StoreConfig};
+pub use traces::{LangfuseConfig, OtlpConfig, TraceCapture, TracesConfig};
 pub use validate::{validate, Problems};
 
 /// The whole configuration.
@@ -36,6 +38,8 @@ pub struct Config {
     pub models: ModelsConfig,
     pub store: StoreConfig,
     pub detect: DetectConfig,
+    /// Trace export to Langfuse and OpenTelemetry backends.
+    pub traces: TracesConfig,
     /// Price table ($ per million tokens per model) used when the upstream reports no cost.
     /// Default `policies/prices.yaml`; a missing file means no computed cost.
     pub prices: PathBuf,
@@ -397,6 +401,7 @@ impl Default for Config {
             },
             store: StoreConfig::default(),
             detect: DetectConfig::default(),
+            traces: TracesConfig::default(),
             prices: PathBuf::from("policies/prices.yaml"),
         }
     }

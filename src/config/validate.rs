@@ -68,6 +68,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
     }
     check_models(c, &mut p);
     check_detect(c, &mut p);
+    super::traces::check(&c.traces, &mut p);
     if p.is_empty() {
         Ok(warnings)
     } else {

@@ -17,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use super::capture::AnswerText;
 use super::record::Recorder;
 use crate::detect::{Action, Match, ResponseWindow, RiskLevel, Verdict};
 use crate::event::{Blame, Exchange, Outcome};
@@ -147,6 +148,8 @@ pub struct Relay {
     scan: Option<ResponseScan>,
     /// A critical hit in the answer: the stream ends with an error event.
     blocked: Option<Match>,
+    /// The answer text for the record, when capture is on (bounded).
+    answer: Option<AnswerText>,
 }
 
 /// Response scanning state for one answer.
@@ -181,6 +184,20 @@ impl Relay {
             hold: false,
             scan: None,
             blocked: None,
+            answer: None,
+        }
+    }
+
+    /// Keeps the answer text (up to the capture's budget) for the record.
+    pub fn with_answer(mut self, answer: Option<AnswerText>) -> Relay {
+        self.answer = answer;
+        self
+    }
+
+    /// Puts the captured answer text, if any, into the record.
+    fn finish_answer(&mut self) {
+        if let (Some(text), Some(rec)) = (self.answer.take(), self.rec.as_mut()) {
+            text.finish(rec.ex());
         }
     }
 
@@ -316,6 +333,9 @@ impl Relay {
         }
         self.saw_error |= ev.error;
         self.text_chars += ev.text_chars;
+        if let Some(a) = self.answer.as_mut() {
+            a.push(&ev.text);
+        }
         let ex = self.rec_mut().ex();
         if let Some(u) = ev.usage {
             ex.usage = u;
@@ -350,6 +370,7 @@ impl Relay {
             "data: {{\"error\":{{\"message\":\"gatehouse: the answer was blocked by the security policy ({category})\",\"type\":\"permission_error\",\"param\":null,\"code\":\"response_blocked\"}}}}\n\n"
         );
         let out = join(out, Bytes::from(frame));
+        self.finish_answer();
         let Some(mut rec) = self.rec.take() else {
             return Poll::Ready(Some(Ok(Frame::data(out))));
         };
@@ -395,6 +416,7 @@ impl Relay {
         if matches!(self.reading, Reading::Plain) {
             self.read_plain();
         }
+        self.finish_answer();
         let saw_error = self.saw_error;
         let chars = self.text_chars;
         let events = matches!(self.reading, Reading::Events { .. });
@@ -421,16 +443,19 @@ impl Relay {
 
     fn read_plain(&mut self) {
         let kept = std::mem::take(&mut self.kept);
-        let overflowed = self.overflowed;
-        let ex = self.rec_mut().ex();
-        if !overflowed {
+        if !self.overflowed {
             let answer = parse_answer(&kept);
+            if let Some(a) = self.answer.as_mut() {
+                a.push(&answer.text);
+            }
+            let ex = self.rec_mut().ex();
             ex.response_model = answer.model;
             ex.usage = answer.usage.unwrap_or_default();
             ex.cost = answer.cost;
             ex.response_chars = Some(answer.text_chars);
             return;
         }
+        let ex = self.rec_mut().ex();
         let needle = b"\"usage\"";
         if let Some(pos) = kept.windows(needle.len()).rposition(|w| w == needle) {
             let after = &kept[pos + needle.len()..];
@@ -449,6 +474,7 @@ impl Relay {
         let partial = !self.splitter.is_empty();
         let strip = self.hold;
         let events = matches!(self.reading, Reading::Events { .. });
+        self.finish_answer();
         let mut rec = self.rec.take().expect("the relay ends once");
         let ex = rec.ex();
         ex.outcome = Outcome::StreamError;

@@ -193,6 +193,7 @@ pub async fn generate(
     ex.upstream_model = Some(target.model.to_string());
     ex.upstream = Some(target.upstream.name.clone());
     let chat = Bytes::from(json!({"model": &*target.model, "messages": g.messages}).to_string());
+    super::handle::capture_prompt(rt, rec, &chat);
     super::handle::inspect_request(proxy, rt, rec, &chat).await?;
     let mut out = outbound(rt, parts, "/chat/completions".into(), chat);
     out.method = http::Method::POST;
@@ -213,6 +214,10 @@ pub async fn generate(
     ex.response_model = answer.model.clone();
     ex.response_chars = Some(answer.text_chars);
     ex.ttft = ex.ttfb;
+    if let Some(mut text) = rt.capture.and_then(|c| c.answer()) {
+        text.push(&answer.text);
+        text.finish(ex);
+    }
     let usage = json!({
         "prompt_tokens": ex.usage.prompt_tokens,
         "completion_tokens": ex.usage.completion_tokens,

@@ -51,7 +51,7 @@ pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<Proxy
         }),
     };
     match result {
-        Ok(Done::Relay(rsp)) => attach(rec, rsp),
+        Ok(Done::Relay(rsp)) => attach(rec, rsp, rt.capture.as_ref()),
         Ok(Done::Made(rsp)) => made(rec, rsp, Outcome::Ok),
         Err(e) => error_response(rec, &e),
     }
@@ -89,6 +89,7 @@ async fn inference(
     let view = RequestView::parse(&body).map_err(ProxyError::InvalidBody)?;
     let target = resolve(rt, rec, &view)?;
     rec.ex().stream = view.stream;
+    capture_prompt(rt, rec, &body);
     inspect_request(proxy, rt, rec, &body).await?;
     // The body bytes that may change, and why: the alias becomes the upstream's model id; a
     // streamed chat/completions call asks for usage so the record has token counts.
@@ -142,6 +143,13 @@ pub async fn inspect_request(
     match &rt.guard {
         Some(guard) => super::guard::inspect(guard, proxy.behaviour.as_ref(), rec.ex(), body).await,
         None => Ok(()),
+    }
+}
+
+/// Keeps the head of the prompt in the record, when text capture is on.
+pub fn capture_prompt(rt: &Runtime, rec: &mut Recorder, body: &[u8]) {
+    if let Some(c) = &rt.capture {
+        c.prompt(rec.ex(), body);
     }
 }
 
@@ -349,7 +357,11 @@ fn is_event_stream(rsp: &Response<Incoming>) -> bool {
 }
 
 /// The upstream's response with its body relayed and the record attached.
-fn attach(mut rec: Recorder, r: Relayed) -> Response<ProxyBody> {
+fn attach(
+    mut rec: Recorder,
+    r: Relayed,
+    capture: Option<&super::capture::TextCapture>,
+) -> Response<ProxyBody> {
     let (parts, body) = r.rsp.into_parts();
     let strip = r.scan.is_some()
         || matches!(
@@ -367,8 +379,12 @@ fn attach(mut rec: Recorder, r: Relayed) -> Response<ProxyBody> {
     *rsp.version_mut() = http::Version::HTTP_11;
     super::headers::copy_response_headers(&parts.headers, rsp.headers_mut(), !strip);
     request_id_header(&mut rsp, &rec.ex().id);
-    let relay =
-        Relay::new(body, rec, r.reading, r.upstream.idle, r.upstream.total).with_scan(r.scan);
+    let answer = capture
+        .and_then(|c| c.answer())
+        .filter(|_| !matches!(r.reading, Reading::Opaque));
+    let relay = Relay::new(body, rec, r.reading, r.upstream.idle, r.upstream.total)
+        .with_scan(r.scan)
+        .with_answer(answer);
     *rsp.body_mut() = ProxyBody::Relay(Box::new(relay));
     rsp
 }

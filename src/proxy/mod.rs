@@ -5,6 +5,7 @@
 //! channel that `app` wires to the consumers.
 
 mod body;
+mod capture;
 mod error;
 mod extras;
 mod guard;

@@ -40,6 +40,8 @@ pub struct Runtime {
     pub max_body: usize,
     /// The detector and its actions; `None` when detection is off.
     pub guard: Option<super::guard::Guard>,
+    /// Prompt/answer text capture for the record; `None` (no copies) unless a consumer wants it.
+    pub capture: Option<super::capture::TextCapture>,
 }
 
 impl Runtime {
@@ -109,6 +111,7 @@ impl Runtime {
             default_upstream: config.models.default_upstream.as_deref().map(Arc::from),
             max_body: config.proxy.max_body_bytes,
             guard,
+            capture: super::capture::TextCapture::from_config(&config),
             config,
         };
         Ok((rt, warnings))

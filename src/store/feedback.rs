@@ -6,8 +6,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::redact::{cap, redact};
 use super::{query_err, Error, Store};
+use crate::redact::{cap, redact};
 
 /// Longest comment kept, in bytes.
 const COMMENT_MAX_BYTES: usize = 2_000;

@@ -21,7 +21,6 @@ mod feedback;
 pub mod hist;
 mod migrate;
 mod read;
-mod redact;
 mod retention;
 mod rollup_read;
 mod row;
@@ -36,9 +35,9 @@ use std::time::Duration;
 use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+pub use crate::redact::{cap, redact};
 pub use feedback::{Feedback, FeedbackSummary};
 pub use read::{rfc3339, Cursor, ExportKind, Page, RequestFilter, RequestRow};
-pub use redact::{cap, redact};
 pub use retention::{run_retention, Purged};
 pub use rollup_read::{GroupBy, Resolution, RollupRow, UserRollupRow};
 pub use row::{is_blocked, model_key, threat_level};

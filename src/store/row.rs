@@ -8,7 +8,7 @@ use crate::detect::{Action, RiskLevel, Verdict};
 use crate::event::Exchange;
 
 use super::hist::{bucket_of, BUCKETS};
-use super::redact::{cap, redact};
+use crate::redact::{cap, redact};
 
 pub(super) const MINUTE_MS: i64 = 60_000;
 pub(super) const HOUR_MS: i64 = 3_600_000;

@@ -13,9 +13,9 @@ use crate::config::CaptureConfig;
 use crate::event::Exchange;
 
 use super::hist::BUCKETS;
-use super::redact::{cap, redact};
 use super::row::{self, Agg, Rollups, UserAgg};
 use super::{Error, Store};
+use crate::redact::{cap, redact};
 
 const REQUEST_COLUMNS: &str = "id, ts_ms, user, team, session, endpoint, method, path, model, \
     upstream_model, response_model, upstream, upstream_request_id, stream, status, outcome, \

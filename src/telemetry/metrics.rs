@@ -48,6 +48,10 @@ pub const STORE_WRITE_SECONDS: &str = "gatehouse_store_write_seconds";
 pub const STORE_RECORDS: &str = "gatehouse_store_records";
 pub const CONFIG_RELOAD_SUCCESS: &str = "gatehouse_config_reload_success";
 pub const CONFIG_RELOADS: &str = "gatehouse_config_reloads";
+pub const TRACES_EXPORTED: &str = "gatehouse_traces_exported";
+pub const TRACES_FAILED: &str = "gatehouse_traces_failed";
+pub const TRACES_DROPPED: &str = "gatehouse_traces_dropped";
+pub const TRACES_QUEUE_DEPTH: &str = "gatehouse_traces_queue_depth";
 
 /// `Content-Type` of the 0.0.4 text format.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -102,9 +106,21 @@ struct ConsumerLabels {
     consumer: &'static str,
 }
 
+/// A trace backend: `langfuse` or a configured OTLP name (bounded by the config).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
+}
+
+fn backend_label(backend: &str) -> BackendLabels {
+    BackendLabels {
+        backend: backend.to_owned(),
+    }
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -138,6 +154,10 @@ pub struct Metrics {
     store_records: Family<ResultLabels, Counter>,
     reload_success: Gauge,
     reloads: Family<ResultLabels, Counter>,
+    traces_exported: Family<BackendLabels, Counter>,
+    traces_failed: Family<BackendLabels, Counter>,
+    traces_dropped: Family<BackendLabels, Counter>,
+    traces_queue: Family<BackendLabels, Gauge>,
 }
 
 mod observe;
@@ -209,6 +229,34 @@ impl Metrics {
         self.reload_success.set(i64::from(success));
         let result = if success { "success" } else { "failure" };
         self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Counts spans a trace backend accepted.
+    pub fn traces_exported(&self, backend: &str, spans: u64) {
+        self.traces_exported
+            .get_or_create(&backend_label(backend))
+            .inc_by(spans);
+    }
+
+    /// Counts spans a trace backend refused or never took (retries spent).
+    pub fn traces_failed(&self, backend: &str, spans: u64) {
+        self.traces_failed
+            .get_or_create(&backend_label(backend))
+            .inc_by(spans);
+    }
+
+    /// Counts spans dropped because a backend's queue was full.
+    pub fn traces_dropped(&self, backend: &str, spans: u64) {
+        self.traces_dropped
+            .get_or_create(&backend_label(backend))
+            .inc_by(spans);
+    }
+
+    /// Sets how many spans wait for a backend.
+    pub fn traces_queue_depth(&self, backend: &str, depth: usize) {
+        self.traces_queue
+            .get_or_create(&backend_label(backend))
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
     /// Sets `model_performance_score` for a model (see the module doc for the formula).

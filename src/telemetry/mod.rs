@@ -1,5 +1,6 @@
-//! Telemetry: logging set-up and the Prometheus metrics registry.
+//! Telemetry: logging set-up, the Prometheus metrics registry and trace export (OTLP).
 
 pub mod logging;
 pub mod metrics;
+pub mod otel;
 mod text;

@@ -15,6 +15,7 @@ mod config;
 mod faults;
 mod inputs;
 mod listener;
+mod otel;
 mod passthrough;
 mod records;
 mod sdk;

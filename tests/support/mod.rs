@@ -2,6 +2,8 @@
 //! started in-process through `app::start` pointed at it, with the record stream tapped.
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -229,6 +231,8 @@ pub fn config_for(upstream: &str) -> Config {
     up.backoff_ms = 10;
     c.upstreams.insert("fake".into(), up);
     c.models.default_upstream = Some("fake".into());
+    // Never export to a real Langfuse from tests, whatever the environment holds.
+    c.traces.langfuse.enabled = Some(false);
     c.models.aliases.insert(
         "qwendeepseek".into(),
         gatehouse::config::AliasConfig {

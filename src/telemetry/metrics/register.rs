@@ -29,6 +29,10 @@ pub(super) fn build(models: HashSet<String>) -> Metrics {
         store_records: Family::default(),
         reload_success: Gauge::default(),
         reloads: Family::default(),
+        traces_exported: Family::default(),
+        traces_failed: Family::default(),
+        traces_dropped: Family::default(),
+        traces_queue: Family::default(),
     };
     // A fresh process has loaded its config successfully.
     m.reload_success.set(1);
@@ -121,6 +125,26 @@ fn register(mut m: Metrics) -> Metrics {
         CONFIG_RELOADS,
         "Config reloads by result",
         m.reloads.clone(),
+    );
+    r.register(
+        TRACES_EXPORTED,
+        "Spans a trace backend accepted",
+        m.traces_exported.clone(),
+    );
+    r.register(
+        TRACES_FAILED,
+        "Spans a trace backend refused, or whose export retries ran out",
+        m.traces_failed.clone(),
+    );
+    r.register(
+        TRACES_DROPPED,
+        "Spans dropped because the backend's queue was full",
+        m.traces_dropped.clone(),
+    );
+    r.register(
+        TRACES_QUEUE_DEPTH,
+        "Spans waiting to be exported, per backend",
+        m.traces_queue.clone(),
     );
     m
 }

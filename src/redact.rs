@@ -1,5 +1,6 @@
-//! Last-line redaction of captured text: masks API keys, bearer tokens, JWTs, private-key blocks,
-//! `key=value` secrets and e-mail addresses before text is stored.
+//! Last-line redaction of captured text, shared by the store and the trace exporter: masks API
+//! keys, bearer tokens, JWTs, private-key blocks, `key=value` secrets and e-mail addresses before
+//! text is stored or leaves the process.
 //!
 //! Trade-off: a handful of regexes in one pass (linear time, compiled once) catch the common
 //! shapes; they are a safety net behind the producer's own redaction, not a DLP engine. Names,
