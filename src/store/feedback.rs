@@ -16,7 +16,7 @@ const REQUEST_ID_MAX: usize = 128;
 
 /// Feedback on one request. `score` is in `0..=1` (1 = good): thumbs up/down send 1/0, a
 /// five-star widget sends `stars / 5`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Feedback {
     pub request_id: String,
@@ -26,7 +26,7 @@ pub struct Feedback {
 }
 
 /// Feedback figures for one model.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FeedbackSummary {
     pub model: String,
     pub count: u64,

@@ -11,6 +11,7 @@ mod support;
 mod admin;
 mod blocking;
 mod config;
+mod dashboard;
 mod faults;
 mod inputs;
 mod listener;
