@@ -11,6 +11,9 @@
 //! 300). Prints one JSON line `{"proxy": URL, "admin": URL}` once listening. Run it from the
 //! repository root (it reads `policies/`).
 
+// The test support module builds configs field by field, as the tests do.
+#![allow(clippy::field_reassign_with_default)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -37,16 +40,20 @@ fn env(name: &str, default: &str) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // Every 13th upstream answer is a 500; the rest vary in delay.
-    let upstream = FakeUpstream::start(|n, _| {
+    // Every 13th upstream answer is a 500; the rest take 40 ms to 1.2 s and name the model
+    // they were asked for (so the price table applies).
+    let upstream = FakeUpstream::start(|n, req| {
+        let delay = Duration::from_millis(40 + (n as u64 * 7919) % 1200);
         if n % 13 == 12 {
-            Reply::Json(
-                500,
-                r#"{"error":{"message":"overloaded","type":"server_error"}}"#.into(),
-            )
-        } else {
-            Reply::Json(200, CHAT_ANSWER.into())
+            let err = r#"{"error":{"message":"overloaded","type":"server_error"}}"#;
+            return Reply::Slow(delay, 500, err.into());
         }
+        let asked = serde_json::from_slice::<serde_json::Value>(&req.body)
+            .ok()
+            .and_then(|v| v["model"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let answer = CHAT_ANSWER.replace("gpt-4o-mini-2024-07-18", &asked);
+        Reply::Slow(delay, 200, answer)
     })
     .await;
     let mut config = config_for(&upstream.url());
@@ -75,11 +82,11 @@ async fn main() -> anyhow::Result<()> {
         };
         let body = serde_json::json!({"model": model, "user": user,
             "messages": [{"role": "user", "content": text}]});
-        let _ = http
+        // Not awaited here: slow answers overlap, as real traffic does.
+        let req = http
             .post(format!("{}/v1/chat/completions", gw.url))
-            .json(&body)
-            .send()
-            .await;
+            .json(&body);
+        tokio::spawn(async move { drop(req.send().await) });
         n += 1;
         tokio::time::sleep(Duration::from_millis(150 + (n as u64 * 37) % 300)).await;
     }

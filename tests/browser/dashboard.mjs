@@ -106,6 +106,9 @@ describe('dashboard in headless Chromium', { concurrency: false }, () => {
     await page.fill('#token', 'not-the-token');
     await page.click('#signin-form button');
     await page.locator('#signin-error').filter({ hasText: 'not right' }).waitFor();
+    // Chromium logs the refused sign-in (401); that one is expected, nothing else.
+    assert.equal(consoleErrors.length, 1, consoleErrors.join('\n'));
+    assert.match(consoleErrors.pop(), /401.*\/api\/session/);
     await page.fill('#token', TOKEN);
     await page.click('#signin-form button');
     await page.locator('#main').waitFor({ state: 'visible' });
@@ -154,12 +157,12 @@ describe('dashboard in headless Chromium', { concurrency: false }, () => {
     const rows = parseCsv(await readFile(await download.path(), 'utf8'));
     const [header, ...data] = rows;
     assert.ok(header.includes('id') && header.includes('model'), `CSV header: ${header}`);
-    assert.ok(data.length > 5, `CSV has rows, got ${data.length}`);
+    assert.ok(data.length >= 3, `CSV has rows, got ${data.length}`);
     for (const r of data) assert.equal(r.length, header.length, 'every row has every column');
   });
 
   test('screenshots, light and dark, with no console errors', async () => {
-    await page.waitForTimeout(1500); // let the live charts gather a few more samples for the picture
+    await page.waitForTimeout(6000); // let the live charts gather a few more samples for the picture
     await page.screenshot({ path: `${OUT}/dashboard.png`, fullPage: true });
     await page.click('#theme');
     await page.screenshot({ path: `${OUT}/dashboard-dark.png`, fullPage: true });

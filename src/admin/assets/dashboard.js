@@ -37,7 +37,11 @@ function usd(n) {
   if (n < 100) return '$' + n.toFixed(2);
   return '$' + nf.format(Math.round(n));
 }
-function secs(n) { return n == null || !isFinite(n) ? '–' : n < 10 ? n.toFixed(2) : n.toFixed(1); }
+function secs(n) {
+  if (n == null || !isFinite(n)) return '–';
+  if (n < 1) return `${Math.round(n * 1000)} ms`;
+  return `${n < 10 ? n.toFixed(2) : n.toFixed(1)} s`;
+}
 function pct(r) { return r == null || !isFinite(r) ? '–' : (r * 100).toFixed(r < 0.1 ? 1 : 0) + '%'; }
 function clock(ms) {
   const d = new Date(ms);
@@ -180,7 +184,7 @@ async function pollLive() {
   const m = minute.total, f = five.total;
   $('k-rps').textContent = m.requests_per_second < 10 ? m.requests_per_second.toFixed(2) : compact(m.requests_per_second);
   $('k-rps-hint').textContent = `${nf.format(m.requests)} requests in the last minute`;
-  $('k-lat').replaceChildren(document.createTextNode(secs(f.p50_latency)), el('small', null, ` · ${secs(f.p95_latency)} · ${secs(f.p99_latency)}`));
+  $('k-lat').replaceChildren(document.createTextNode(secs(f.p50_latency)), el('small', null, `p95 ${secs(f.p95_latency)} · p99 ${secs(f.p99_latency)}`));
   $('k-err').textContent = pct(f.error_rate);
   $('k-err-hint').textContent = `${nf.format(f.errors)} errors in the last 5 minutes`;
   const ten = await json('/api/usage/live?window=10');
@@ -193,7 +197,7 @@ function drawLive() {
   const h = state.history;
   const labels = h.map((s) => clock(s.t).slice(0, 5 + 3));
   lineChart($('c-live'), [{ values: h.map((s) => s.rps), cls: 's1' }, { values: h.map((s) => s.eps), cls: 's3' }], labels, { fmt: (v) => v.toFixed(v < 10 ? 1 : 0) });
-  lineChart($('c-latency'), [{ values: h.map((s) => s.p50), cls: 's1' }, { values: h.map((s) => s.p95), cls: 's2' }, { values: h.map((s) => s.p99), cls: 's4' }], labels, { fmt: (v) => v.toFixed(2) + 's', area: false });
+  lineChart($('c-latency'), [{ values: h.map((s) => s.p50), cls: 's1' }, { values: h.map((s) => s.p95), cls: 's2' }, { values: h.map((s) => s.p99), cls: 's4' }], labels, { fmt: secs, area: false });
   lineChart($('spark-rps'), [{ values: h.slice(-40).map((s) => s.rps), cls: 's1' }], [], { axis: false });
 }
 
@@ -244,7 +248,7 @@ function drawModels(byModel) {
   tbody.replaceChildren(...rows.map((m) => {
     const meter = el('div', 'meter'); const fill = el('div'); fill.style.width = `${(100 * m.total_tokens) / max}%`; meter.append(fill);
     const tdm = el('td'); tdm.append(meter);
-    return row([cell(m.model, 'name'), cell(nf.format(m.requests), 'r'), cell(compact(m.total_tokens), 'r'), tdm, cell(usd(m.cost), 'r'), cell(secs(m.p95_latency) + 's', 'r'), cell(pct(m.error_rate), 'r')]);
+    return row([cell(m.model, 'name'), cell(nf.format(m.requests), 'r'), cell(compact(m.total_tokens), 'r'), tdm, cell(usd(m.cost), 'r'), cell(secs(m.p95_latency), 'r'), cell(pct(m.error_rate), 'r')]);
   }));
 }
 function drawUsers(byUser) {
@@ -308,7 +312,7 @@ function feedRow(x, fresh) {
   what.append(el('code', null, x.model || '—'), document.createTextNode(x.user ? `  ·  ${x.user}` : ''));
   const tok = x.tokens != null ? `${compact(x.tokens)} tok · ` : '';
   li.append(el('time', null, clock(x.ts_ms)), el('span', `pill ${bad}`, x.blocked ? 'blocked' : x.outcome === 'ok' ? String(x.status) : x.outcome.replaceAll('_', ' ')), what,
-    el('span', 'meta', `${tok}${secs(x.latency)}s${x.cost ? ' · ' + usd(x.cost) : ''}`));
+    el('span', 'meta', `${tok}${secs(x.latency)}${x.cost ? ' · ' + usd(x.cost) : ''}`));
   li.dataset.id = x.id;
   return li;
 }
