@@ -29,6 +29,8 @@ const FLUSH_WAIT: Duration = Duration::from_secs(30);
 const CONSUMER_QUEUE: usize = 65_536;
 /// Feedback entries waiting to be stored.
 const FEEDBACK_QUEUE: usize = 1024;
+/// Summaries the live feed keeps for subscribers that fall behind (they skip the rest).
+const FEED_BUFFER: usize = 1024;
 /// How often old rows are purged.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// How often `model_performance_score` is recomputed, and over which window.
@@ -123,6 +125,9 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             Some(tokio::spawn(otel::run(e, client, rx, metrics.clone())))
         }
     };
+    let (feed_in, feed_rx) = mpsc::channel(CONSUMER_QUEUE);
+    consumers.push(("feed", feed_in));
+    let (feed, _) = tokio::sync::broadcast::channel(FEED_BUFFER);
     consumers.extend(opts.record_consumers.into_iter().map(|c| ("embedder", c)));
 
     let mut writer_cfg = WriterConfig::from_config(&config.store);
@@ -139,6 +144,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     let others = vec![
         tokio::spawn(analytics::run_live(live.clone(), live_rx)),
         tokio::spawn(observe_metrics(metrics.clone(), metrics_rx)),
+        tokio::spawn(analytics::run_feed(feed_rx, feed.clone())),
         tokio::spawn(store::run_retention(
             store.clone(),
             config.store.retention_days,
@@ -155,6 +161,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         token: admin_token(&config)?,
         public_metrics: config.admin.public_metrics,
         scan: scanner(proxy.clone()),
+        feed,
     };
     let tasks = Tasks {
         fanout: tokio::spawn(fan_out(records_rx, consumers, metrics.clone(), prices)),

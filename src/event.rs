@@ -238,7 +238,7 @@ impl Exchange {
 /// Feedback on one request (`POST /api/feedback` on the admin port, `POST /v1/feedback` on the
 /// proxy port). `score` is in `0..=1` (1 = good): thumbs up/down send 1/0, a five-star widget
 /// sends `stars / 5`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Feedback {
     pub request_id: String,

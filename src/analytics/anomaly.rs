@@ -28,7 +28,7 @@ const MIN_USERS: usize = 5;
 const MAX_ANOMALIES: usize = 50;
 
 /// One unusual value.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Anomaly {
     /// `requests`, `latency_p95`, `error_rate`, `tokens`, `user_requests`, `user_threat_rate`.
     pub metric: String,

@@ -25,7 +25,7 @@ const BETAS: [f64; 4] = [0.0, 0.02, 0.05, 0.15];
 const GAMMAS: [f64; 4] = [0.05, 0.1, 0.3, 0.5];
 
 /// Fitted smoothing constants.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Params {
     pub alpha: f64,
     pub beta: f64,
@@ -33,7 +33,7 @@ pub struct Params {
 }
 
 /// The forecast and how well the same method did on the last held-out day.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Forecast {
     pub method: &'static str,
     pub season_hours: usize,
@@ -43,7 +43,7 @@ pub struct Forecast {
     pub backtest: Backtest,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ForecastPoint {
     /// Hour start, RFC 3339 UTC.
     pub timestamp: String,
@@ -51,7 +51,7 @@ pub struct ForecastPoint {
     pub requests: f64,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Backtest {
     pub horizon_hours: usize,
     /// Mean absolute error, requests per hour.

@@ -56,7 +56,7 @@ const OUTCOMES: [Outcome; 8] = [
 const LEVELS: [&str; 4] = ["low", "medium", "high", "critical"];
 
 /// Figures over one window. Latencies in seconds, cost in USD.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct WindowStats {
     pub window_seconds: u64,
     pub requests: u64,
@@ -76,7 +76,7 @@ pub struct WindowStats {
 }
 
 /// One user's last-hour figures.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct UserWindow {
     pub user: String,
     pub requests: u64,

@@ -9,6 +9,7 @@
 
 pub mod anomaly;
 pub mod export;
+pub mod feed;
 pub mod forecast;
 pub mod live;
 pub mod quality;
@@ -17,8 +18,9 @@ pub mod usage;
 
 pub use anomaly::Anomaly;
 pub use export::{export, ExportFormat};
+pub use feed::{run_feed, FeedItem};
 pub use forecast::{forecast_requests, Forecast};
-pub use live::{run_live, Live, WindowStats};
+pub use live::{run_live, Live, UserWindow, WindowStats};
 pub use quality::{model_scores, performance_score};
 pub use security::{security_summary, SecuritySummary};
 pub use usage::{usage, usage_at, UsageAnalytics};

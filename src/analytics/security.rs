@@ -12,7 +12,7 @@ use super::{Error, HOUR_MS};
 /// Users listed in `top_users`.
 pub const TOP_OFFENDERS: u32 = 10;
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SecuritySummary {
     pub since: String,
     pub until: String,

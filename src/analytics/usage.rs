@@ -30,7 +30,7 @@ const WEEKDAYS: [&str; 7] = [
 ];
 
 /// The seed's usage analytics. Latencies in seconds, cost in USD, rates 0..=1.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct UsageAnalytics {
     pub general_metrics: GeneralMetrics,
     pub by_model: Vec<ModelUsage>,
@@ -40,7 +40,7 @@ pub struct UsageAnalytics {
     pub anomalies: Vec<Anomaly>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct GeneralMetrics {
     pub total_requests: u64,
     pub avg_latency: f64,
@@ -54,7 +54,7 @@ pub struct GeneralMetrics {
     pub blocked_requests: u64,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ModelUsage {
     pub model: String,
     pub requests: u64,
@@ -73,7 +73,7 @@ pub struct ModelUsage {
     pub avg_response_chars: f64,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct UserUsage {
     pub user: String,
     pub requests: u64,
@@ -86,14 +86,14 @@ pub struct UserUsage {
     pub blocked: u64,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Timeseries {
     /// `hour` or `day`.
     pub bucket: &'static str,
     pub points: Vec<TimePoint>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TimePoint {
     /// Bucket start, RFC 3339 UTC.
     pub timestamp: String,
@@ -109,7 +109,7 @@ pub struct TimePoint {
     pub threats: u64,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TemporalPatterns {
     /// 24 entries, hour 0..23 UTC.
     pub by_hour_of_day: Vec<Pattern>,
@@ -117,7 +117,7 @@ pub struct TemporalPatterns {
     pub by_weekday: Vec<Pattern>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Pattern {
     /// Hour `"0"`…`"23"` or weekday name.
     pub key: String,

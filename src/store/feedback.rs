@@ -15,7 +15,7 @@ const COMMENT_MAX_BYTES: usize = 2_000;
 pub use crate::event::Feedback;
 
 /// Feedback figures for one model.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FeedbackSummary {
     pub model: String,
     pub count: u64,

@@ -10,7 +10,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::{query_err, Error, Store};
 
 /// One stored request, as the API and the exports show it. Durations are seconds.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RequestRow {
     pub id: String,
     /// RFC 3339, UTC.
@@ -81,7 +81,7 @@ impl std::fmt::Display for Cursor {
 }
 
 /// A page of results and where the next one starts (`None` on the last page).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

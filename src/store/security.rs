@@ -10,7 +10,7 @@ use super::read::{page, push_after, push_range, rfc3339, Cursor, Page};
 use super::{query_err, Error, Store};
 
 /// One detector match with its request's context.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct MatchRow {
     pub request_id: String,
     /// RFC 3339, UTC.
@@ -45,7 +45,7 @@ pub struct SecurityFilter {
 }
 
 /// A user with threats in a range.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Offender {
     pub user: String,
     /// Requests with at least one match.

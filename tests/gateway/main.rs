@@ -12,6 +12,7 @@ mod admin;
 mod analytics;
 mod blocking;
 mod config;
+mod dashboard;
 mod faults;
 mod inputs;
 mod listener;

@@ -45,6 +45,8 @@ pub enum Reply {
         gate: Option<Arc<Semaphore>>,
         reset_after: Option<usize>,
     },
+    /// Like `Json`, after a delay.
+    Slow(Duration, u16, String),
     /// Never answers.
     Hang,
 }
@@ -155,6 +157,14 @@ async fn answer(
             Bytes::from(body),
         ),
         Reply::Full(status, headers, body) => full(status, headers, body),
+        Reply::Slow(delay, status, body) => {
+            tokio::time::sleep(delay).await;
+            full(
+                status,
+                vec![("content-type", "application/json".into())],
+                Bytes::from(body),
+            )
+        }
         Reply::Stream {
             chunks,
             gate,

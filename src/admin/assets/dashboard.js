@@ -1,0 +1,443 @@
+// gatehouse dashboard: plain JavaScript, no dependencies. Reads the admin API (same origin,
+// session cookie), listens to /api/events/stream, draws its charts as SVG.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const SVG = 'http://www.w3.org/2000/svg';
+const LEVELS = ['low', 'medium', 'high', 'critical'];
+const FEED_MAX = 60;
+const POLL_LIVE_MS = 2000;
+const POLL_RANGE_MS = 15000;
+const HISTORY = 150; // live samples kept (5 minutes at one per 2 s)
+
+const state = {
+  history: [], // {t, rps, eps, p50, p95, p99}
+  usage: null,
+  feedCount: 0,
+  secCount: 0,
+  source: null,
+  timers: [],
+};
+
+// ---------- formatting ----------
+const nf = new Intl.NumberFormat('en-US');
+function compact(n) {
+  if (n == null || !isFinite(n)) return '–';
+  const a = Math.abs(n);
+  if (a >= 1e9) return (n / 1e9).toFixed(1) + 'B';
+  if (a >= 1e6) return (n / 1e6).toFixed(1) + 'M';
+  if (a >= 1e4) return (n / 1e3).toFixed(1) + 'k';
+  if (a < 100 && !Number.isInteger(n)) return n.toFixed(a < 10 ? 2 : 1);
+  return nf.format(Math.round(n));
+}
+function usd(n) {
+  if (n == null || !isFinite(n)) return '–';
+  if (n === 0) return '$0';
+  if (n < 0.01) return '$' + n.toFixed(5);
+  if (n < 100) return '$' + n.toFixed(2);
+  return '$' + nf.format(Math.round(n));
+}
+function secs(n) {
+  if (n == null || !isFinite(n)) return '–';
+  if (n < 1) return `${Math.round(n * 1000)} ms`;
+  return `${n < 10 ? n.toFixed(2) : n.toFixed(1)} s`;
+}
+function pct(r) { return r == null || !isFinite(r) ? '–' : (r * 100).toFixed(r < 0.1 ? 1 : 0) + '%'; }
+function clock(ms) {
+  const d = new Date(ms);
+  return d.toLocaleTimeString('en-GB', { hour12: false });
+}
+function when(v) {
+  const d = typeof v === 'number' ? new Date(v) : new Date(v);
+  return isNaN(d) ? String(v ?? '') : d.toLocaleString('en-GB', { hour12: false });
+}
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text != null) e.textContent = text;
+  return e;
+}
+function svg(tag, attrs) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  return e;
+}
+function empty(container, text) {
+  container.replaceChildren(el(container.tagName === 'OL' ? 'li' : 'div', 'empty', text));
+}
+
+// ---------- API ----------
+class Unauthorized extends Error {}
+async function api(path, opts = {}) {
+  const rsp = await fetch(path, { credentials: 'same-origin', ...opts });
+  if (rsp.status === 401) throw new Unauthorized();
+  return rsp;
+}
+async function json(path) {
+  const rsp = await api(path);
+  if (!rsp.ok) throw new Error(`${path}: ${rsp.status}`);
+  return rsp.json();
+}
+
+// ---------- filters ----------
+function filters() {
+  const days = Number($('f-range').value);
+  return { days, model: $('f-model').value, user: $('f-user').value.trim(), since: Math.floor(Date.now() / 1000) - days * 86400 };
+}
+function matches(item) {
+  const f = filters();
+  if (f.model && item.model !== f.model) return false;
+  if (f.user && item.user !== f.user) return false;
+  return true;
+}
+function updateExportLinks() {
+  const f = filters();
+  for (const [id, fmt] of [['dl-csv', 'csv'], ['dl-json', 'json']]) {
+    $(id).href = `/api/export?format=${fmt}&from=${f.since}`;
+  }
+}
+
+// ---------- charts ----------
+// A line chart of `series` ([{values, cls}]) over shared x positions; `labels` for the x axis.
+function lineChart(container, series, labels, opts = {}) {
+  const w = container.clientWidth || 400, h = container.clientHeight || 200;
+  const pad = { l: 40, r: 8, t: 8, b: opts.axis === false ? 2 : 20 };
+  const all = series.flatMap((s) => s.values).filter((v) => v != null && isFinite(v));
+  const n = Math.max(...series.map((s) => s.values.length), 0);
+  const root = svg('svg', { viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: 'none', role: 'img' });
+  if (n < 2 || all.length === 0) {
+    if (opts.axis !== false) {
+      const t = svg('text', { x: w / 2, y: h / 2, 'text-anchor': 'middle', class: 'axis' });
+      t.textContent = 'waiting for data…';
+      root.append(t);
+    }
+    container.replaceChildren(root);
+    return;
+  }
+  const max = niceMax(Math.max(...all, opts.min || 0));
+  const x = (i) => pad.l + (i / (n - 1)) * (w - pad.l - pad.r);
+  const y = (v) => h - pad.b - (v / max) * (h - pad.t - pad.b);
+  if (opts.axis !== false) {
+    for (let k = 0; k <= 4; k++) {
+      const v = (max * k) / 4;
+      root.append(svg('line', { x1: pad.l, x2: w - pad.r, y1: y(v), y2: y(v), class: 'grid-line' }));
+      const t = svg('text', { x: pad.l - 6, y: y(v) + 3, 'text-anchor': 'end', class: 'axis' });
+      t.textContent = opts.fmt ? opts.fmt(v) : compact(v);
+      root.append(t);
+    }
+    const step = Math.max(1, Math.ceil(n / 6));
+    for (let i = 0; i < n; i += step) {
+      const t = svg('text', { x: x(i), y: h - 5, 'text-anchor': 'middle', class: 'axis' });
+      t.textContent = labels[i] ?? '';
+      root.append(t);
+    }
+  }
+  series.forEach((s, si) => {
+    const pts = s.values.map((v, i) => `${x(i).toFixed(1)},${y(v ?? 0).toFixed(1)}`);
+    if (si === 0 && opts.area !== false) {
+      root.append(svg('path', { d: `M${x(0)},${y(0)} L${pts.join(' L')} L${x(n - 1)},${y(0)} Z`, class: 'area' }));
+    }
+    root.append(svg('polyline', { points: pts.join(' '), class: `line ${s.cls}` }));
+  });
+  container.replaceChildren(root);
+}
+function barChart(container, values, labels, bad) {
+  const w = container.clientWidth || 400, h = container.clientHeight || 200;
+  const pad = { l: 40, r: 8, t: 8, b: 20 };
+  const root = svg('svg', { viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: 'none', role: 'img' });
+  const max = niceMax(Math.max(1, ...values));
+  const n = values.length;
+  const bw = (w - pad.l - pad.r) / Math.max(n, 1);
+  const y = (v) => h - pad.b - (v / max) * (h - pad.t - pad.b);
+  for (let k = 0; k <= 4; k++) {
+    const v = (max * k) / 4;
+    root.append(svg('line', { x1: pad.l, x2: w - pad.r, y1: y(v), y2: y(v), class: 'grid-line' }));
+    const t = svg('text', { x: pad.l - 6, y: y(v) + 3, 'text-anchor': 'end', class: 'axis' });
+    t.textContent = compact(v);
+    root.append(t);
+  }
+  values.forEach((v, i) => {
+    const gap = Math.min(2, bw * 0.2);
+    root.append(svg('rect', { x: pad.l + i * bw + gap / 2, y: y(v), width: Math.max(bw - gap, 1), height: Math.max(h - pad.b - y(v), 0), class: 'bar' }));
+    if (bad && bad[i] > 0) {
+      root.append(svg('rect', { x: pad.l + i * bw + gap / 2, y: y(bad[i]), width: Math.max(bw - gap, 1), height: Math.max(h - pad.b - y(bad[i]), 0), class: 'bar bad' }));
+    }
+  });
+  const step = Math.max(1, Math.ceil(n / 6));
+  for (let i = 0; i < n; i += step) {
+    const t = svg('text', { x: pad.l + i * bw + bw / 2, y: h - 5, 'text-anchor': 'middle', class: 'axis' });
+    t.textContent = labels[i] ?? '';
+    root.append(t);
+  }
+  container.replaceChildren(root);
+}
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
+// ---------- live figures (polled) ----------
+async function pollLive() {
+  const [minute, five] = await Promise.all([json('/api/usage/live?window=60'), json('/api/usage/live?window=300')]);
+  const m = minute.total, f = five.total;
+  $('k-rps').textContent = m.requests_per_second < 10 ? m.requests_per_second.toFixed(2) : compact(m.requests_per_second);
+  $('k-rps-hint').textContent = `${nf.format(m.requests)} requests in the last minute`;
+  $('k-lat').replaceChildren(document.createTextNode(secs(f.p50_latency)), el('small', null, `p95 ${secs(f.p95_latency)} · p99 ${secs(f.p99_latency)}`));
+  $('k-err').textContent = pct(f.error_rate);
+  $('k-err-hint').textContent = `${nf.format(f.errors)} errors in the last 5 minutes`;
+  const ten = await json('/api/usage/live?window=10');
+  const t = ten.total;
+  state.history.push({ t: Date.now(), rps: t.requests_per_second, eps: t.errors / 10, p50: f.p50_latency, p95: f.p95_latency, p99: f.p99_latency });
+  if (state.history.length > HISTORY) state.history.shift();
+  drawLive();
+}
+function drawLive() {
+  const h = state.history;
+  const labels = h.map((s) => clock(s.t).slice(0, 5 + 3));
+  lineChart($('c-live'), [{ values: h.map((s) => s.rps), cls: 's1' }, { values: h.map((s) => s.eps), cls: 's3' }], labels, { fmt: (v) => v.toFixed(v < 10 ? 1 : 0) });
+  lineChart($('c-latency'), [{ values: h.map((s) => s.p50), cls: 's1' }, { values: h.map((s) => s.p95), cls: 's2' }, { values: h.map((s) => s.p99), cls: 's4' }], labels, { fmt: secs, area: false });
+  lineChart($('spark-rps'), [{ values: h.slice(-40).map((s) => s.rps), cls: 's1' }], [], { axis: false });
+}
+
+// ---------- range figures (polled) ----------
+async function pollRange() {
+  const f = filters();
+  const [usage, summary] = await Promise.all([
+    json(`/api/usage/analytics?days=${f.days}`),
+    json(`/api/security/summary?since=${f.since}`),
+  ]);
+  state.usage = usage;
+  const g = usage.general_metrics;
+  $('k-req').textContent = compact(g.total_requests);
+  $('k-req-hint').textContent = `${nf.format(g.unique_users)} users · ${pct(g.error_rate)} errors`;
+  $('k-tok').textContent = compact(g.total_tokens);
+  $('k-cost').textContent = usd(g.total_cost);
+  $('k-blocked').textContent = compact(g.blocked_requests);
+  $('k-threats').textContent = `${nf.format(summary.threats)} threats in range`;
+  fillModels(usage.by_model);
+  drawTimeseries(usage.timeseries);
+  drawModels(usage.by_model);
+  drawUsers(usage.by_user);
+  drawThreats(summary);
+  drawAnomalies(usage.anomalies);
+}
+function fillModels(byModel) {
+  const sel = $('f-model');
+  const have = new Set([...sel.options].map((o) => o.value));
+  for (const m of byModel) {
+    if (!have.has(m.model)) sel.append(new Option(m.model, m.model));
+  }
+}
+function drawTimeseries(ts) {
+  $('ts-bucket').textContent = `per ${ts.bucket} · blocked in red`;
+  const pts = ts.points;
+  const label = (p) => {
+    const d = new Date(p.ts_ms);
+    return ts.bucket === 'hour' ? `${String(d.getHours()).padStart(2, '0')}:00` : `${d.getDate()}/${d.getMonth() + 1}`;
+  };
+  barChart($('c-timeseries'), pts.map((p) => p.requests), pts.map(label), pts.map((p) => p.blocked));
+}
+function drawModels(byModel) {
+  const f = filters();
+  const rows = byModel.filter((m) => !f.model || m.model === f.model).sort((a, b) => b.total_tokens - a.total_tokens);
+  const tbody = $('t-models').tBodies[0];
+  if (!rows.length) { tbody.replaceChildren(emptyRow(7, 'No requests in this range')); return; }
+  const max = Math.max(...rows.map((r) => r.total_tokens), 1);
+  tbody.replaceChildren(...rows.map((m) => {
+    const meter = el('div', 'meter'); const fill = el('div'); fill.style.width = `${(100 * m.total_tokens) / max}%`; meter.append(fill);
+    const tdm = el('td'); tdm.append(meter);
+    return row([cell(m.model, 'name'), cell(nf.format(m.requests), 'r'), cell(compact(m.total_tokens), 'r'), tdm, cell(usd(m.cost), 'r'), cell(secs(m.p95_latency), 'r'), cell(pct(m.error_rate), 'r')]);
+  }));
+}
+function drawUsers(byUser) {
+  const f = filters();
+  const rows = byUser.filter((u) => !f.user || u.user === f.user).slice(0, 10);
+  const tbody = $('t-users').tBodies[0];
+  if (!rows.length) { tbody.replaceChildren(emptyRow(6, 'No identified users in this range')); return; }
+  tbody.replaceChildren(...rows.map((u) => row([cell(u.user, 'name'), cell(nf.format(u.requests), 'r'), cell(compact(u.tokens), 'r'), cell(usd(u.cost), 'r'), cell(nf.format(u.threats), 'r'), cell(nf.format(u.blocked), 'r')])));
+}
+function drawThreats(summary) {
+  $('c-levels').replaceChildren(...LEVELS.map((l) => {
+    const d = el('div', `level ${l}`); d.append(el('b', null, compact(summary.by_level[l] || 0)), el('span', null, l)); return d;
+  }));
+  const cats = Object.entries(summary.by_category).sort((a, b) => b[1] - a[1]);
+  const box = $('c-categories');
+  if (!cats.length) { empty(box, 'No threats in this range'); return; }
+  const max = Math.max(...cats.map((c) => c[1]), 1);
+  box.replaceChildren(...cats.map(([name, n]) => {
+    const r = el('div', 'barrow'); const track = el('div', 'track'); const fill = el('div', 'fill');
+    fill.style.width = `${(100 * n) / max}%`; track.append(fill);
+    r.append(el('span', null, name.replaceAll('_', ' ')), track, el('span', 'v', compact(n))); return r;
+  }));
+}
+function drawAnomalies(list) {
+  const box = $('anomalies');
+  if (!list || !list.length) { empty(box, 'No anomalies: traffic looks normal'); return; }
+  box.replaceChildren(...list.slice(0, 20).map((a) => item(a.severity, `${a.metric.replaceAll('_', ' ')}: ${compact(a.value)} vs ${compact(a.baseline)} usual (z ${a.score.toFixed(1)})`, a.at)));
+}
+function cell(text, cls) { return el('td', cls, text); }
+function row(cells) { const tr = el('tr'); tr.append(...cells); return tr; }
+function emptyRow(span, text) { const td = el('td', 'empty', text); td.colSpan = span; return row([td]); }
+function item(level, summary, time, extra) {
+  const li = el('li');
+  li.append(el('span', `pill ${level || ''}`, level || 'info'), el('span', null, summary));
+  if (time) li.append(el('span', 'when', when(time)));
+  if (extra && extra.length) { const ul = el('ul'); ul.append(...extra.map((x) => el('li', null, String(x)))); li.append(ul); }
+  return li;
+}
+
+// ---------- alerts and reports: generic lists, empty until those APIs exist ----------
+async function pollOptional(path, box, noneText) {
+  const rsp = await api(path);
+  if (rsp.status === 404) { empty(box, noneText); return; }
+  if (!rsp.ok) { empty(box, `${path} answered ${rsp.status}`); return; }
+  const body = await rsp.json();
+  const list = Array.isArray(body) ? body : body.items || body.alerts || body.reports || [];
+  if (!list.length) { empty(box, noneText); return; }
+  box.replaceChildren(...list.slice(0, 20).map((x) => item(
+    x.level || x.severity || x.risk_level,
+    x.summary || x.title || x.message || x.description || x.name || JSON.stringify(x).slice(0, 120),
+    x.time || x.timestamp || x.created_at || x.fired_at || x.at,
+    x.recommendations,
+  )));
+}
+
+// ---------- feeds ----------
+function feedRow(x, fresh) {
+  const li = el('li', fresh ? 'fresh' : '');
+  const bad = x.blocked ? 'blocked' : x.outcome === 'ok' ? 'ok' : 'error';
+  const what = el('span', 'what');
+  what.append(el('code', null, x.model || '—'), document.createTextNode(x.user ? `  ·  ${x.user}` : ''));
+  const tok = x.tokens != null ? `${compact(x.tokens)} tok · ` : '';
+  li.append(el('time', null, clock(x.ts_ms)), el('span', `pill ${bad}`, x.blocked ? 'blocked' : x.outcome === 'ok' ? String(x.status) : x.outcome.replaceAll('_', ' ')), what,
+    el('span', 'meta', `${tok}${secs(x.latency)}${x.cost ? ' · ' + usd(x.cost) : ''}`));
+  li.dataset.id = x.id;
+  return li;
+}
+function secRow(x, fresh) {
+  const li = el('li', fresh ? 'fresh' : '');
+  const what = el('span', 'what');
+  what.append(document.createTextNode((x.categories || []).map((c) => c.replaceAll('_', ' ')).join(', ') || 'threat'), document.createTextNode(x.user ? `  ·  ${x.user}` : ''));
+  li.append(el('time', null, clock(x.ts_ms)), el('span', `pill ${x.risk_level}`, x.risk_level), what, el('span', `pill ${x.blocked ? 'blocked' : ''}`, x.blocked ? 'blocked' : 'flagged'));
+  li.dataset.id = x.id;
+  return li;
+}
+function prepend(list, node) {
+  const first = list.firstElementChild;
+  if (first && first.classList.contains('empty')) first.remove();
+  list.prepend(node);
+  while (list.children.length > FEED_MAX) list.lastElementChild.remove();
+}
+function isThreat(x) { return x.blocked || (x.risk_level && x.risk_level !== 'none'); }
+function onFeedItem(x) {
+  if (!matches(x)) return;
+  prepend($('feed-requests'), feedRow(x, true));
+  $('feed-count').textContent = `${nf.format(++state.feedCount)} live`;
+  if (isThreat(x)) {
+    prepend($('feed-security'), secRow(x, true));
+    $('sec-count').textContent = `${nf.format(++state.secCount)} live`;
+  }
+}
+async function loadFeeds() {
+  const f = filters();
+  const q = new URLSearchParams({ limit: '40', since: String(f.since) });
+  if (f.model) q.set('model', f.model);
+  if (f.user) q.set('user_id', f.user);
+  const page = await json(`/api/requests?${q}`);
+  const rows = page.items.map((r) => ({
+    id: r.id, ts_ms: r.ts_ms, user: r.user, model: r.upstream_model || r.model, status: r.status, outcome: r.outcome, latency: r.latency,
+    tokens: r.prompt_tokens != null || r.completion_tokens != null ? (r.prompt_tokens || 0) + (r.completion_tokens || 0) : null,
+    cost: r.cost, risk_level: r.risk_level, categories: r.categories ? r.categories.split(',').filter(Boolean) : [], blocked: r.blocked,
+  }));
+  const list = $('feed-requests');
+  if (rows.length) list.replaceChildren(...rows.map((r) => feedRow(r, false))); else empty(list, 'No requests yet — they appear here live');
+  const threats = rows.filter(isThreat);
+  const sec = $('feed-security');
+  if (threats.length) sec.replaceChildren(...threats.map((r) => secRow(r, false))); else empty(sec, 'No security events in this range');
+}
+function connectStream() {
+  if (state.source) state.source.close();
+  const src = new EventSource('/api/events/stream');
+  state.source = src;
+  const live = $('live-state');
+  src.onopen = () => { live.className = 'live on'; $('live-text').textContent = 'live'; };
+  src.onerror = () => { live.className = 'live off'; $('live-text').textContent = 'reconnecting'; checkSession(); };
+  src.addEventListener('request', (e) => { try { onFeedItem(JSON.parse(e.data)); } catch (err) { console.warn('bad feed event', err); } });
+  src.addEventListener('lagged', (e) => { $('feed-count').textContent = `skipped ${e.data} while behind`; });
+}
+
+// ---------- auth ----------
+async function checkSession() {
+  const s = await (await fetch('/api/session', { credentials: 'same-origin' })).json();
+  $('sign-out').hidden = !s.auth_required || !s.authenticated;
+  if (!s.authenticated) showSignIn();
+  return s.authenticated;
+}
+function showSignIn() {
+  stop();
+  $('main').hidden = true;
+  $('signin').hidden = false;
+  $('token').focus();
+}
+async function signIn(ev) {
+  ev.preventDefault();
+  $('signin-error').textContent = '';
+  const rsp = await fetch('/api/session', { method: 'POST', credentials: 'same-origin', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: $('token').value }) });
+  if (!rsp.ok) { $('signin-error').textContent = rsp.status === 401 ? 'That token is not right.' : `Sign-in failed (${rsp.status}).`; return; }
+  $('token').value = '';
+  start();
+}
+async function signOut() {
+  await fetch('/api/session', { method: 'DELETE', credentials: 'same-origin' });
+  showSignIn();
+}
+
+// ---------- lifecycle ----------
+function guard(fn) {
+  return () => fn().catch((e) => { if (e instanceof Unauthorized) showSignIn(); else console.warn(e.message || e); });
+}
+function stop() {
+  state.timers.forEach(clearInterval);
+  state.timers = [];
+  if (state.source) { state.source.close(); state.source = null; }
+}
+async function start() {
+  if (!(await checkSession())) return;
+  $('signin').hidden = true;
+  $('main').hidden = false;
+  stop();
+  updateExportLinks();
+  const live = guard(pollLive), range = guard(pollRange), feeds = guard(loadFeeds);
+  const optional = guard(() => Promise.all([
+    pollOptional('/api/alerts', $('alerts'), 'No alerts: nothing needs attention'),
+    pollOptional('/api/reports', $('reports'), 'No reports yet: analysis reports and recommendations will appear here'),
+  ]));
+  await Promise.all([live(), range(), feeds(), optional()]);
+  connectStream();
+  state.timers.push(setInterval(live, POLL_LIVE_MS), setInterval(range, POLL_RANGE_MS), setInterval(optional, 60000));
+}
+function refilter() { updateExportLinks(); guard(pollRange)(); guard(loadFeeds)(); }
+
+function initTheme() {
+  const saved = localStorage.getItem('gatehouse-theme');
+  const dark = saved ? saved === 'dark' : matchMedia('(prefers-color-scheme: dark)').matches;
+  document.documentElement.dataset.theme = dark ? 'dark' : 'light';
+  $('theme').addEventListener('click', () => {
+    const next = document.documentElement.dataset.theme === 'dark' ? 'light' : 'dark';
+    document.documentElement.dataset.theme = next;
+    localStorage.setItem('gatehouse-theme', next);
+  });
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  initTheme();
+  $('signin-form').addEventListener('submit', signIn);
+  $('sign-out').addEventListener('click', signOut);
+  $('f-range').addEventListener('change', refilter);
+  $('f-model').addEventListener('change', refilter);
+  $('f-user').addEventListener('change', refilter);
+  window.addEventListener('resize', () => { drawLive(); if (state.usage) drawTimeseries(state.usage.timeseries); });
+  start();
+});
