@@ -1,5 +1,5 @@
 //! The admin listener's router: `/health`, `/metrics` and the `/api/*` analytics, security,
-//! request-log, export and feedback routes. Thin handlers: parse and check parameters, call
+//! request-log, export, feedback and alert routes. Thin handlers: parse and check parameters, call
 //! `analytics`/`store`, serialise. Nothing imports `admin`.
 //!
 //! Auth: a Bearer token on every route but `/health` (constant-time comparison). With no token
@@ -7,6 +7,7 @@
 //! listener. `/metrics` needs the token too unless `public_metrics` is set, for scrapers that
 //! cannot send one.
 
+mod alerts;
 mod error;
 pub mod params;
 mod routes;
@@ -42,6 +43,8 @@ pub struct AdminState {
     pub public_metrics: bool,
     /// The live detector, for `/api/security/analyze`.
     pub scan: ScanFn,
+    /// Alert rules and delivery; `None` when alerts are disabled.
+    pub alerts: Option<Arc<crate::alerts::Handle>>,
 }
 
 /// Scans a request the way the proxy would (`app` wires it to the live detector): `None`
@@ -67,7 +70,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/requests/{id}", get(routes::request))
         .route("/api/export", get(routes::export))
         .route("/api/feedback", post(routes::feedback))
-        .route("/api/feedback/summary", get(routes::feedback_summary));
+        .route("/api/feedback/summary", get(routes::feedback_summary))
+        .route("/api/alerts", get(alerts::list))
+        .route("/api/alerts/rules", get(alerts::rules))
+        .route("/api/alerts/test", post(alerts::test));
     let metrics = Router::new().route("/metrics", get(routes::metrics));
     let guarded = if state.public_metrics {
         api.layer(auth).merge(metrics)

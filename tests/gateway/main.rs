@@ -9,6 +9,7 @@
 mod support;
 
 mod admin;
+mod alerts;
 mod blocking;
 mod config;
 mod faults;
