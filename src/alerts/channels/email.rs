@@ -88,6 +88,12 @@ impl Email {
         let mut b = Message::builder()
             .from(self.from.clone())
             .subject(format!("{} {}", n.title(), n.summary))
+            // Stable per alert and notice: a retried send is recognisably the same message.
+            .message_id(Some(format!(
+                "<{}.{}@gatehouse>",
+                n.alert_id,
+                n.kind.as_str()
+            )))
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
             b = b.to(to.clone());
