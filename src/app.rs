@@ -187,6 +187,11 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
 /// The one HTTP client for side calls (alert webhooks): explicit timeouts, no redirects
 /// (a redirected webhook is a misconfiguration, and following it could leak the payload).
 fn side_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    // reqwest is built without a bundled crypto provider (no aws-lc): it uses the ring
+    // provider `main` installs, and would panic without one.
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        anyhow::bail!("no rustls crypto provider installed (main installs ring)");
+    }
     reqwest::Client::builder()
         .connect_timeout(SIDE_CONNECT_TIMEOUT)
         .timeout(timeout)

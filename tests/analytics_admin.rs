@@ -25,6 +25,9 @@ struct Admin {
 }
 
 async fn start(token: Option<&str>, public_metrics: bool) -> Admin {
+    // reqwest is built with rustls and no bundled provider: the process installs ring, as
+    // `main` does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (dir, store) = temp_store().await;
     let metrics = Arc::new(Metrics::new(["gpt-4o-mini".to_owned()]));
     let state = AdminState {
