@@ -11,6 +11,7 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::alerts;
 use crate::analytics::{self, Live};
 use crate::config::{self, Config};
 use crate::event::Exchange;
@@ -36,6 +37,9 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// How often `model_performance_score` is recomputed, and over which window.
 const SCORE_EVERY: Duration = Duration::from_secs(30);
 const SCORE_WINDOW: Duration = Duration::from_secs(900);
+/// Connect timeout of the side-call client (alert webhooks); the whole-call timeout is
+/// `alerts.delivery.timeout_secs`.
+const SIDE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What `start` needs beyond the config.
 #[derive(Default)]
@@ -128,6 +132,13 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     let (feed_in, feed_rx) = mpsc::channel(CONSUMER_QUEUE);
     consumers.push(("feed", feed_in));
     let (feed, _) = tokio::sync::broadcast::channel(FEED_BUFFER);
+    let alerts_rx = if config.alerts.enabled {
+        let (tx, rx) = mpsc::channel(CONSUMER_QUEUE);
+        consumers.push(("alerts", tx));
+        Some(rx)
+    } else {
+        None
+    };
     consumers.extend(opts.record_consumers.into_iter().map(|c| ("embedder", c)));
 
     let mut writer_cfg = WriterConfig::from_config(&config.store);
@@ -141,7 +152,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
-    let others = vec![
+    let mut others = vec![
         tokio::spawn(analytics::run_live(live.clone(), live_rx)),
         tokio::spawn(observe_metrics(metrics.clone(), metrics_rx)),
         tokio::spawn(analytics::run_feed(feed_rx, feed.clone())),
@@ -154,6 +165,16 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         tokio::spawn(score_models(metrics.clone(), live.clone(), store.clone())),
         tokio::spawn(store_feedback(store.clone(), feedback_rx)),
     ];
+    let alerts = match alerts_rx {
+        Some(rx) => Some(start_alerts(
+            &config,
+            live.clone(),
+            store.clone(),
+            rx,
+            &mut others,
+        )?),
+        None => None,
+    };
     let admin_state = crate::admin::AdminState {
         store: store.clone(),
         live,
@@ -162,6 +183,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         public_metrics: config.admin.public_metrics,
         scan: scanner(proxy.clone()),
         feed,
+        alerts,
     };
     let tasks = Tasks {
         fanout: tokio::spawn(fan_out(records_rx, consumers, metrics.clone(), prices)),
@@ -189,17 +211,56 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     })
 }
 
-/// The shared client for side calls (trace export), with explicit timeouts.
-///
-/// # Errors
-/// The TLS stack cannot be set up.
+/// The shared HTTP client for side calls (trace export, alert webhooks): explicit timeouts, no redirects
+/// (a redirected webhook is a misconfiguration, and following it could leak the payload).
 pub fn side_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    // reqwest is built without a bundled crypto provider (no aws-lc): it uses the ring
+    // provider `main` installs, and would panic without one.
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        anyhow::bail!("no rustls crypto provider installed (main installs ring)");
+    }
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(SIDE_CONNECT_TIMEOUT)
         .timeout(timeout)
-        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the HTTP client for side calls")
+}
+
+/// Builds the alert channels, spawns the engine (fed by its own record consumer) and the
+/// delivery task, and returns what the admin API needs.
+fn start_alerts(
+    config: &Config,
+    live: Arc<Live>,
+    store: Store,
+    records: mpsc::Receiver<Arc<Exchange>>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Arc<alerts::Handle>> {
+    let a = &config.alerts;
+    let timeout = Duration::from_secs(a.delivery.timeout_secs);
+    let (channels, warnings) = alerts::Channels::build(a, timeout);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(channels = ?channels.labels(), rules = a.rules.len(), "alerts enabled");
+    let delivery = Arc::new(alerts::Delivery::new(
+        channels,
+        side_client(timeout)?,
+        store.clone(),
+        &a.delivery,
+    ));
+    let (notices_tx, notices_rx) = mpsc::channel(alerts::delivery::QUEUE);
+    let engine = alerts::Engine::new(a, live, store, notices_tx);
+    let handle = Arc::new(alerts::Handle {
+        rules: engine.rules.clone(),
+        delivery: delivery.clone(),
+        gateway: a.gateway_name.clone(),
+        dashboard_url: a.dashboard_url.clone(),
+    });
+    tasks.push(tokio::spawn(alerts::run_engine(engine, records)));
+    tasks.push(tokio::spawn(alerts::run_delivery(delivery, notices_rx)));
+    Ok(handle)
 }
 
 fn load_prices(path: &std::path::Path) -> Prices {

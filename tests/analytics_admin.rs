@@ -25,6 +25,9 @@ struct Admin {
 }
 
 async fn start(token: Option<&str>, public_metrics: bool) -> Admin {
+    // reqwest is built with rustls and no bundled provider: the process installs ring, as
+    // `main` does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (dir, store) = temp_store().await;
     let metrics = Arc::new(Metrics::new(["gpt-4o-mini".to_owned()]));
     let state = AdminState {
@@ -36,6 +39,7 @@ async fn start(token: Option<&str>, public_metrics: bool) -> Admin {
         // Detection is not under test here: the analyze route answers 503 "disabled".
         scan: Arc::new(|_| None),
         feed: tokio::sync::broadcast::channel(16).0,
+        alerts: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

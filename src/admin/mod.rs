@@ -1,5 +1,5 @@
 //! The admin listener's router: `/health`, `/metrics` and the `/api/*` analytics, security,
-//! request-log, export and feedback routes. Thin handlers: parse and check parameters, call
+//! request-log, export, feedback and alert routes. Thin handlers: parse and check parameters, call
 //! `analytics`/`store`, serialise. Nothing imports `admin`.
 //!
 //! Also serves the dashboard (`/dashboard`), the API docs (`/docs`) and the OpenAPI document
@@ -13,6 +13,7 @@
 //! cannot send one.
 
 mod assets;
+mod alerts;
 mod error;
 mod openapi;
 pub mod params;
@@ -56,6 +57,8 @@ pub struct AdminState {
     /// The live feed (`app` publishes one summary per finished request), for
     /// `/api/events/stream`.
     pub feed: broadcast::Sender<Arc<FeedItem>>,
+    /// Alert rules and delivery; `None` when alerts are disabled.
+    pub alerts: Option<Arc<crate::alerts::Handle>>,
 }
 
 /// Scans a request the way the proxy would (`app` wires it to the live detector): `None`
@@ -108,7 +111,11 @@ fn api_routes(state: &AdminState, auth: &Auth) -> OpenApiRouter<AdminState> {
         .routes(routes!(routes::export))
         .routes(routes!(routes::feedback))
         .routes(routes!(routes::feedback_summary))
-        .routes(routes!(stream::events));
+        .routes(routes!(stream::events))
+        // Alerts: not yet described in the OpenAPI document.
+        .route("/api/alerts", axum::routing::get(alerts::list))
+        .route("/api/alerts/rules", axum::routing::get(alerts::rules))
+        .route("/api/alerts/test", axum::routing::post(alerts::test));
     let metrics = OpenApiRouter::new().routes(routes!(routes::metrics));
     let guarded = if state.public_metrics {
         api.layer(guard).merge(metrics)

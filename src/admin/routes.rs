@@ -22,17 +22,17 @@ use crate::telemetry::metrics::Metrics;
 use super::params::{self, CATEGORIES, LEVELS, OUTCOMES};
 use super::{AdminError, AdminState};
 
-type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
-type ApiResult = Result<Response, AdminError>;
+pub(super) type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+pub(super) type ApiResult = Result<Response, AdminError>;
 
 const DAY_MS: i64 = 86_400_000;
 
-fn query(q: Params) -> Result<HashMap<String, String>, AdminError> {
+pub(super) fn query(q: Params) -> Result<HashMap<String, String>, AdminError> {
     q.map(|Query(m)| m)
         .map_err(|e| AdminError::BadRequest(format!("malformed query string: {}", e.body_text())))
 }
 
-fn get<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+pub(super) fn get<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     q.get(name).map(String::as_str)
 }
 
@@ -106,7 +106,7 @@ pub(super) struct LiveUsage {
 }
 
 /// `since`/`until` (or `from`/`to`) as unix ms, checked for order.
-fn since_until(
+pub(super) fn since_until(
     q: &HashMap<String, String>,
     names: (&str, &str),
 ) -> Result<(Option<i64>, Option<i64>), AdminError> {

@@ -18,6 +18,8 @@ pub enum LoadError {
     Parse(String),
     #[error("MODEL_NAMES: {0}")]
     ModelNames(String),
+    #[error("{name}: {value:?} is not a number")]
+    Threshold { name: &'static str, value: String },
 }
 
 /// Loads the configuration. With `path` the file must exist; without it `gateway.yaml` in the
@@ -40,6 +42,7 @@ pub fn load(path: Option<&Path>) -> Result<Config, LoadError> {
         .extract()
         .map_err(|e| LoadError::Parse(describe(e)))?;
     apply_model_names(&mut config, std::env::var("MODEL_NAMES").ok().as_deref())?;
+    apply_alert_thresholds(&mut config, |name| std::env::var(name).ok())?;
     Ok(config)
 }
 
@@ -87,9 +90,52 @@ fn apply_model_names(config: &mut Config, value: Option<&str>) -> Result<(), Loa
     Ok(())
 }
 
+/// The seed's `ALERT_SECURITY_THRESHOLD`, `ALERT_LATENCY_THRESHOLD` (seconds) and
+/// `ALERT_ERROR_RATE_THRESHOLD` (0..1): they override `alerts.thresholds`.
+fn apply_alert_thresholds(
+    config: &mut Config,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<(), LoadError> {
+    let t = &mut config.alerts.thresholds;
+    let targets: [(&'static str, &mut f64); 3] = [
+        ("ALERT_SECURITY_THRESHOLD", &mut t.security),
+        ("ALERT_LATENCY_THRESHOLD", &mut t.latency_secs),
+        ("ALERT_ERROR_RATE_THRESHOLD", &mut t.error_rate),
+    ];
+    for (name, slot) in targets {
+        let Some(value) = var(name).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        *slot = value
+            .trim()
+            .parse()
+            .map_err(|_| LoadError::Threshold { name, value })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alert_thresholds_come_from_the_seed_variables() {
+        let mut c = Config::default();
+        let env = |n: &str| match n {
+            "ALERT_SECURITY_THRESHOLD" => Some("7".to_owned()),
+            "ALERT_LATENCY_THRESHOLD" => Some("2.5".to_owned()),
+            _ => None,
+        };
+        apply_alert_thresholds(&mut c, env).expect("numbers");
+        assert_eq!(c.alerts.thresholds.security, 7.0);
+        assert_eq!(c.alerts.thresholds.latency_secs, 2.5);
+        assert_eq!(
+            c.alerts.thresholds.error_rate, 0.05,
+            "unset keeps the default"
+        );
+        let bad = |_: &str| Some("lots".to_owned());
+        assert!(apply_alert_thresholds(&mut c, bad).is_err());
+    }
 
     #[test]
     fn model_names_accepts_json_and_pairs() {

@@ -9,17 +9,22 @@
 //! own runtime types (parsed URLs, `Duration`s) from validated config, so serde types never reach
 //! the hot path.
 
+mod alerts;
 mod load;
 mod secret;
 mod store;
 mod traces;
-mod validate;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use alerts::{
+    default_rules, AlertLevel, AlertThresholds, AlertmanagerConfig, AlertsConfig, ChannelsConfig,
+    DeliveryConfig, EmailConfig, RuleConfig, RuleKind, UrlChannelConfig, WebhookConfig,
+};
 pub use load::{load, LoadError, DEFAULT_FILE};
 pub use secret::{Secret, SecretError, SecretSource};
 pub use store::{CaptureConfig, StoreConfig};
@@ -40,6 +45,8 @@ pub struct Config {
     pub detect: DetectConfig,
     /// Trace export to Langfuse and OpenTelemetry backends.
     pub traces: TracesConfig,
+    /// Alert rules and delivery channels.
+    pub alerts: AlertsConfig,
     /// Price table ($ per million tokens per model) used when the upstream reports no cost.
     /// Default `policies/prices.yaml`; a missing file means no computed cost.
     pub prices: PathBuf,
@@ -402,6 +409,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             detect: DetectConfig::default(),
             traces: TracesConfig::default(),
+            alerts: AlertsConfig::default(),
             prices: PathBuf::from("policies/prices.yaml"),
         }
     }

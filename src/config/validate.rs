@@ -69,6 +69,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
     check_models(c, &mut p);
     check_detect(c, &mut p);
     super::traces::check(&c.traces, &mut p);
+    check_alerts(c, &mut p, &mut warnings);
     if p.is_empty() {
         Ok(warnings)
     } else {
@@ -228,6 +229,102 @@ fn check_detect(c: &Config, p: &mut Vec<String>) {
     }
 }
 
+/// Channel names a rule may list.
+pub const ALERT_CHANNELS: [&str; 5] = ["email", "slack", "teams", "webhook", "alertmanager"];
+
+fn http_url(v: &str) -> bool {
+    v.parse::<http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+}
+
+fn check_alerts(c: &Config, p: &mut Vec<String>, w: &mut Vec<String>) {
+    let a = &c.alerts;
+    if a.eval_secs == 0 || a.eval_secs > 3600 {
+        p.push("alerts.eval_secs must be between 1 and 3600".into());
+    }
+    let t = &a.thresholds;
+    if !(t.security.is_finite() && t.security >= 1.0) {
+        p.push("alerts.thresholds.security must be at least 1 threat".into());
+    }
+    if !(t.latency_secs.is_finite() && t.latency_secs > 0.0) {
+        p.push("alerts.thresholds.latency_secs must be a positive number of seconds".into());
+    }
+    for (f, v) in [
+        ("error_rate", t.error_rate),
+        ("upstream_failure_ratio", t.upstream_failure_ratio),
+    ] {
+        if !(v > 0.0 && v <= 1.0) {
+            p.push(format!("alerts.thresholds.{f} must be in (0, 1]"));
+        }
+    }
+    if let Some(u) = a.dashboard_url.as_deref().filter(|u| !http_url(u)) {
+        p.push(format!("alerts.dashboard_url: {u:?} is not an http(s) URL"));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, r) in a.rules.iter().enumerate() {
+        if r.name.trim().is_empty() || !names.insert(r.name.as_str()) {
+            p.push(format!("alerts.rules[{i}].name must be set and unique"));
+        }
+        if r.window_secs == 0 || r.window_secs > 86_400 {
+            p.push(format!(
+                "alerts.rules[{i}].window_secs must be between 1 and 86400"
+            ));
+        }
+        if r.threshold.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            p.push(format!("alerts.rules[{i}].threshold must be positive"));
+        }
+        for ch in r
+            .channels
+            .iter()
+            .filter(|ch| !ALERT_CHANNELS.contains(&ch.as_str()))
+        {
+            p.push(format!(
+                "alerts.rules[{i}].channels: unknown channel {ch:?} (one of {})",
+                ALERT_CHANNELS.join(", ")
+            ));
+        }
+    }
+    let ch = &a.channels;
+    if ch.email.host.is_some() {
+        if ch.email.to.is_empty() {
+            p.push("alerts.channels.email.to must list at least one recipient".into());
+        }
+        for addr in std::iter::once(&ch.email.from).chain(&ch.email.to) {
+            if addr.parse::<lettre::message::Mailbox>().is_err() {
+                p.push(format!(
+                    "alerts.channels.email: {addr:?} is not an e-mail address"
+                ));
+            }
+        }
+        if !ch.email.starttls {
+            w.push(
+                "alerts.channels.email.starttls is off: alert mail is sent in plain text".into(),
+            );
+        }
+    }
+    for (i, h) in ch.webhooks.iter().enumerate() {
+        if !http_url(&h.url) {
+            p.push(format!(
+                "alerts.channels.webhooks[{i}].url is not an http(s) URL"
+            ));
+        }
+        if h.secret_env.is_none() && h.secret_file.is_none() {
+            p.push(format!(
+                "alerts.channels.webhooks[{i}]: set secret_env or secret_file (whsec_...)"
+            ));
+        }
+    }
+    if let Some(u) = ch.alertmanager.url.as_deref().filter(|u| !http_url(u)) {
+        p.push(format!(
+            "alerts.channels.alertmanager.url: {u:?} is not an http(s) URL"
+        ));
+    }
+    let d = &a.delivery;
+    if d.timeout_secs == 0 || d.retries > 20 {
+        p.push("alerts.delivery: timeout_secs must be > 0 and retries at most 20".into());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +352,23 @@ mod tests {
         c.auth.mode = AuthMode::Open;
         let warnings = validate(&c).expect("open is allowed when explicit");
         assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn alert_problems_are_reported() {
+        let mut c = Config::default();
+        c.alerts.rules[1].name = c.alerts.rules[0].name.clone();
+        c.alerts.rules[2].channels = vec!["pager".into()];
+        c.alerts.channels.email.host = Some("smtp.example.com".into());
+        c.alerts
+            .channels
+            .webhooks
+            .push(crate::config::WebhookConfig {
+                url: "ftp://x".into(),
+                ..Default::default()
+            });
+        let problems = validate(&c).expect_err("bad alerts").0;
+        assert_eq!(problems.len(), 5, "{problems:#?}");
     }
 
     #[test]

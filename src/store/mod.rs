@@ -1,5 +1,6 @@
 //! The embedded event store: one SQLite file (WAL, `synchronous=NORMAL`) holding one row per
-//! request, one row per detector match, per-minute and per-hour rollups and user feedback.
+//! request, one row per detector match, per-minute and per-hour rollups, user feedback, and the
+//! alerts with their delivery attempts.
 //!
 //! Owns: the schema (embedded migrations), the single writer task (`run_writer`), retention and
 //! the read API that `analytics` and `admin` use. Does not own: aggregation maths (`analytics`),
@@ -17,6 +18,7 @@
 //! - `synchronous=NORMAL` in WAL mode: a committed batch survives a process crash; a power loss
 //!   may lose the last batches, never corrupt the file.
 
+mod alerts;
 mod feedback;
 pub mod hist;
 mod migrate;
@@ -36,6 +38,7 @@ use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use crate::redact::{cap, redact};
+pub use alerts::{AlertFilter, AlertRow, DeliveryRow};
 pub use feedback::{Feedback, FeedbackSummary};
 pub use read::{rfc3339, Cursor, ExportKind, Page, RequestFilter, RequestRow};
 pub use retention::{run_retention, Purged};

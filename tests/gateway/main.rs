@@ -10,6 +10,7 @@ mod support;
 
 mod admin;
 mod analytics;
+mod alerts;
 mod blocking;
 mod config;
 mod dashboard;

@@ -297,6 +297,7 @@ impl TestGateway {
 }
 
 pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -322,4 +323,189 @@ pub fn chat_stream_events(with_usage: bool) -> Vec<String> {
     }
     v.push("data: [DONE]\n\n".into());
     v
+}
+
+/// One request a `Receiver` got.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// A webhook receiver on 127.0.0.1:0 (Slack, Teams, generic webhooks, Alertmanager): answers
+/// request number `n` on each path with `script(path, n)` (status, body) and hands every
+/// request to `hooks`.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub hooks: mpsc::UnboundedReceiver<Hook>,
+}
+
+impl Receiver {
+    pub async fn start(
+        script: impl Fn(&str, usize) -> (u16, &'static str) + Send + Sync + 'static,
+    ) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, hooks) = mpsc::unbounded_channel();
+        let script = Arc::new(script);
+        let counts = Arc::new(Mutex::new(std::collections::HashMap::<String, usize>::new()));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (tx, script, counts) = (tx.clone(), script.clone(), counts.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (tx, script, counts) = (tx.clone(), script.clone(), counts.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
+                            let path = parts.uri.path().to_owned();
+                            let n = {
+                                let mut c = counts.lock().expect("lock");
+                                let e = c.entry(path.clone()).or_default();
+                                *e += 1;
+                                *e - 1
+                            };
+                            let (status, text) = script(&path, n);
+                            let _ = tx.send(Hook {
+                                path,
+                                headers: parts.headers,
+                                body,
+                            });
+                            Ok::<_, Infallible>(full(
+                                status,
+                                vec![],
+                                Bytes::from_static(text.as_bytes()),
+                            ))
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Receiver { addr, hooks }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The next request, waiting up to 10 s.
+    pub async fn next(&mut self) -> Hook {
+        tokio::time::timeout(Duration::from_secs(10), self.hooks.recv())
+            .await
+            .expect("a webhook request within 10 s")
+            .expect("receiver open")
+    }
+}
+
+/// One message an `SmtpSink` accepted.
+#[derive(Clone, Debug)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    /// The DATA section (headers and body), dot-unstuffed.
+    pub data: String,
+}
+
+impl Mail {
+    /// The value of header `name` (unfolded).
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.data.split("\r\n\r\n").next()?;
+        let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+        unfolded.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+
+    pub fn body(&self) -> &str {
+        self.data.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+    }
+}
+
+/// A plain SMTP server on 127.0.0.1:0 (no TLS, no AUTH) that accepts every message.
+pub struct SmtpSink {
+    pub addr: SocketAddr,
+    pub mails: mpsc::UnboundedReceiver<Mail>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, mails) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(smtp_session(stream, tx.clone()));
+            }
+        });
+        SmtpSink { addr, mails }
+    }
+
+    pub async fn next(&mut self) -> Mail {
+        tokio::time::timeout(Duration::from_secs(10), self.mails.recv())
+            .await
+            .expect("a mail within 10 s")
+            .expect("sink open")
+    }
+}
+
+async fn smtp_session(stream: tokio::net::TcpStream, tx: mpsc::UnboundedSender<Mail>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r);
+    let _ = w.write_all(b"220 sink ESMTP ready\r\n").await;
+    let (mut from, mut to) = (String::new(), Vec::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let cmd = line.trim_end().to_owned();
+        let upper = cmd.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            b"250-sink\r\n250 8BITMIME\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            from = cmd[10..].trim().to_owned();
+            b"250 ok\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            to.push(cmd[8..].trim().to_owned());
+            b"250 ok\r\n"
+        } else if upper == "DATA" {
+            let _ = w.write_all(b"354 go ahead\r\n").await;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+                data.push_str(line.strip_prefix('.').unwrap_or(&line));
+            }
+            let _ = tx.send(Mail {
+                from: from.clone(),
+                to: std::mem::take(&mut to),
+                data,
+            });
+            b"250 2.0.0 queued as 42\r\n"
+        } else if upper == "QUIT" {
+            let _ = w.write_all(b"221 bye\r\n").await;
+            return;
+        } else {
+            b"250 ok\r\n"
+        };
+        let _ = w.write_all(reply).await;
+    }
 }

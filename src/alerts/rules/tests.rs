@@ -1,0 +1,276 @@
+//! Rule evaluation, record windows, cooldown and resolve — with paused time.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::*;
+use crate::alerts::engine::{Change, State};
+use crate::config::{AlertsConfig, RuleKind};
+use crate::detect::{Action, Category, RiskLevel, Verdict};
+use crate::event::{Exchange, Outcome};
+
+fn rule(kind: RuleKind) -> Rule {
+    Rule::build(&AlertsConfig::default())
+        .into_iter()
+        .find(|r| r.kind == kind)
+        .expect("a default rule of each kind")
+}
+
+fn window(f: impl FnOnce(&mut WindowStats)) -> Snapshot<'static> {
+    let mut w = WindowStats {
+        requests: 100,
+        ..WindowStats::default()
+    };
+    f(&mut w);
+    Snapshot {
+        windows: [(Duration::from_secs(300), w)].into(),
+        ..Snapshot::default()
+    }
+}
+
+#[test]
+fn windowed_rules_use_the_seed_thresholds() {
+    struct Case {
+        name: &'static str,
+        kind: RuleKind,
+        set: fn(&mut WindowStats),
+        fires: bool,
+    }
+    let cases = [
+        Case {
+            name: "4 threats < 5",
+            kind: RuleKind::Threats,
+            set: |w| {
+                w.threats_by_level.insert("high", 4);
+            },
+            fires: false,
+        },
+        Case {
+            name: "5 threats = 5",
+            kind: RuleKind::Threats,
+            set: |w| {
+                w.threats_by_level.insert("high", 3);
+                w.threats_by_level.insert("medium", 2);
+            },
+            fires: true,
+        },
+        Case {
+            name: "low-risk scans are not threats",
+            kind: RuleKind::Threats,
+            set: |w| {
+                w.threats_by_level.insert("low", 50);
+            },
+            fires: false,
+        },
+        Case {
+            name: "p95 5.0 s is not above 5.0",
+            kind: RuleKind::LatencyP95,
+            set: |w| w.p95_latency = 5.0,
+            fires: false,
+        },
+        Case {
+            name: "p95 5.2 s",
+            kind: RuleKind::LatencyP95,
+            set: |w| w.p95_latency = 5.2,
+            fires: true,
+        },
+        Case {
+            name: "error rate 5% is not above 5%",
+            kind: RuleKind::ErrorRate,
+            set: |w| w.error_rate = 0.05,
+            fires: false,
+        },
+        Case {
+            name: "error rate 7.5%",
+            kind: RuleKind::ErrorRate,
+            set: |w| {
+                w.error_rate = 0.075;
+                w.errors = 7;
+            },
+            fires: true,
+        },
+        Case {
+            name: "no traffic, no latency alert",
+            kind: RuleKind::LatencyP95,
+            set: |w| {
+                w.requests = 0;
+                w.p95_latency = 9.0;
+            },
+            fires: false,
+        },
+    ];
+    let now = Instant::now();
+    for c in cases {
+        let got = evaluate(&rule(c.kind), &window(c.set), now);
+        assert_eq!(!got.is_empty(), c.fires, "{}: {got:?}", c.name);
+    }
+    let got = evaluate(
+        &rule(RuleKind::ErrorRate),
+        &window(|w| {
+            w.error_rate = 0.075;
+            w.errors = 7;
+        }),
+        now,
+    );
+    assert_eq!(
+        got[0].summary,
+        "error rate 7.5% > 5.0% over 5m (7 of 100 requests)"
+    );
+    assert_eq!(got[0].figures[0].value, 0.075);
+}
+
+fn exchange(user: &str, level: RiskLevel, escalated: bool) -> Exchange {
+    let mut ex = Exchange::new("r".into(), "POST", "/v1/chat/completions");
+    ex.user = Some(user.into());
+    ex.outcome = Outcome::Blocked;
+    ex.verdict = Some(Arc::new(Verdict {
+        level,
+        score: 25.0,
+        action: Action::Block,
+        blocked: true,
+        shadow: false,
+        escalated,
+        categories: vec![Category::PromptInjection],
+        matches: Vec::new(),
+        scan_us: 1,
+        learned_score: None,
+    }));
+    ex
+}
+
+fn upstream(name: &str, outcome: Outcome) -> Exchange {
+    let mut ex = Exchange::new("r".into(), "POST", "/v1/chat/completions");
+    ex.upstream = Some(name.into());
+    ex.outcome = outcome;
+    ex
+}
+
+fn snap(recent: &Recent) -> Snapshot<'_> {
+    Snapshot {
+        recent: Some(recent),
+        ..Snapshot::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn critical_threats_and_escalations_come_from_records_and_age_out() {
+    let mut recent = Recent::new(Duration::from_secs(900));
+    let critical = rule(RuleKind::CriticalThreat);
+    assert!(!recent.observe(&exchange("mallory", RiskLevel::High, false), Instant::now()));
+    assert!(evaluate(&critical, &snap(&recent), Instant::now()).is_empty());
+    assert!(
+        recent.observe(
+            &exchange("mallory", RiskLevel::Critical, false),
+            Instant::now()
+        ),
+        "urgent"
+    );
+    let got = evaluate(&critical, &snap(&recent), Instant::now());
+    assert_eq!(got.len(), 1);
+    assert!(got[0].summary.contains("mallory"), "{}", got[0].summary);
+    tokio::time::advance(critical.window + Duration::from_secs(1)).await;
+    assert!(
+        evaluate(&critical, &snap(&recent), Instant::now()).is_empty(),
+        "out of the window"
+    );
+
+    let escalated = rule(RuleKind::UserEscalated);
+    assert!(recent.observe(&exchange("eve", RiskLevel::Medium, true), Instant::now()));
+    let got = evaluate(&escalated, &snap(&recent), Instant::now());
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].subject, "eve", "one alert per user");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_fails_when_most_of_its_requests_fail() {
+    let mut recent = Recent::new(Duration::from_secs(120));
+    let r = rule(RuleKind::UpstreamFailing);
+    for _ in 0..2 {
+        recent.observe(&upstream("flaky", Outcome::Failed), Instant::now());
+    }
+    recent.observe(&upstream("fine", Outcome::Ok), Instant::now());
+    assert!(
+        evaluate(&r, &snap(&recent), Instant::now()).is_empty(),
+        "2 requests are too few to judge"
+    );
+    tokio::time::advance(Duration::from_secs(3)).await;
+    recent.observe(&upstream("flaky", Outcome::Failed), Instant::now());
+    recent.observe(&upstream("flaky", Outcome::Ok), Instant::now());
+    // Refusals by the gateway say nothing about the upstream.
+    recent.observe(&upstream("fine", Outcome::Rejected), Instant::now());
+    let got = evaluate(&r, &snap(&recent), Instant::now());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].subject, "flaky");
+    assert!(got[0].summary.contains("3 of 4"), "{}", got[0].summary);
+    tokio::time::advance(Duration::from_secs(121)).await;
+    recent.observe(&upstream("flaky", Outcome::Ok), Instant::now());
+    assert!(
+        evaluate(&r, &snap(&recent), Instant::now()).is_empty(),
+        "old failures age out"
+    );
+}
+
+fn cond(subject: &str) -> Condition {
+    Condition {
+        subject: subject.into(),
+        summary: format!("{subject} is bad"),
+        figures: Vec::new(),
+    }
+}
+
+fn kinds(changes: &[Change]) -> Vec<&'static str> {
+    changes
+        .iter()
+        .map(|c| match c {
+            Change::Fired { .. } => "fired",
+            Change::Resolved { .. } => "resolved",
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn firing_dedups_resolves_and_respects_the_cooldown() {
+    let mut state = State::default();
+    let cooldown = Duration::from_secs(600);
+    let wall = SystemTime::now();
+    let mut step = |conds: Vec<Condition>| state.apply(0, cooldown, conds, Instant::now(), wall);
+
+    assert_eq!(kinds(&step(vec![cond("a")])), ["fired"]);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert!(
+        step(vec![cond("a")]).is_empty(),
+        "still firing: no second notice"
+    );
+    assert_eq!(
+        kinds(&step(vec![cond("a"), cond("b")])),
+        ["fired"],
+        "another subject fires on its own"
+    );
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(kinds(&step(vec![cond("b")])), ["resolved"], "a cleared");
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert!(
+        step(vec![cond("a"), cond("b")]).is_empty(),
+        "a is cooling down, b still firing"
+    );
+    tokio::time::advance(cooldown).await;
+    assert_eq!(
+        kinds(&step(vec![cond("a"), cond("b")])),
+        ["fired"],
+        "a again after its cooldown"
+    );
+    assert_eq!(kinds(&step(vec![])), ["resolved", "resolved"]);
+}
+
+#[test]
+fn rules_show_their_thresholds_and_windows() {
+    let r = rule(RuleKind::LatencyP95);
+    let v = serde_json::to_value(&r).expect("json");
+    assert_eq!(v["threshold"], 5.0);
+    assert_eq!(v["window_secs"], 300);
+    assert_eq!(v["kind"], "latency_p95");
+    assert_eq!(span(Duration::from_secs(7200)), "2h");
+    assert_eq!(span(Duration::from_secs(90)), "90s");
+}
