@@ -267,7 +267,7 @@ impl TestGateway {
         };
         let app = gatehouse::app::start(config, opts)
             .await
-            .expect("gateway starts");
+            .unwrap_or_else(|e| panic!("gateway starts: {e:#}"));
         TestGateway {
             url: format!("http://{}", app.proxy_addr),
             admin_url: format!("http://{}", app.admin_addr),
