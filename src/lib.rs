@@ -30,6 +30,7 @@ pub mod detect;
 pub mod event;
 pub mod llm;
 pub mod proxy;
+pub mod report;
 pub mod store;
 pub mod telemetry;
 pub mod tools;

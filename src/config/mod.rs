@@ -10,6 +10,7 @@
 //! the hot path.
 
 mod load;
+mod report;
 mod secret;
 mod store;
 mod validate;
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use load::{load, LoadError, DEFAULT_FILE};
+pub use report::{parse_at, parse_offset, At, ReportConfig, RuleThresholds, ScheduleConfig};
 pub use secret::{Secret, SecretError, SecretSource};
 pub use store::{CaptureConfig, StoreConfig};
 pub use validate::{validate, Problems};
@@ -39,6 +41,8 @@ pub struct Config {
     /// Price table ($ per million tokens per model) used when the upstream reports no cost.
     /// Default `policies/prices.yaml`; a missing file means no computed cost.
     pub prices: PathBuf,
+    /// The analysis agent: scheduled reports and recommendations.
+    pub report: ReportConfig,
 }
 
 /// The proxy listener: the OpenAI-compatible port apps point their `base_url` at.
@@ -398,6 +402,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             detect: DetectConfig::default(),
             prices: PathBuf::from("policies/prices.yaml"),
+            report: ReportConfig::default(),
         }
     }
 }

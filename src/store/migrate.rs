@@ -8,8 +8,14 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::SqlitePool;
 
 /// The migrations compiled into the binary, in order.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        2,
+        "reports",
+        include_str!("../../migrations/0002_reports.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Embedded;

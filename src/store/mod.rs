@@ -22,6 +22,7 @@ pub mod hist;
 mod migrate;
 mod read;
 mod redact;
+mod reports;
 mod retention;
 mod rollup_read;
 mod row;
@@ -39,6 +40,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use feedback::{Feedback, FeedbackSummary};
 pub use read::{rfc3339, Cursor, ExportKind, Page, RequestFilter, RequestRow};
 pub use redact::{cap, redact};
+pub use reports::{DailyThreats, Scored, StoredReport, ThresholdChange, UpstreamCount, MAX_SCORED};
 pub use retention::{run_retention, Purged};
 pub use rollup_read::{GroupBy, Resolution, RollupRow, UserRollupRow};
 pub use row::{is_blocked, model_key, threat_level};
