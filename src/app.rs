@@ -1,5 +1,5 @@
 //! The composition root: builds the runtime from config, binds the listeners, spawns the
-//! background tasks (record fan-out, reload watcher, admin server), wires their channels and
+//! background tasks (record fan-out, reload watcher, admin server, report schedules), wires their channels and
 //! owns shutdown. The only module that knows the whole graph.
 
 use std::net::SocketAddr;
@@ -10,6 +10,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+mod reports;
+
+pub use reports::report_once;
 
 use crate::analytics::{self, Live};
 use crate::config::{self, Config};
@@ -122,7 +126,12 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
+    let reporter = reports::reporter(store.clone(), &proxy, config.clone());
     let others = vec![
+        tokio::spawn(reports::run_schedules(
+            reporter.clone(),
+            reporter.config_fn(),
+        )),
         tokio::spawn(analytics::run_live(live.clone(), live_rx)),
         tokio::spawn(observe_metrics(metrics.clone(), metrics_rx)),
         tokio::spawn(store::run_retention(
@@ -141,6 +150,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         token: admin_token(&config)?,
         public_metrics: config.admin.public_metrics,
         scan: scanner(proxy.clone()),
+        reports: Some(reporter),
     };
     let tasks = Tasks {
         fanout: tokio::spawn(fan_out(records_rx, consumers, metrics.clone(), prices)),

@@ -35,6 +35,7 @@ async fn start(token: Option<&str>, public_metrics: bool) -> Admin {
         public_metrics,
         // Detection is not under test here: the analyze route answers 503 "disabled".
         scan: Arc::new(|_| None),
+        reports: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -1,5 +1,5 @@
 //! The admin listener's router: `/health`, `/metrics` and the `/api/*` analytics, security,
-//! request-log, export and feedback routes. Thin handlers: parse and check parameters, call
+//! request-log, export, feedback, report and threshold routes. Thin handlers: parse and check parameters, call
 //! `analytics`/`store`, serialise. Nothing imports `admin`.
 //!
 //! Auth: a Bearer token on every route but `/health` (constant-time comparison). With no token
@@ -9,6 +9,7 @@
 
 mod error;
 pub mod params;
+mod reports;
 mod routes;
 mod security;
 
@@ -42,6 +43,8 @@ pub struct AdminState {
     pub public_metrics: bool,
     /// The live detector, for `/api/security/analyze`.
     pub scan: ScanFn,
+    /// The analysis agent; `None` answers the report routes with 503.
+    pub reports: Option<crate::report::Reporter>,
 }
 
 /// Scans a request the way the proxy would (`app` wires it to the live detector): `None`
@@ -67,7 +70,15 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/requests/{id}", get(routes::request))
         .route("/api/export", get(routes::export))
         .route("/api/feedback", post(routes::feedback))
-        .route("/api/feedback/summary", get(routes::feedback_summary));
+        .route("/api/feedback/summary", get(routes::feedback_summary))
+        .route("/api/reports", get(reports::list))
+        .route("/api/reports/generate", post(reports::generate))
+        .route("/api/reports/{id}", get(reports::read))
+        .route("/api/recommendations", get(reports::recommendations))
+        .route(
+            "/api/config/thresholds",
+            get(reports::thresholds).post(reports::set_thresholds),
+        );
     let metrics = Router::new().route("/metrics", get(routes::metrics));
     let guarded = if state.public_metrics {
         api.layer(auth).merge(metrics)

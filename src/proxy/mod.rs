@@ -14,6 +14,7 @@ mod record;
 mod route;
 mod runtime;
 mod server;
+pub mod side;
 mod upstream;
 
 use std::sync::{Arc, Mutex};

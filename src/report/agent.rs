@@ -197,6 +197,11 @@ impl Reporter {
         Ok((t, self.store.threshold_changes(HISTORY).await?))
     }
 
+    /// The live configuration this reporter reads.
+    pub fn config_fn(&self) -> ConfigFn {
+        self.config.clone()
+    }
+
     /// The store, for listing and reading reports.
     pub fn store(&self) -> &Store {
         &self.store
