@@ -17,6 +17,7 @@ mod inputs;
 mod listener;
 mod passthrough;
 mod records;
+mod report;
 mod sdk;
 mod shutdown;
 mod streaming;
