@@ -1,6 +1,6 @@
 //! The composition root: builds the runtime from config, binds the listeners, spawns the
-//! background tasks (record fan-out, reload watcher, admin server, report schedules), wires their channels and
-//! owns shutdown. The only module that knows the whole graph.
+//! background tasks (record fan-out, reload watcher, admin server, report schedules), wires
+//! their channels and owns shutdown. The only module that knows the whole graph.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! The admin listener's router: `/health`, `/metrics` and the `/api/*` analytics, security,
-//! request-log, export, feedback, report and threshold routes. Thin handlers: parse and check parameters, call
-//! `analytics`/`store`, serialise. Nothing imports `admin`.
+//! request-log, export, feedback, report and threshold routes. Thin handlers: parse and check
+//! parameters, call `analytics`/`store`/`report`, serialise. Nothing imports `admin`.
 //!
 //! Auth: a Bearer token on every route but `/health` (constant-time comparison). With no token
 //! configured every route is open — `config` validation only allows that on a loopback
