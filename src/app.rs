@@ -1,6 +1,6 @@
 //! The composition root: builds the runtime from config, binds the listeners, spawns the
-//! background tasks (record fan-out, reload watcher, admin server), wires their channels and
-//! owns shutdown. The only module that knows the whole graph.
+//! background tasks (record fan-out, reload watcher, admin server, report schedules), wires
+//! their channels and owns shutdown. The only module that knows the whole graph.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +12,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::alerts;
+mod reports;
+
+pub use reports::report_once;
+
 use crate::analytics::{self, Live};
 use crate::config::{self, Config};
 use crate::event::Exchange;
@@ -152,7 +156,12 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
+    let reporter = reports::reporter(store.clone(), &proxy, config.clone());
     let mut others = vec![
+        tokio::spawn(reports::run_schedules(
+            reporter.clone(),
+            reporter.config_fn(),
+        )),
         tokio::spawn(analytics::run_live(live.clone(), live_rx)),
         tokio::spawn(observe_metrics(metrics.clone(), metrics_rx)),
         tokio::spawn(analytics::run_feed(feed_rx, feed.clone())),
@@ -184,6 +193,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         scan: scanner(proxy.clone()),
         feed,
         alerts,
+        reports: Some(reporter),
     };
     let tasks = Tasks {
         fanout: tokio::spawn(fan_out(records_rx, consumers, metrics.clone(), prices)),

@@ -32,6 +32,7 @@ pub mod event;
 pub mod llm;
 pub mod proxy;
 pub mod redact;
+pub mod report;
 pub mod store;
 pub mod telemetry;
 pub mod tools;

@@ -17,6 +17,8 @@ const USAGE: &str = "usage: gatehouse [COMMAND] [--config PATH] [ARGS]
   eval ATTACKS BENIGN [--split holdout|training|all]
                                 recall per attack category, false positives per benign category
   train CORPUS_DIR              fit the learned detector stage, write policies/model.bin
+  report [--period daily|weekly|monthly]
+                                write one analysis report (stored; printed as Markdown)
 
 With no --config, ./gateway.yaml is read when present; GATEHOUSE_* variables override it.";
 
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     let mut config_path: Option<PathBuf> = None;
     let mut positional: Vec<String> = Vec::new();
     let mut split = String::from("holdout");
+    let mut period = String::from("daily");
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" | "-c" => match args.next() {
@@ -42,7 +45,11 @@ fn main() -> ExitCode {
                 Some(s) => split = s,
                 None => return usage("--split needs a value"),
             },
-            "serve" | "check" | "scan" | "eval" | "train" if command.is_none() => {
+            "--period" => match args.next() {
+                Some(p) => period = p,
+                None => return usage("--period needs daily, weekly or monthly"),
+            },
+            "serve" | "check" | "scan" | "eval" | "train" | "report" if command.is_none() => {
                 command = Some(arg)
             }
             other if command.is_some() && !other.starts_with('-') => {
@@ -78,8 +85,30 @@ fn main() -> ExitCode {
             [corpus] => done(gatehouse::tools::train(&config, corpus.as_ref())),
             _ => usage("train needs a CORPUS_DIR"),
         },
+        Some("report") => match gatehouse::report::Period::parse(&period) {
+            Some(p) => report(config, p),
+            None => usage("--period must be daily, weekly or monthly"),
+        },
         _ => serve(config, config_path),
     }
+}
+
+fn report(config: config::Config, period: gatehouse::report::Period) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    done(runtime.block_on(async move {
+        let md = app::report_once(config, period).await?;
+        println!("{md}");
+        Ok(())
+    }))
 }
 
 fn serve(config: config::Config, config_path: Option<PathBuf>) -> ExitCode {

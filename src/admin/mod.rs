@@ -1,6 +1,6 @@
 //! The admin listener's router: `/health`, `/metrics` and the `/api/*` analytics, security,
-//! request-log, export, feedback and alert routes. Thin handlers: parse and check parameters, call
-//! `analytics`/`store`, serialise. Nothing imports `admin`.
+//! request-log, export, feedback, alert, report and threshold routes. Thin handlers: parse and
+//! check parameters, call `analytics`/`store`/`report`, serialise. Nothing imports `admin`.
 //!
 //! Also serves the dashboard (`/dashboard`), the API docs (`/docs`) and the OpenAPI document
 //! generated from the handlers' annotations (`/openapi.json`).
@@ -17,6 +17,7 @@ mod alerts;
 mod error;
 mod openapi;
 pub mod params;
+mod reports;
 mod routes;
 mod security;
 pub mod session;
@@ -59,6 +60,8 @@ pub struct AdminState {
     pub feed: broadcast::Sender<Arc<FeedItem>>,
     /// Alert rules and delivery; `None` when alerts are disabled.
     pub alerts: Option<Arc<crate::alerts::Handle>>,
+    /// The analysis agent; `None` answers the report routes with 503.
+    pub reports: Option<crate::report::Reporter>,
 }
 
 /// Scans a request the way the proxy would (`app` wires it to the live detector): `None`
@@ -112,10 +115,18 @@ fn api_routes(state: &AdminState, auth: &Auth) -> OpenApiRouter<AdminState> {
         .routes(routes!(routes::feedback))
         .routes(routes!(routes::feedback_summary))
         .routes(routes!(stream::events))
-        // Alerts: not yet described in the OpenAPI document.
+        // Alerts and reports: not yet described in the OpenAPI document.
         .route("/api/alerts", axum::routing::get(alerts::list))
         .route("/api/alerts/rules", axum::routing::get(alerts::rules))
-        .route("/api/alerts/test", axum::routing::post(alerts::test));
+        .route("/api/alerts/test", axum::routing::post(alerts::test))
+        .route("/api/reports", axum::routing::get(reports::list))
+        .route("/api/reports/generate", axum::routing::post(reports::generate))
+        .route("/api/reports/{id}", axum::routing::get(reports::read))
+        .route("/api/recommendations", axum::routing::get(reports::recommendations))
+        .route(
+            "/api/config/thresholds",
+            axum::routing::get(reports::thresholds).post(reports::set_thresholds),
+        );
     let metrics = OpenApiRouter::new().routes(routes!(routes::metrics));
     let guarded = if state.public_metrics {
         api.layer(guard).merge(metrics)

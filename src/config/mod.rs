@@ -11,6 +11,7 @@
 
 mod alerts;
 mod load;
+mod report;
 mod secret;
 mod store;
 mod traces;
@@ -26,6 +27,7 @@ pub use alerts::{
     DeliveryConfig, EmailConfig, RuleConfig, RuleKind, UrlChannelConfig, WebhookConfig,
 };
 pub use load::{load, LoadError, DEFAULT_FILE};
+pub use report::{parse_at, parse_offset, At, ReportConfig, RuleThresholds, ScheduleConfig};
 pub use secret::{Secret, SecretError, SecretSource};
 pub use store::{CaptureConfig, StoreConfig};
 pub use traces::{LangfuseConfig, OtlpConfig, TraceCapture, TracesConfig};
@@ -50,6 +52,8 @@ pub struct Config {
     /// Price table ($ per million tokens per model) used when the upstream reports no cost.
     /// Default `policies/prices.yaml`; a missing file means no computed cost.
     pub prices: PathBuf,
+    /// The analysis agent: scheduled reports and recommendations.
+    pub report: ReportConfig,
 }
 
 /// The proxy listener: the OpenAI-compatible port apps point their `base_url` at.
@@ -411,6 +415,7 @@ impl Default for Config {
             traces: TracesConfig::default(),
             alerts: AlertsConfig::default(),
             prices: PathBuf::from("policies/prices.yaml"),
+            report: ReportConfig::default(),
         }
     }
 }

@@ -54,6 +54,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
         p.push("proxy.record_queue must be greater than 0".into());
     }
     check_auth(c, proxy, &mut p, &mut warnings);
+    check_report(c, &mut p);
     if admin.is_some_and(|a| !a.ip().is_loopback())
         && c.admin.token.is_none()
         && c.admin.token_file.is_none()
@@ -176,6 +177,20 @@ fn check_models(c: &Config, p: &mut Vec<String>) {
     }
     if let Some(u) = c.models.default_upstream.as_deref().filter(|u| !known(u)) {
         p.push(format!("models.default_upstream: no upstream named {u:?}"));
+    }
+}
+
+fn check_report(c: &Config, p: &mut Vec<String>) {
+    let r = &c.report;
+    p.extend(r.schedule.problems());
+    if !(r.timeout_secs.is_finite() && r.timeout_secs > 0.0) {
+        p.push("report.timeout_secs must be greater than 0".into());
+    }
+    if !(r.auto_tune_max_step > 0.0 && r.auto_tune_max_step <= 1.0) {
+        p.push("report.auto_tune_max_step must be in (0, 1]".into());
+    }
+    if r.model.as_deref().is_some_and(str::is_empty) {
+        p.push("report.model must not be empty (leave it out for the rule engine)".into());
     }
 }
 

@@ -15,6 +15,7 @@ mod record;
 mod route;
 mod runtime;
 mod server;
+pub mod side;
 mod upstream;
 
 use std::sync::{Arc, Mutex};

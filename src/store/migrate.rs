@@ -15,6 +15,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "alerts",
         include_str!("../../migrations/0002_alerts.sql"),
     ),
+    (
+        3,
+        "reports",
+        include_str!("../../migrations/0003_reports.sql"),
+    ),
 ];
 
 #[derive(Debug)]

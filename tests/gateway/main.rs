@@ -20,6 +20,7 @@ mod listener;
 mod otel;
 mod passthrough;
 mod records;
+mod report;
 mod sdk;
 mod shutdown;
 mod streaming;

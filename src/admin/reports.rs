@@ -1,0 +1,143 @@
+//! Report and threshold routes: list, read and generate reports, the latest recommendations,
+//! and the risk thresholds (read, dry run, change). Thin: parameters → `report::Reporter`.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::ThresholdsConfig;
+use crate::report::{self, Period, Reporter};
+
+use super::{params, AdminError, AdminState};
+
+type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+type ApiResult = Result<Response, AdminError>;
+
+fn reporter(s: &AdminState) -> Result<&Reporter, AdminError> {
+    s.reports
+        .as_ref()
+        .ok_or_else(|| AdminError::Unavailable("reports are not available".into()))
+}
+
+fn query(q: Params) -> Result<HashMap<String, String>, AdminError> {
+    q.map(|Query(m)| m)
+        .map_err(|e| AdminError::BadRequest(format!("malformed query string: {}", e.body_text())))
+}
+
+impl From<report::Error> for AdminError {
+    fn from(e: report::Error) -> AdminError {
+        match e {
+            report::Error::InvalidThresholds(m) => AdminError::BadRequest(m),
+            report::Error::Apply(m) => {
+                AdminError::Unavailable(format!("thresholds not applied: {m}"))
+            }
+            report::Error::Store(e) => AdminError::Store(e),
+            report::Error::Analytics(e) => AdminError::Analytics(e),
+        }
+    }
+}
+
+pub(super) async fn list(State(s): State<AdminState>, q: Params) -> ApiResult {
+    let q = query(q)?;
+    let limit = params::int_in("limit", q.get("limit").map(String::as_str), 50, 1, 500)?;
+    let items = reporter(&s)?.store().reports(limit).await?;
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+pub(super) async fn read(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult {
+    let q = query(q)?;
+    let format = q.get("format").map_or("json", String::as_str);
+    let r = reporter(&s)?
+        .store()
+        .report(Some(&id))
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no report with id {id:?}")))?;
+    let (ct, body) = match format {
+        "json" => ("application/json", r.json),
+        "md" => ("text/markdown; charset=utf-8", r.markdown),
+        "html" => ("text/html; charset=utf-8", r.html),
+        other => {
+            return Err(AdminError::BadRequest(format!(
+                "format must be md, html or json, got {other:?}"
+            )))
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, ct)], body).into_response())
+}
+
+pub(super) async fn generate(State(s): State<AdminState>, q: Params) -> ApiResult {
+    let q = query(q)?;
+    let raw = q.get("period").map_or("daily", String::as_str);
+    let period = Period::parse(raw).ok_or_else(|| {
+        AdminError::BadRequest(format!(
+            "period must be daily, weekly or monthly, got {raw:?}"
+        ))
+    })?;
+    let r = reporter(&s)?.generate(period, false).await?;
+    Ok((StatusCode::CREATED, Json(r)).into_response())
+}
+
+pub(super) async fn recommendations(State(s): State<AdminState>) -> ApiResult {
+    let Some(r) = reporter(&s)?.store().report(None).await? else {
+        return Err(AdminError::NotFound(
+            "no report yet: POST /api/reports/generate".into(),
+        ));
+    };
+    let v: serde_json::Value = serde_json::from_str(&r.json).unwrap_or_default();
+    Ok(Json(json!({
+        "report_id": r.id,
+        "period": r.period,
+        "created": v["created"],
+        "engine": v["engine"],
+        "recommendations": v["recommendations"],
+        "threshold_proposal": v["figures"]["threshold_proposal"],
+        "threat_trends": v["figures"]["threat_trends"],
+    }))
+    .into_response())
+}
+
+/// Body of `POST /api/config/thresholds`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ThresholdsBody {
+    low: f32,
+    medium: f32,
+    high: f32,
+    critical: f32,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+pub(super) async fn set_thresholds(
+    State(s): State<AdminState>,
+    body: Result<Json<ThresholdsBody>, JsonRejection>,
+) -> ApiResult {
+    let Json(b) = body.map_err(|e| {
+        AdminError::BadRequest(format!("invalid thresholds body: {}", e.body_text()))
+    })?;
+    let new = ThresholdsConfig {
+        low: b.low,
+        medium: b.medium,
+        high: b.high,
+        critical: b.critical,
+    };
+    let outcome = reporter(&s)?
+        .set_thresholds(new, b.dry_run, "admin api")
+        .await?;
+    Ok(Json(outcome).into_response())
+}
+
+pub(super) async fn thresholds(State(s): State<AdminState>) -> ApiResult {
+    let (current, history) = reporter(&s)?.thresholds().await?;
+    Ok(Json(json!({ "current": current, "history": history })).into_response())
+}

@@ -1,0 +1,224 @@
+//! The `Reporter`: generates, stores and lists reports, and changes risk thresholds with a
+//! replayed effect and a history. It reaches the outside world only through the closures `app`
+//! gives it: the LLM call, the live config, and applying thresholds to the live runtime.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::analytics::unix_ms;
+use crate::config::{Config, ThresholdsConfig};
+use crate::store::{rfc3339, Store, StoredReport, ThresholdChange};
+
+use super::{advice, figures, render, replay, rules};
+use super::{Engine, Error, Period, Recommendation, Report};
+
+/// Sends one chat-completions request body (with `model` set) upstream and returns the body of
+/// a 2xx answer.
+pub type ChatFn =
+    Arc<dyn Fn(serde_json::Value) -> BoxFuture<'static, Result<Bytes, ChatError>> + Send + Sync>;
+/// The live configuration (follows reloads and threshold changes).
+pub type ConfigFn = Arc<dyn Fn() -> Arc<Config> + Send + Sync>;
+/// Puts new thresholds into the live runtime.
+pub type ApplyFn = Arc<dyn Fn(ThresholdsConfig) -> Result<(), String> + Send + Sync>;
+
+/// Why the LLM could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("no upstream routes model {0}")]
+    NoRoute(String),
+    #[error("upstream unreachable: {0}")]
+    Transport(String),
+    #[error("upstream answered {0}")]
+    Status(u16),
+    #[error("upstream answer timed out")]
+    Timeout,
+}
+
+/// Days of stored scores a manual threshold change is replayed on.
+const REPLAY_DAYS: i64 = 7;
+/// Threshold changes listed with an outcome.
+const HISTORY: u32 = 20;
+
+/// Generates reports and changes thresholds. Cheap to clone.
+#[derive(Clone)]
+pub struct Reporter {
+    store: Store,
+    chat: ChatFn,
+    config: ConfigFn,
+    apply: ApplyFn,
+}
+
+/// What a threshold change did (or would do, on a dry run).
+#[derive(Clone, Debug, Serialize)]
+pub struct ThresholdOutcome {
+    pub dry_run: bool,
+    pub applied: bool,
+    pub old: ThresholdsConfig,
+    pub new: ThresholdsConfig,
+    /// Replayed on the stored scores of the last 7 days.
+    pub effect: replay::Effect,
+    pub config_diff: String,
+    pub history: Vec<ThresholdChange>,
+}
+
+impl Reporter {
+    pub fn new(store: Store, chat: ChatFn, config: ConfigFn, apply: ApplyFn) -> Reporter {
+        Reporter {
+            store,
+            chat,
+            config,
+            apply,
+        }
+    }
+
+    /// Generates, renders and stores the report of `period` ending now. A scheduled report also
+    /// applies its threshold proposal when `report.auto_tune` is on.
+    ///
+    /// # Errors
+    /// A store read or the insert fails (LLM failures fall back to the rule engine instead).
+    pub async fn generate(&self, period: Period, scheduled: bool) -> Result<Report, Error> {
+        let config = (self.config)();
+        let now = unix_ms(SystemTime::now());
+        let figures = figures::gather(&self.store, &config, period, now).await?;
+        let (engine, recommendations) = self.advise(&config, &figures).await;
+        let (from_ms, to_ms) = figures::window(period, now);
+        let report = Report {
+            from_ms,
+            to_ms,
+            id: uuid::Uuid::now_v7().to_string(),
+            created: rfc3339(now),
+            created_ms: now,
+            period,
+            engine,
+            recommendations,
+            figures,
+        };
+        self.store.insert_report(&stored(&report)).await?;
+        tracing::info!(id = %report.id, period = period.as_str(), engine = %report.engine.label(),
+            recommendations = report.recommendations.len(), "report generated");
+        if scheduled && config.report.auto_tune {
+            self.auto_tune(&report, config.report.auto_tune_max_step)
+                .await;
+        }
+        Ok(report)
+    }
+
+    /// Asks the model (twice at most); falls back to the rules and says why.
+    async fn advise(&self, config: &Config, f: &figures::Figures) -> (Engine, Vec<Recommendation>) {
+        let rules = || rules::recommend(f, &config.report.rules);
+        let Some(model) = config.report.model.clone() else {
+            let reason = "no report.model configured".to_owned();
+            return (Engine::Rules { reason }, rules());
+        };
+        let mut body = advice::request(f);
+        body["model"] = json!(model);
+        let mut why = String::new();
+        for attempt in 1..=2 {
+            let answer = (self.chat)(body.clone()).await;
+            match answer
+                .map_err(|e| e.to_string())
+                .and_then(|b| advice::parse(&b))
+            {
+                Ok(recs) => return (Engine::Llm { model }, recs),
+                Err(e) => {
+                    tracing::warn!(attempt, model = %model, error = %e, "report LLM answer unusable");
+                    why = e;
+                }
+            }
+        }
+        let reason = format!("{model} failed twice, last: {why}");
+        (Engine::Rules { reason }, rules())
+    }
+
+    async fn auto_tune(&self, report: &Report, max_step: f32) {
+        let Some(p) = &report.figures.threshold_proposal else {
+            return;
+        };
+        let step = replay::clamp_step(&p.current, &p.proposed, max_step);
+        let source = format!("auto_tune (report {})", report.id);
+        match self.set_thresholds(step, false, &source).await {
+            Ok(o) => tracing::info!(summary = %o.effect.summary, "thresholds auto-tuned"),
+            Err(e) => tracing::warn!(error = %e, "auto-tune not applied"),
+        }
+    }
+
+    /// Checks `new`, replays it on the last 7 days of stored scores, and unless `dry_run` puts
+    /// it into the live runtime and records the change (old and new values) in the history.
+    ///
+    /// # Errors
+    /// The thresholds are not rising or out of bounds, the runtime cannot be rebuilt, or the
+    /// store fails.
+    pub async fn set_thresholds(
+        &self,
+        new: ThresholdsConfig,
+        dry_run: bool,
+        source: &str,
+    ) -> Result<ThresholdOutcome, Error> {
+        replay::check(&new).map_err(Error::InvalidThresholds)?;
+        let config = (self.config)();
+        let old = config.detect.thresholds;
+        let now = unix_ms(SystemTime::now());
+        let (scored, _) = self
+            .store
+            .scored_requests(now - REPLAY_DAYS * 86_400_000, now + 1)
+            .await?;
+        let effect = replay::replay(&scored, &old, &new, &config.detect.actions);
+        let applied = !dry_run && new != old;
+        if applied {
+            (self.apply)(new).map_err(Error::Apply)?;
+            let (o, n) = (json!(old), json!(new));
+            self.store
+                .insert_threshold_change(now, source, &o, &n, &json!(effect))
+                .await?;
+            tracing::info!(source, old = %o, new = %n, effect = %effect.summary, "risk thresholds changed");
+        }
+        Ok(ThresholdOutcome {
+            dry_run,
+            applied,
+            old,
+            new,
+            config_diff: replay::diff(&old, &new),
+            effect,
+            history: self.store.threshold_changes(HISTORY).await?,
+        })
+    }
+
+    /// Current thresholds and the change history, newest first.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn thresholds(&self) -> Result<(ThresholdsConfig, Vec<ThresholdChange>), Error> {
+        let t = (self.config)().detect.thresholds;
+        Ok((t, self.store.threshold_changes(HISTORY).await?))
+    }
+
+    /// The live configuration this reporter reads.
+    pub fn config_fn(&self) -> ConfigFn {
+        self.config.clone()
+    }
+
+    /// The store, for listing and reading reports.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+fn stored(r: &Report) -> StoredReport {
+    StoredReport {
+        id: r.id.clone(),
+        created_ms: r.created_ms,
+        period: r.period.as_str().into(),
+        from_ms: r.from_ms,
+        to_ms: r.to_ms,
+        engine: r.engine.label(),
+        recommendations: r.recommendations.len() as i64,
+        json: serde_json::to_string(r).unwrap_or_else(|_| "{}".into()),
+        markdown: render::markdown(r),
+        html: render::html(r),
+    }
+}

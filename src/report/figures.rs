@@ -1,0 +1,274 @@
+//! The figures of one period: what the rule engine reads and what the LLM is shown. Numbers,
+//! model names, user ids and threat categories only — never prompt or response text, snippets,
+//! keys or config secrets (the prompt test checks this end to end).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::analytics::{self, Anomaly};
+use crate::config::{ActionsConfig, Config, ThresholdsConfig};
+use crate::store::{rfc3339, Offender, Scored, Store};
+
+use super::replay::{self, Proposal};
+use super::threats::{self, ThreatTrends};
+use super::{Error, Period};
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+/// Models and users listed (most requests first); anomalies (largest |z| first).
+const TOP: usize = 10;
+/// Days of history for threat trends when the period is shorter.
+const MIN_TREND_DAYS: u32 = 7;
+
+/// Everything a report rests on.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Figures {
+    pub period: Period,
+    pub from: String,
+    pub to: String,
+    pub requests: u64,
+    pub error_rate: f64,
+    /// Latency percentiles of the period and p95 of the period before, in seconds.
+    pub p50_latency: f64,
+    pub p95_latency: f64,
+    pub p99_latency: f64,
+    pub previous_p95_latency: Option<f64>,
+    pub total_cost: f64,
+    pub total_tokens: u64,
+    pub unique_users: u64,
+    pub models: Vec<ModelFigures>,
+    pub users: Vec<UserFigures>,
+    pub upstreams: Vec<UpstreamFigures>,
+    pub security: SecurityFigures,
+    pub anomalies: Vec<Anomaly>,
+    pub forecast: Option<ForecastFigures>,
+    pub thresholds: ThresholdsConfig,
+    pub threat_trends: ThreatTrends,
+    /// A threshold change read off the stored scores, with its replayed effect.
+    pub threshold_proposal: Option<Proposal>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ModelFigures {
+    pub model: String,
+    pub requests: u64,
+    pub error_rate: f64,
+    pub p95_latency: f64,
+    pub previous_p95_latency: Option<f64>,
+    pub cost: f64,
+    pub cost_per_request: f64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct UserFigures {
+    pub user: String,
+    pub requests: u64,
+    pub share: f64,
+    pub cost: f64,
+    pub threats: u64,
+    pub blocked: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct UpstreamFigures {
+    pub upstream: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SecurityFigures {
+    pub threats: u64,
+    pub blocked: u64,
+    pub by_level: BTreeMap<&'static str, u64>,
+    pub by_category: BTreeMap<String, u64>,
+    pub top_offenders: Vec<Offender>,
+    /// Users with high or critical requests (by stored score and the current thresholds).
+    pub high_risk_users: Vec<HighRisk>,
+    /// Requests with a stored score (zero included) and with a score above zero.
+    pub scanned: u64,
+    pub scored: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct HighRisk {
+    pub user: String,
+    pub requests: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ForecastFigures {
+    pub next_24h_requests: f64,
+    pub peak_hour: String,
+    pub peak_requests: f64,
+    /// Mean absolute percentage error of the same method on the last day (0..1+).
+    pub backtest_mape: Option<f64>,
+}
+
+/// The window `[from, to)` of a period ending with the hour that contains `now_ms`.
+pub fn window(period: Period, now_ms: i64) -> (i64, i64) {
+    let to = now_ms - now_ms.rem_euclid(HOUR_MS) + HOUR_MS;
+    (to - i64::from(period.days()) * DAY_MS, to)
+}
+
+/// Gathers the figures of `period` ending now.
+///
+/// # Errors
+/// A store read fails.
+pub async fn gather(
+    store: &Store,
+    config: &Config,
+    period: Period,
+    now_ms: i64,
+) -> Result<Figures, Error> {
+    let days = period.days();
+    let (from, to) = window(period, now_ms);
+    let usage = analytics::usage_at(store, now_ms, days).await?;
+    let before = analytics::usage_at(store, now_ms - i64::from(days) * DAY_MS, days).await?;
+    let security = analytics::security_summary(store, from, to).await?;
+    let upstreams = store.upstream_counts(from, to).await?;
+    let (scored, scanned) = store.scored_requests(from, to).await?;
+    let forecast = analytics::forecast::forecast_at(store, now_ms, 14)
+        .await
+        .ok();
+    let trend_days = days.max(MIN_TREND_DAYS);
+    let first_day = to - to.rem_euclid(DAY_MS) - i64::from(trend_days - 1) * DAY_MS;
+    let trends = threats::trends(
+        &store.daily_threats(first_day, to, false).await?,
+        &store.daily_threats(first_day, to, true).await?,
+        first_day,
+        trend_days as usize,
+    );
+    let d = &config.detect;
+    let g = &usage.general_metrics;
+    let prev: BTreeMap<&str, f64> = before
+        .by_model
+        .iter()
+        .map(|m| (m.model.as_str(), m.p95_latency))
+        .collect();
+    Ok(Figures {
+        period,
+        from: rfc3339(from),
+        to: rfc3339(to),
+        requests: g.total_requests,
+        error_rate: g.error_rate,
+        p50_latency: g.p50_latency,
+        p95_latency: g.p95_latency,
+        p99_latency: g.p99_latency,
+        previous_p95_latency: (before.general_metrics.total_requests > 0)
+            .then_some(before.general_metrics.p95_latency),
+        total_cost: g.total_cost,
+        total_tokens: g.total_tokens,
+        unique_users: g.unique_users,
+        models: usage
+            .by_model
+            .iter()
+            .take(TOP)
+            .map(|m| ModelFigures {
+                model: m.model.clone(),
+                requests: m.requests,
+                error_rate: m.error_rate,
+                p95_latency: m.p95_latency,
+                previous_p95_latency: prev.get(m.model.as_str()).copied(),
+                cost: m.cost,
+                cost_per_request: analytics_ratio(m.cost, m.requests),
+            })
+            .collect(),
+        users: usage
+            .by_user
+            .iter()
+            .take(TOP)
+            .map(|u| UserFigures {
+                user: u.user.clone(),
+                requests: u.requests,
+                share: analytics_ratio(u.requests as f64, g.total_requests),
+                cost: u.cost,
+                threats: u.threats,
+                blocked: u.blocked,
+            })
+            .collect(),
+        upstreams: upstreams
+            .into_iter()
+            .map(|u| UpstreamFigures {
+                error_rate: analytics_ratio(u.errors as f64, u.requests),
+                upstream: u.upstream,
+                requests: u.requests,
+                errors: u.errors,
+            })
+            .collect(),
+        security: SecurityFigures {
+            threats: security.threats,
+            blocked: security.blocked,
+            by_level: security.by_level,
+            by_category: security.by_category,
+            top_offenders: security.top_users,
+            high_risk_users: high_risk(&scored, &d.thresholds),
+            scanned,
+            scored: scored.len() as u64,
+        },
+        anomalies: top_anomalies(usage.anomalies),
+        forecast: forecast.map(|f| forecast_figures(&f)),
+        thresholds: d.thresholds,
+        threat_trends: trends,
+        threshold_proposal: proposal(&scored, scanned, config, &d.actions),
+    })
+}
+
+fn proposal(
+    scored: &[Scored],
+    scanned: u64,
+    config: &Config,
+    actions: &ActionsConfig,
+) -> Option<Proposal> {
+    let t = &config.detect.thresholds;
+    replay::propose(scored, scanned, t, actions, &config.report.rules)
+}
+
+fn analytics_ratio(part: f64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part / whole as f64
+    }
+}
+
+/// Users by requests at high or above, most first.
+fn high_risk(scored: &[Scored], t: &ThresholdsConfig) -> Vec<HighRisk> {
+    let mut per: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in scored.iter().filter(|s| replay::level(t, s.score) >= 3) {
+        if let Some(u) = s.user.as_deref() {
+            *per.entry(u).or_default() += 1;
+        }
+    }
+    let mut v: Vec<HighRisk> = per
+        .into_iter()
+        .map(|(user, requests)| HighRisk {
+            user: user.to_owned(),
+            requests,
+        })
+        .collect();
+    v.sort_by_key(|h| std::cmp::Reverse(h.requests));
+    v.truncate(TOP);
+    v
+}
+
+fn top_anomalies(mut a: Vec<Anomaly>) -> Vec<Anomaly> {
+    a.sort_by(|x, y| y.score.abs().total_cmp(&x.score.abs()));
+    a.truncate(TOP);
+    a
+}
+
+fn forecast_figures(f: &analytics::Forecast) -> ForecastFigures {
+    let peak = f
+        .points
+        .iter()
+        .max_by(|a, b| a.requests.total_cmp(&b.requests));
+    ForecastFigures {
+        next_24h_requests: f.points.iter().map(|p| p.requests.max(0.0)).sum(),
+        peak_hour: peak.map(|p| p.timestamp.clone()).unwrap_or_default(),
+        peak_requests: peak.map_or(0.0, |p| p.requests),
+        backtest_mape: f.backtest.mape,
+    }
+}

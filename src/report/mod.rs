@@ -1,0 +1,179 @@
+//! The AI analysis agent: daily, weekly and monthly reports with recommendations an operator can
+//! act on.
+//!
+//! A report is built in four steps: **gather** the period's figures from `analytics` and `store`
+//! (`figures`; numbers and names only, never prompt text or secrets) → **advise**: ask the
+//! configured model for recommendations in four groups, validate the answer against the schema
+//! (`advice`), retry once, and fall back to the deterministic rule engine (`rules`) when there is
+//! no model, the upstream fails or both answers are invalid → **render** Markdown and HTML
+//! (`render`) → **store** (`store::insert_report`). Every report names the engine that wrote it.
+//!
+//! Threshold optimisation (`replay`) replays stored risk scores under proposed thresholds, and
+//! `Reporter::set_thresholds` applies a change to the live runtime through a closure `app`
+//! passes in (this module knows neither the proxy nor the admin API). Scheduling (`schedule`) is a
+//! pure "next firing" function plus a loop `app` spawns.
+//!
+//! Trade-offs: the LLM call reuses the routed upstream (keys, headers, retries) but not the
+//! proxy's request path, so it is never scanned or recorded as user traffic; schedules use a
+//! fixed UTC offset, not a time-zone database.
+
+pub mod advice;
+mod agent;
+pub mod figures;
+pub mod render;
+pub mod replay;
+pub mod rules;
+pub mod schedule;
+pub mod threats;
+
+use serde::{Deserialize, Serialize};
+
+pub use agent::{ApplyFn, ChatError, ChatFn, ConfigFn, Reporter, ThresholdOutcome};
+pub use figures::Figures;
+
+/// Report errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("read analytics")]
+    Analytics(#[from] crate::analytics::Error),
+    #[error("read or write the store")]
+    Store(#[from] crate::store::Error),
+    #[error("invalid thresholds: {0}")]
+    InvalidThresholds(String),
+    #[error("apply thresholds: {0}")]
+    Apply(String),
+}
+
+/// How long a report looks back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+impl Period {
+    /// Days covered: 1, 7 or 30.
+    pub fn days(self) -> u32 {
+        match self {
+            Period::Daily => 1,
+            Period::Weekly => 7,
+            Period::Monthly => 30,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Daily => "daily",
+            Period::Weekly => "weekly",
+            Period::Monthly => "monthly",
+        }
+    }
+
+    /// Parses `daily`, `weekly` or `monthly`.
+    pub fn parse(s: &str) -> Option<Period> {
+        match s {
+            "daily" => Some(Period::Daily),
+            "weekly" => Some(Period::Weekly),
+            "monthly" => Some(Period::Monthly),
+            _ => None,
+        }
+    }
+}
+
+/// The four groups recommendations come in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Group {
+    Security,
+    Performance,
+    Usage,
+    Cost,
+}
+
+impl Group {
+    pub const ALL: [Group; 4] = [
+        Group::Security,
+        Group::Performance,
+        Group::Usage,
+        Group::Cost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Group::Security => "security",
+            Group::Performance => "performance",
+            Group::Usage => "usage",
+            Group::Cost => "cost",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    Medium,
+    Low,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        }
+    }
+}
+
+/// One recommendation: what to do, and the figures it rests on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recommendation {
+    pub group: Group,
+    pub priority: Priority,
+    pub title: String,
+    /// The figures the recommendation rests on; each names at least one number.
+    pub evidence: Vec<String>,
+    /// A concrete change, ideally a config key and value.
+    pub action: String,
+}
+
+/// Which engine wrote a report's recommendations.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Engine {
+    Llm {
+        model: String,
+    },
+    /// The deterministic rules; `reason` says why no model was used.
+    Rules {
+        reason: String,
+    },
+}
+
+impl Engine {
+    /// `llm:<model>` or `rules`.
+    pub fn label(&self) -> String {
+        match self {
+            Engine::Llm { model } => format!("llm:{model}"),
+            Engine::Rules { .. } => "rules".into(),
+        }
+    }
+}
+
+/// A finished report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub id: String,
+    pub created: String,
+    pub created_ms: i64,
+    pub period: Period,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub engine: Engine,
+    pub recommendations: Vec<Recommendation>,
+    pub figures: Figures,
+}
