@@ -12,8 +12,8 @@
 //! listener. `/metrics` needs the token too unless `public_metrics` is set, for scrapers that
 //! cannot send one.
 
-mod assets;
 mod alerts;
+mod assets;
 mod error;
 mod openapi;
 pub mod params;
@@ -120,9 +120,15 @@ fn api_routes(state: &AdminState, auth: &Auth) -> OpenApiRouter<AdminState> {
         .route("/api/alerts/rules", axum::routing::get(alerts::rules))
         .route("/api/alerts/test", axum::routing::post(alerts::test))
         .route("/api/reports", axum::routing::get(reports::list))
-        .route("/api/reports/generate", axum::routing::post(reports::generate))
+        .route(
+            "/api/reports/generate",
+            axum::routing::post(reports::generate),
+        )
         .route("/api/reports/{id}", axum::routing::get(reports::read))
-        .route("/api/recommendations", axum::routing::get(reports::recommendations))
+        .route(
+            "/api/recommendations",
+            axum::routing::get(reports::recommendations),
+        )
         .route(
             "/api/config/thresholds",
             axum::routing::get(reports::thresholds).post(reports::set_thresholds),

@@ -9,8 +9,8 @@
 mod support;
 
 mod admin;
-mod analytics;
 mod alerts;
+mod analytics;
 mod blocking;
 mod config;
 mod dashboard;
