@@ -23,6 +23,11 @@ fn handle(s: &AdminState) -> Result<&crate::alerts::Handle, AdminError> {
     })
 }
 
+#[utoipa::path(get, path = "/api/alerts", tag = "alerts",
+    params(("state" = Option<String>, Query, description = "firing or resolved"), ("level" = Option<String>, Query, description = "info, warning or critical"),
+           ("rule" = Option<String>, Query, description = "Rule name"), ("since" = Option<String>, Query, description = "RFC 3339 or unix seconds"),
+           ("until" = Option<String>, Query, description = "RFC 3339 or unix seconds"), ("limit" = Option<u32>, Query, description = "Most alerts returned")),
+    responses((status = 200, description = "Active alerts and history, each with its delivery attempts", body = Object), (status = 400, description = "Bad parameter"), (status = 401, description = "Missing or wrong token")))]
 pub(super) async fn list(State(s): State<AdminState>, q: Params) -> ApiResult {
     let q = query(q)?;
     let (since_ms, until_ms) = since_until(&q, ("since", "until"))?;
@@ -43,6 +48,8 @@ pub(super) async fn list(State(s): State<AdminState>, q: Params) -> ApiResult {
     Ok(Json(json!({"active": active, "history": history})).into_response())
 }
 
+#[utoipa::path(get, path = "/api/alerts/rules", tag = "alerts",
+    responses((status = 200, description = "The alert rules and the enabled channels", body = Object), (status = 401, description = "Missing or wrong token")))]
 pub(super) async fn rules(State(s): State<AdminState>) -> ApiResult {
     let h = handle(&s)?;
     Ok(Json(json!({
@@ -52,6 +59,9 @@ pub(super) async fn rules(State(s): State<AdminState>) -> ApiResult {
     .into_response())
 }
 
+#[utoipa::path(post, path = "/api/alerts/test", tag = "alerts",
+    params(("channel" = Option<String>, Query, description = "email, slack, teams, webhook or alertmanager; all enabled channels when absent")),
+    responses((status = 200, description = "What each channel answered to a test alert", body = Object), (status = 400, description = "Bad parameter"), (status = 401, description = "Missing or wrong token")))]
 pub(super) async fn test(State(s): State<AdminState>, q: Params) -> Result<Response, AdminError> {
     let q = query(q)?;
     let h = handle(&s)?;

@@ -115,24 +115,14 @@ fn api_routes(state: &AdminState, auth: &Auth) -> OpenApiRouter<AdminState> {
         .routes(routes!(routes::feedback))
         .routes(routes!(routes::feedback_summary))
         .routes(routes!(stream::events))
-        // Alerts and reports: not yet described in the OpenAPI document.
-        .route("/api/alerts", axum::routing::get(alerts::list))
-        .route("/api/alerts/rules", axum::routing::get(alerts::rules))
-        .route("/api/alerts/test", axum::routing::post(alerts::test))
-        .route("/api/reports", axum::routing::get(reports::list))
-        .route(
-            "/api/reports/generate",
-            axum::routing::post(reports::generate),
-        )
-        .route("/api/reports/{id}", axum::routing::get(reports::read))
-        .route(
-            "/api/recommendations",
-            axum::routing::get(reports::recommendations),
-        )
-        .route(
-            "/api/config/thresholds",
-            axum::routing::get(reports::thresholds).post(reports::set_thresholds),
-        );
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::rules))
+        .routes(routes!(alerts::test))
+        .routes(routes!(reports::list))
+        .routes(routes!(reports::read))
+        .routes(routes!(reports::generate))
+        .routes(routes!(reports::recommendations))
+        .routes(routes!(reports::thresholds, reports::set_thresholds));
     let metrics = OpenApiRouter::new().routes(routes!(routes::metrics));
     let guarded = if state.public_metrics {
         api.layer(guard).merge(metrics)

@@ -43,6 +43,9 @@ impl From<report::Error> for AdminError {
     }
 }
 
+#[utoipa::path(get, path = "/api/reports", tag = "reports",
+    params(("limit" = Option<u32>, Query, description = "Most reports returned")),
+    responses((status = 200, description = "Stored reports, newest first", body = Object), (status = 400, description = "Bad parameter"), (status = 401, description = "Missing or wrong token")))]
 pub(super) async fn list(State(s): State<AdminState>, q: Params) -> ApiResult {
     let q = query(q)?;
     let limit = params::int_in("limit", q.get("limit").map(String::as_str), 50, 1, 500)?;
@@ -50,6 +53,9 @@ pub(super) async fn list(State(s): State<AdminState>, q: Params) -> ApiResult {
     Ok(Json(json!({ "items": items })).into_response())
 }
 
+#[utoipa::path(get, path = "/api/reports/{id}", tag = "reports",
+    params(("id" = String, Path, description = "Report id"), ("format" = Option<String>, Query, description = "md, html or json (default)")),
+    responses((status = 200, description = "One report", body = Object), (status = 404, description = "No such report"), (status = 400, description = "Bad parameter"), (status = 401, description = "Missing or wrong token")))]
 pub(super) async fn read(
     State(s): State<AdminState>,
     Path(id): Path<String>,
@@ -75,6 +81,9 @@ pub(super) async fn read(
     Ok(([(header::CONTENT_TYPE, ct)], body).into_response())
 }
 
+#[utoipa::path(post, path = "/api/reports/generate", tag = "reports",
+    params(("period" = Option<String>, Query, description = "daily, weekly or monthly")),
+    responses((status = 200, description = "The report, written now", body = Object), (status = 400, description = "Bad parameter"), (status = 401, description = "Missing or wrong token")))]
 pub(super) async fn generate(State(s): State<AdminState>, q: Params) -> ApiResult {
     let q = query(q)?;
     let raw = q.get("period").map_or("daily", String::as_str);
@@ -87,6 +96,8 @@ pub(super) async fn generate(State(s): State<AdminState>, q: Params) -> ApiResul
     Ok((StatusCode::CREATED, Json(r)).into_response())
 }
 
+#[utoipa::path(get, path = "/api/recommendations", tag = "reports",
+    responses((status = 200, description = "The latest report's recommendations", body = Object), (status = 401, description = "Missing or wrong token")))]
 pub(super) async fn recommendations(State(s): State<AdminState>) -> ApiResult {
     let Some(r) = reporter(&s)?.store().report(None).await? else {
         return Err(AdminError::NotFound(
@@ -118,6 +129,9 @@ pub(super) struct ThresholdsBody {
     dry_run: bool,
 }
 
+#[utoipa::path(post, path = "/api/config/thresholds", tag = "reports",
+    request_body(content = Object, description = "{low, medium, high, critical, dry_run}"),
+    responses((status = 200, description = "The replayed effect, and the change when not a dry run", body = Object), (status = 400, description = "Bad parameter"), (status = 401, description = "Missing or wrong token")))]
 pub(super) async fn set_thresholds(
     State(s): State<AdminState>,
     body: Result<Json<ThresholdsBody>, JsonRejection>,
@@ -137,6 +151,8 @@ pub(super) async fn set_thresholds(
     Ok(Json(outcome).into_response())
 }
 
+#[utoipa::path(get, path = "/api/config/thresholds", tag = "reports",
+    responses((status = 200, description = "The live thresholds and their change history", body = Object), (status = 401, description = "Missing or wrong token")))]
 pub(super) async fn thresholds(State(s): State<AdminState>) -> ApiResult {
     let (current, history) = reporter(&s)?.thresholds().await?;
     Ok(Json(json!({ "current": current, "history": history })).into_response())

@@ -65,6 +65,14 @@ async fn the_openapi_document_matches_the_router() {
         "/api/feedback",
         "/api/feedback/summary",
         "/api/events/stream",
+        "/api/alerts",
+        "/api/alerts/rules",
+        "/api/alerts/test",
+        "/api/reports",
+        "/api/reports/{id}",
+        "/api/reports/generate",
+        "/api/recommendations",
+        "/api/config/thresholds",
     ]);
     assert_eq!(documented, expected);
 
