@@ -23,7 +23,7 @@ fn handle(s: &AdminState) -> Result<&crate::alerts::Handle, AdminError> {
     })
 }
 
-#[utoipa::path(get, path = "/api/alerts", tag = "alerts",
+#[utoipa::path(get, path = "/api/alerts", tag = "alerts", operation_id = "list_alerts",
     params(("state" = Option<String>, Query, description = "firing or resolved"), ("level" = Option<String>, Query, description = "info, warning or critical"),
            ("rule" = Option<String>, Query, description = "Rule name"), ("since" = Option<String>, Query, description = "RFC 3339 or unix seconds"),
            ("until" = Option<String>, Query, description = "RFC 3339 or unix seconds"), ("limit" = Option<u32>, Query, description = "Most alerts returned")),
@@ -59,7 +59,7 @@ pub(super) async fn rules(State(s): State<AdminState>) -> ApiResult {
     .into_response())
 }
 
-#[utoipa::path(post, path = "/api/alerts/test", tag = "alerts",
+#[utoipa::path(post, path = "/api/alerts/test", tag = "alerts", operation_id = "test_alert",
     params(("channel" = Option<String>, Query, description = "email, slack, teams, webhook or alertmanager; all enabled channels when absent")),
     responses((status = 200, description = "What each channel answered to a test alert", body = Object), (status = 400, description = "Bad parameter"), (status = 401, description = "Missing or wrong token")))]
 pub(super) async fn test(State(s): State<AdminState>, q: Params) -> Result<Response, AdminError> {

@@ -43,7 +43,7 @@ impl From<report::Error> for AdminError {
     }
 }
 
-#[utoipa::path(get, path = "/api/reports", tag = "reports",
+#[utoipa::path(get, path = "/api/reports", tag = "reports", operation_id = "list_reports",
     params(("limit" = Option<u32>, Query, description = "Most reports returned")),
     responses((status = 200, description = "Stored reports, newest first", body = Object), (status = 400, description = "Bad parameter"), (status = 401, description = "Missing or wrong token")))]
 pub(super) async fn list(State(s): State<AdminState>, q: Params) -> ApiResult {
