@@ -75,6 +75,14 @@ async fn the_openapi_document_matches_the_router() {
         "/api/config/thresholds",
     ]);
     assert_eq!(documented, expected);
+    let mut ids = BTreeSet::new();
+    for ops in paths.values() {
+        for op in ops.as_object().expect("operations").values() {
+            if let Some(id) = op.get("operationId").and_then(|v| v.as_str()) {
+                assert!(ids.insert(id.to_owned()), "operationId {id} is not unique");
+            }
+        }
+    }
 
     // Each documented operation is routed: without credentials a guarded one answers 401, an
     // open one anything but 401 — never the fallback's 404.
