@@ -246,12 +246,7 @@ pub async fn feedback(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBo
             },
         )
     };
-    let bearer = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if rt.identify(bearer).is_err() {
+    if rt.identify(super::handle::bearer(req.headers())).is_err() {
         return made(ProxyError::Unauthorized);
     }
     let Some(tx) = proxy.feedback.as_ref() else {

@@ -184,16 +184,9 @@ pub fn authenticate(
     req: Request<Incoming>,
 ) -> Result<(http::request::Parts, Incoming), ProxyError> {
     let (parts, body) = req.into_parts();
-    let bearer = parts
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let identity = rt.identify(bearer).map_err(|_| ProxyError::Unauthorized)?;
+    let identity = rt
+        .identify(bearer(&parts.headers))
+        .map_err(|_| ProxyError::Unauthorized)?;
     let header = |name: &str| {
         parts
             .headers
@@ -210,6 +203,13 @@ pub fn authenticate(
         ex.team = id.team.map(|t| t.to_string());
     }
     Ok((parts, body))
+}
+
+/// The key of an `Authorization: Bearer <key>` header (scheme matched case-insensitively).
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
 fn check_json(headers: &http::HeaderMap) -> Result<(), ProxyError> {
@@ -417,5 +417,27 @@ fn error_response(mut rec: Recorder, e: &ProxyError) -> Response<ProxyBody> {
 fn request_id_header<B>(rsp: &mut Response<B>, id: &str) {
     if let Ok(v) = HeaderValue::from_str(id) {
         rsp.headers_mut().insert("x-gatehouse-request-id", v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn bearer_reads_the_key_whatever_the_scheme_case() {
+        let cases = [
+            ("Bearer k1", Some("k1")),
+            ("bearer k2 ", Some("k2")),
+            ("BEARER k3", Some("k3")),
+            ("Basic dXNlcg==", None),
+            ("Bearer", None),
+        ];
+        for (value, want) in cases {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::AUTHORIZATION, value.parse().expect("header"));
+            assert_eq!(bearer(&h), want, "{value:?}");
+        }
+        assert_eq!(bearer(&http::HeaderMap::new()), None);
     }
 }
