@@ -89,7 +89,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         tracing::warn!("{w}");
     }
     let metrics = Arc::new(Metrics::new(runtime.known_models()));
-    let store = Store::open(&config.store.path)
+    let store = Store::from_config(&config.store)
         .await
         .with_context(|| format!("opening the store {}", config.store.path.display()))?;
     let prices = Arc::new(load_prices(&config.prices));

@@ -56,7 +56,7 @@ pub async fn report_once(config: Config, period: Period) -> anyhow::Result<Strin
     let config = Arc::new(config);
     let (rt, _warnings) = Runtime::build(config.clone()).map_err(|p| anyhow::anyhow!("{p}"))?;
     let rt = Arc::new(rt);
-    let store = Store::open(&config.store.path)
+    let store = Store::from_config(&config.store)
         .await
         .with_context(|| format!("opening the store {}", config.store.path.display()))?;
     let runtime: RuntimeFn = Arc::new(move || Some(rt.clone()));

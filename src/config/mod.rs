@@ -54,6 +54,10 @@ pub struct Config {
     pub prices: PathBuf,
     /// The analysis agent: scheduled reports and recommendations.
     pub report: ReportConfig,
+    /// This replica's name in a shared store (fleet mode): it tags alert claims and lets each
+    /// replica tell its own records from the others'. Set `GATEHOUSE_INSTANCE` (Kubernetes: the
+    /// pod name); default the host name.
+    pub instance: Option<String>,
 }
 
 /// The proxy listener: the OpenAI-compatible port apps point their `base_url` at.
@@ -416,7 +420,22 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             prices: PathBuf::from("policies/prices.yaml"),
             report: ReportConfig::default(),
+            instance: None,
         }
+    }
+}
+
+impl Config {
+    /// This replica's name: `instance`, else the host name (`HOSTNAME`, then the kernel's), else
+    /// `gatehouse`.
+    pub fn instance_name(&self) -> String {
+        self.instance
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "gatehouse".to_owned())
     }
 }
 

@@ -5,12 +5,23 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// The embedded event store (SQLite, WAL).
+use super::secret::{Secret, SecretError, SecretSource};
+
+/// The event store: an embedded SQLite file (WAL) by default, or one PostgreSQL database that
+/// several replicas share (fleet mode).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// SQLite file; created with its `-wal`/`-shm` companions. Default `gatehouse.db`.
+    /// Ignored when `url` or `url_file` is set.
     pub path: PathBuf,
+    /// PostgreSQL URL (`postgres://user:password@host:5432/db`, libpq options such as
+    /// `?sslmode=require` allowed): fleet mode. It holds a password, so set it with
+    /// `GATEHOUSE_STORE__URL` or `url_file`, not in this file.
+    #[serde(skip_serializing)]
+    pub url: Option<Secret>,
+    /// File holding the PostgreSQL URL (e.g. a mounted Kubernetes secret).
+    pub url_file: Option<PathBuf>,
     /// Days of requests, matches, rollups and feedback kept; older rows are deleted by the
     /// retention task. 0 keeps everything. Default 30.
     pub retention_days: u32,
@@ -29,11 +40,27 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("gatehouse.db"),
+            url: None,
+            url_file: None,
             retention_days: 30,
             queue: 65536,
             batch: 1024,
             flush_ms: 200,
             capture: CaptureConfig::default(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The PostgreSQL URL from `url` or `url_file`; `None` means SQLite at `path`.
+    ///
+    /// # Errors
+    /// `url_file` cannot be read or is empty.
+    pub fn database_url(&self) -> Result<Option<Secret>, SecretError> {
+        match (&self.url, &self.url_file) {
+            (Some(url), _) => Ok(Some(url.clone())),
+            (None, Some(file)) => SecretSource::File(file.clone()).read().map(Some),
+            (None, None) => Ok(None),
         }
     }
 }

@@ -55,6 +55,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
     }
     check_auth(c, proxy, &mut p, &mut warnings);
     check_report(c, &mut p);
+    check_store(c, &mut p);
     if admin.is_some_and(|a| !a.ip().is_loopback())
         && c.admin.token.is_none()
         && c.admin.token_file.is_none()
@@ -112,6 +113,28 @@ fn check_auth(c: &Config, proxy: Option<SocketAddr>, p: &mut Vec<String>, w: &mu
             c.proxy.listen
         )),
         _ => {}
+    }
+}
+
+fn check_store(c: &Config, p: &mut Vec<String>) {
+    let s = &c.store;
+    if s.url.is_some() && s.url_file.is_some() {
+        p.push("store: set one of url (GATEHOUSE_STORE__URL) and url_file, not both".into());
+    }
+    if let Some(url) = &s.url {
+        let url = url.expose();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            // Never echo the URL: it holds a password.
+            p.push("store.url must be a postgres:// or postgresql:// URL".into());
+        }
+    }
+    if let Some(f) = &s.url_file {
+        if !f.is_file() {
+            p.push(format!("store.url_file: {} is not a file", f.display()));
+        }
+    }
+    if s.batch == 0 {
+        p.push("store.batch must be greater than 0".into());
     }
 }
 

@@ -4,9 +4,10 @@
 //! back for `GET /api/alerts`.
 
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
+use super::sql::{flag, Sql};
 use super::{query_err, rfc3339, Error, Store};
 
 /// One alert. `figures` is the JSON object of the values the rule saw.
@@ -68,7 +69,7 @@ impl Store {
     pub async fn alert_insert(&self, a: &AlertRow) -> Result<(), Error> {
         sqlx::query(
             "INSERT INTO alerts (id, rule, subject, level, state, started_ms, resolved_ms, summary, figures) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&a.id)
         .bind(&a.rule)
@@ -96,7 +97,7 @@ impl Store {
         figures: &serde_json::Value,
     ) -> Result<(), Error> {
         sqlx::query(
-            "UPDATE alerts SET state = 'resolved', resolved_ms = ?, figures = ? WHERE id = ? AND state = 'firing'",
+            "UPDATE alerts SET state = 'resolved', resolved_ms = $1, figures = $2 WHERE id = $3 AND state = 'firing'",
         )
         .bind(at_ms)
         .bind(figures.to_string())
@@ -114,7 +115,7 @@ impl Store {
     /// The update fails.
     pub async fn alerts_close_stale(&self, at_ms: i64) -> Result<u64, Error> {
         let r = sqlx::query(
-            "UPDATE alerts SET state = 'resolved', resolved_ms = ? WHERE state = 'firing'",
+            "UPDATE alerts SET state = 'resolved', resolved_ms = $1 WHERE state = 'firing'",
         )
         .bind(at_ms)
         .execute(&self.write)
@@ -130,7 +131,7 @@ impl Store {
     pub async fn alert_delivery(&self, d: &DeliveryRow) -> Result<(), Error> {
         sqlx::query(
             "INSERT INTO alert_deliveries (alert_id, notice, channel, attempt, ts_ms, ok, status, answer) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&d.alert_id)
         .bind(&d.notice)
@@ -151,7 +152,7 @@ impl Store {
     /// # Errors
     /// A query fails.
     pub async fn alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, Error> {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = Sql::new(
             "SELECT id, rule, subject, level, state, started_ms, resolved_ms, summary, figures FROM alerts WHERE 1 = 1",
         );
         let text = [
@@ -161,23 +162,27 @@ impl Store {
         ];
         for (clause, value) in text {
             if let Some(v) = value {
-                q.push(clause).push_bind(v.clone());
+                q.push(clause).bind(v.clone());
             }
         }
         if let Some(s) = f.since_ms {
-            q.push(" AND started_ms >= ").push_bind(s);
+            q.push(" AND started_ms >= ").bind(s);
         }
         if let Some(u) = f.until_ms {
-            q.push(" AND started_ms < ").push_bind(u);
+            q.push(" AND started_ms < ").bind(u);
         }
         q.push(" ORDER BY started_ms DESC, id DESC LIMIT ")
-            .push_bind(i64::from(f.limit.max(1)));
+            .bind(i64::from(f.limit.max(1)));
         let rows = q
             .build()
             .fetch_all(&self.read)
             .await
             .map_err(query_err("alerts"))?;
-        let mut out: Vec<AlertRow> = rows.iter().map(alert_row).collect();
+        let mut out = rows
+            .iter()
+            .map(alert_row)
+            .collect::<Result<Vec<AlertRow>, _>>()
+            .map_err(query_err("alerts"))?;
         for a in &mut out {
             a.deliveries = self.alert_deliveries(&a.id).await?;
         }
@@ -191,44 +196,111 @@ impl Store {
     pub async fn alert_deliveries(&self, alert_id: &str) -> Result<Vec<DeliveryRow>, Error> {
         let rows = sqlx::query(
             "SELECT alert_id, notice, channel, attempt, ts_ms, ok, status, answer FROM alert_deliveries \
-             WHERE alert_id = ? ORDER BY did",
+             WHERE alert_id = $1 ORDER BY did",
         )
         .bind(alert_id)
         .fetch_all(&self.read)
         .await
         .map_err(query_err("alert deliveries"))?;
-        Ok(rows
-            .iter()
-            .map(|r| DeliveryRow {
-                alert_id: r.get("alert_id"),
-                notice: r.get("notice"),
-                channel: r.get("channel"),
-                attempt: r.get("attempt"),
-                ts_ms: r.get("ts_ms"),
-                ok: r.get::<i64, _>("ok") != 0,
-                status: r.get("status"),
-                answer: r.get("answer"),
+        rows.iter()
+            .map(|r| {
+                Ok(DeliveryRow {
+                    alert_id: r.try_get("alert_id")?,
+                    notice: r.try_get("notice")?,
+                    channel: r.try_get("channel")?,
+                    attempt: r.try_get("attempt")?,
+                    ts_ms: r.try_get("ts_ms")?,
+                    ok: flag(r, "ok")?,
+                    status: r.try_get("status")?,
+                    answer: r.try_get("answer")?,
+                })
             })
-            .collect())
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query_err("alert deliveries"))
+    }
+
+    /// Claims the right to notify alert `alert_id` of (`rule`, `subject`) for this replica
+    /// (`instance`) until `until_ms`: true when no other live claim exists (none, or its
+    /// `until_ms` has passed at `now_ms`). One statement, so two replicas racing for the same
+    /// key cannot both win (PostgreSQL locks the conflicting row; SQLite has one writer).
+    ///
+    /// # Errors
+    /// The statement fails.
+    pub async fn alert_claim(
+        &self,
+        rule: &str,
+        subject: &str,
+        alert_id: &str,
+        instance: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, Error> {
+        let won = sqlx::query(
+            "INSERT INTO alert_claims (rule, subject, alert_id, instance, firing, until_ms) \
+             VALUES ($1, $2, $3, $4, 1, $6) ON CONFLICT (rule, subject) DO UPDATE SET \
+             alert_id = excluded.alert_id, instance = excluded.instance, firing = 1, \
+             until_ms = excluded.until_ms WHERE alert_claims.until_ms <= $5 RETURNING alert_id",
+        )
+        .bind(rule)
+        .bind(subject)
+        .bind(alert_id)
+        .bind(instance)
+        .bind(now_ms)
+        .bind(until_ms)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(query_err("claim alert"))?;
+        Ok(won.is_some())
+    }
+
+    /// Extends the leases of the alerts this replica still has firing to `until_ms` (called
+    /// every evaluation, so a replica that dies lets its claims lapse).
+    ///
+    /// # Errors
+    /// The statement fails.
+    pub async fn alert_claims_renew(&self, instance: &str, until_ms: i64) -> Result<u64, Error> {
+        let r =
+            sqlx::query("UPDATE alert_claims SET until_ms = $1 WHERE instance = $2 AND firing = 1")
+                .bind(until_ms)
+                .bind(instance)
+                .execute(&self.write)
+                .await
+                .map_err(query_err("renew alert claims"))?;
+        Ok(r.rows_affected())
+    }
+
+    /// Releases the claim of a resolved alert: it stays closed to the fleet until `until_ms`
+    /// (the end of its cool-down).
+    ///
+    /// # Errors
+    /// The statement fails.
+    pub async fn alert_claim_release(&self, alert_id: &str, until_ms: i64) -> Result<(), Error> {
+        sqlx::query("UPDATE alert_claims SET firing = 0, until_ms = $1 WHERE alert_id = $2")
+            .bind(until_ms)
+            .bind(alert_id)
+            .execute(&self.write)
+            .await
+            .map_err(query_err("release alert claim"))?;
+        Ok(())
     }
 }
 
-fn alert_row(r: &SqliteRow) -> AlertRow {
-    let started_ms: i64 = r.get("started_ms");
-    let resolved_ms: Option<i64> = r.get("resolved_ms");
-    let figures: String = r.get("figures");
-    AlertRow {
-        id: r.get("id"),
-        rule: r.get("rule"),
-        subject: r.get("subject"),
-        level: r.get("level"),
-        state: r.get("state"),
+fn alert_row(r: &AnyRow) -> Result<AlertRow, sqlx::Error> {
+    let started_ms: i64 = r.try_get("started_ms")?;
+    let resolved_ms: Option<i64> = r.try_get("resolved_ms")?;
+    let figures: String = r.try_get("figures")?;
+    Ok(AlertRow {
+        id: r.try_get("id")?,
+        rule: r.try_get("rule")?,
+        subject: r.try_get("subject")?,
+        level: r.try_get("level")?,
+        state: r.try_get("state")?,
         started_ms,
         started_at: rfc3339(started_ms),
         resolved_ms,
         resolved_at: resolved_ms.map(rfc3339),
-        summary: r.get("summary"),
+        summary: r.try_get("summary")?,
         figures: serde_json::from_str(&figures).unwrap_or(serde_json::Value::Null),
         deliveries: Vec::new(),
-    }
+    })
 }

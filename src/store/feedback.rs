@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use sqlx::Row;
 
+use super::sql::{count, num};
 use super::{query_err, Error, Store};
 use crate::redact::{cap, redact};
 
@@ -37,14 +38,16 @@ impl Store {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        sqlx::query("INSERT INTO feedback (request_id, ts_ms, score, comment) VALUES (?, ?, ?, ?)")
-            .bind(fb.request_id.trim())
-            .bind(now)
-            .bind(fb.score)
-            .bind(comment)
-            .execute(&self.write)
-            .await
-            .map_err(query_err("insert feedback"))?;
+        sqlx::query(
+            "INSERT INTO feedback (request_id, ts_ms, score, comment) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(fb.request_id.trim())
+        .bind(now)
+        .bind(fb.score)
+        .bind(comment)
+        .execute(&self.write)
+        .await
+        .map_err(query_err("insert feedback"))?;
         Ok(())
     }
 
@@ -57,7 +60,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT COALESCE(r.upstream_model, r.model, 'unknown') AS m, COUNT(*) AS n, \
              AVG(f.score) AS s FROM feedback f LEFT JOIN requests r ON r.id = f.request_id \
-             WHERE f.ts_ms >= ? GROUP BY m ORDER BY n DESC",
+             WHERE f.ts_ms >= $1 GROUP BY m ORDER BY n DESC",
         )
         .bind(since_ms)
         .fetch_all(&self.read)
@@ -67,8 +70,8 @@ impl Store {
             .map(|r| {
                 Ok(FeedbackSummary {
                     model: r.try_get("m")?,
-                    count: r.try_get::<i64, _>("n")?.max(0) as u64,
-                    avg_score: r.try_get("s")?,
+                    count: count(r, "n")?,
+                    avg_score: num(r, "s")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

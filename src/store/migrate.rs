@@ -1,34 +1,46 @@
-//! Embedded schema migrations, run by `Store::open` through sqlx's migrator (a
-//! `_sqlx_migrations` table records what was applied and its checksum, on SQLite and Postgres).
+//! Embedded schema migrations, run by `Store::open`/`Store::connect` through sqlx's migrator (a
+//! `_sqlx_migrations` table records what was applied and its checksum). The two backends have
+//! one file each per version (`migrations/sqlite`, `migrations/postgres`) holding the same
+//! tables; only types differ (`INTEGER`/`REAL` vs `BIGINT`/`DOUBLE PRECISION`, `BIGSERIAL`
+//! keys). On PostgreSQL the migrator holds an advisory lock, so replicas starting together
+//! migrate once.
 
 use std::borrow::Cow;
 
 use futures_util::future::BoxFuture;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
-/// The migrations compiled into the binary, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../../migrations/0001_init.sql")),
-    (
-        2,
-        "alerts",
-        include_str!("../../migrations/0002_alerts.sql"),
-    ),
-    (
-        3,
-        "reports",
-        include_str!("../../migrations/0003_reports.sql"),
-    ),
+use super::Dialect;
+
+/// Declares the migrations compiled into the binary, in order, for both backends.
+macro_rules! migrations {
+    ($(($v:literal, $name:literal, $file:literal)),* $(,)?) => {
+        const SQLITE: &[(i64, &str, &str)] =
+            &[$(($v, $name, include_str!(concat!("../../migrations/sqlite/", $file)))),*];
+        const POSTGRES: &[(i64, &str, &str)] =
+            &[$(($v, $name, include_str!(concat!("../../migrations/postgres/", $file)))),*];
+    };
+}
+
+migrations![
+    (1, "init", "0001_init.sql"),
+    (2, "alerts", "0002_alerts.sql"),
+    (3, "reports", "0003_reports.sql"),
+    (4, "fleet", "0004_fleet.sql"),
 ];
 
 #[derive(Debug)]
-struct Embedded;
+struct Embedded(Dialect);
 
 impl<'s> MigrationSource<'s> for Embedded {
     fn resolve(self) -> BoxFuture<'s, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
-        Box::pin(async {
-            Ok(MIGRATIONS
+        let set = match self.0 {
+            Dialect::Sqlite => SQLITE,
+            Dialect::Postgres => POSTGRES,
+        };
+        Box::pin(async move {
+            Ok(set
                 .iter()
                 .map(|&(version, name, sql)| {
                     Migration::new(
@@ -45,6 +57,9 @@ impl<'s> MigrationSource<'s> for Embedded {
 }
 
 /// Applies pending migrations.
-pub(super) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
-    Migrator::new(Embedded).await?.run(pool).await
+pub(super) async fn run(
+    pool: &AnyPool,
+    dialect: Dialect,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    Migrator::new(Embedded(dialect)).await?.run(pool).await
 }

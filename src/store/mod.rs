@@ -1,16 +1,18 @@
-//! The embedded event store: one SQLite file (WAL, `synchronous=NORMAL`) holding one row per
-//! request, one row per detector match, per-minute and per-hour rollups, user feedback, and the
-//! alerts with their delivery attempts.
+//! The event store: one SQLite file (WAL, `synchronous=NORMAL`) or, in fleet mode, one
+//! PostgreSQL database shared by every replica, holding one row per request, one row per
+//! detector match, per-minute and per-hour rollups, user feedback, and the alerts with their
+//! delivery attempts.
 //!
 //! Owns: the schema (embedded migrations), the single writer task (`run_writer`), retention and
 //! the read API that `analytics` and `admin` use. Does not own: aggregation maths (`analytics`),
 //! HTTP (`admin`).
 //!
 //! Trade-offs:
-//! - sqlx (sqlite, runtime-tokio, no macros): async without `spawn_blocking`, and the SQL is plain
-//!   strings with `?` placeholders and `ON CONFLICT` upserts that PostgreSQL also accepts, so the
-//!   fleet backend (a later issue) can reuse most queries behind this same `Store` type. The cost
-//!   is a per-statement hop to sqlx's SQLite worker thread, amortised by multi-row inserts.
+//! - sqlx's `Any` driver (sqlite + postgres, runtime-tokio, no macros): async without
+//!   `spawn_blocking`, and one set of queries for both backends (`sql.rs` holds the rules of
+//!   the shared SQL subset; only the schema files differ). The costs are a per-statement hop to
+//!   sqlx's SQLite worker thread, amortised by multi-row inserts, and a conversion of each value
+//!   into and out of `Any`'s enum, which `benches/store_ingest` measures.
 //! - Two pools on one file: a single-connection write pool (SQLite has one writer anyway) and a
 //!   small read pool, so analytics never waits behind a write transaction (WAL readers don't).
 //! - Rollups are maintained by the writer in the same transaction as the rows, so they can never
@@ -28,16 +30,18 @@ mod retention;
 mod rollup_read;
 mod row;
 mod security;
+pub mod sql;
 mod write;
 mod writer;
 
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::Path;
+use std::sync::Once;
 use std::time::Duration;
 
-use sqlx::sqlite::SqliteSynchronous;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor};
 
+use crate::config::StoreConfig;
 pub use crate::redact::{cap, redact};
 pub use alerts::{AlertFilter, AlertRow, DeliveryRow};
 pub use feedback::{Feedback, FeedbackSummary};
@@ -47,17 +51,21 @@ pub use retention::{run_retention, Purged};
 pub use rollup_read::{GroupBy, Resolution, RollupRow, UserRollupRow};
 pub use row::{is_blocked, model_key, threat_level};
 pub use security::{MatchRow, Offender, SecurityFilter};
+pub use sql::Dialect;
 pub use writer::{run_writer, FlushObserver, FlushStats, WriterConfig, WriterSummary};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("open store {path}")]
+    /// `target` is the file path or the URL without its password.
+    #[error("open store {target}")]
     Open {
-        path: PathBuf,
+        target: String,
         #[source]
         source: sqlx::Error,
     },
+    #[error("read store.url_file")]
+    Url(#[source] crate::config::SecretError),
     #[error("migrate store schema")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("write batch of {records} records")]
@@ -76,55 +84,150 @@ pub enum Error {
     InvalidFeedback(&'static str),
 }
 
-/// Handle to the event store. Cheap to clone (two connection pools).
+/// Handle to the event store. Cheap to clone (connection pools).
+///
+/// Both backends sit behind sqlx's `Any` driver, so every query is written once (`sql.rs` says
+/// in which SQL subset). SQLite: two pools on one file, a single-connection write pool (SQLite
+/// has one writer anyway) and a small read pool, so analytics never waits behind a write
+/// transaction (WAL readers don't). PostgreSQL: one pool serves both.
 #[derive(Clone, Debug)]
 pub struct Store {
-    write: SqlitePool,
-    read: SqlitePool,
+    write: AnyPool,
+    read: AnyPool,
+    dialect: Dialect,
 }
 
 /// Read connections: analytics and admin requests run concurrently with the writer.
 const READ_CONNECTIONS: u32 = 4;
+/// PostgreSQL connections per replica (writer, retention, alerts, analytics, admin).
+const PG_CONNECTIONS: u32 = 8;
 /// How long a statement waits for a lock before failing (the retention task and the writer
 /// share the one write connection, so this only matters for external tools holding the file).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Per-connection SQLite settings (the `Any` driver connects by URL, so they are set here).
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
+    PRAGMA cache_size = -65536; PRAGMA temp_store = memory;";
+
+fn install_drivers() {
+    static DRIVERS: Once = Once::new();
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+}
+
 impl Store {
+    /// Opens the store a config section names: PostgreSQL when `url` is set, else the SQLite
+    /// file at `path`.
+    ///
+    /// # Errors
+    /// As [`Store::open`] and [`Store::connect`].
+    pub async fn from_config(cfg: &StoreConfig) -> Result<Store, Error> {
+        match cfg.database_url().map_err(Error::Url)? {
+            Some(url) => Store::connect(url.expose()).await,
+            None => Store::open(&cfg.path).await,
+        }
+    }
+
     /// Opens (creating if missing) the SQLite file at `path` and applies pending migrations.
     ///
     /// # Errors
     /// The file cannot be opened or created, or the schema migration fails.
     pub async fn open(path: &Path) -> Result<Store, Error> {
+        install_drivers();
         let open_err = |source| Error::Open {
-            path: path.to_owned(),
+            target: path.display().to_string(),
             source,
         };
-        let base = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(open_err)?
-            .filename(path)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory");
-        let write = SqlitePoolOptions::new()
+        let url = sqlite_url(path);
+        let write = AnyPoolOptions::new()
             .max_connections(1)
-            .connect_with(base.clone().create_if_missing(true))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute(SQLITE_PRAGMAS).await.map(drop)
+                })
+            })
+            .connect(&format!("{url}?mode=rwc"))
             .await
             .map_err(open_err)?;
-        migrate::run(&write).await.map_err(Error::Migrate)?;
-        let read = SqlitePoolOptions::new()
+        migrate::run(&write, Dialect::Sqlite)
+            .await
+            .map_err(Error::Migrate)?;
+        let read = AnyPoolOptions::new()
             .max_connections(READ_CONNECTIONS)
-            .connect_with(base.read_only(true))
+            .after_connect(|conn, _| {
+                Box::pin(async move { conn.execute(SQLITE_PRAGMAS).await.map(drop) })
+            })
+            .connect(&format!("{url}?mode=ro"))
             .await
             .map_err(open_err)?;
-        Ok(Store { write, read })
+        Ok(Store {
+            write,
+            read,
+            dialect: Dialect::Sqlite,
+        })
     }
 
-    /// Closes both pools, waiting for checked-out connections (and checkpointing the WAL).
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:pass@host/db`, with
+    /// `?sslmode=require` and friends as libpq spells them) and applies pending migrations.
+    /// Replicas sharing one database migrate safely: sqlx's migrator holds an advisory lock.
+    ///
+    /// # Errors
+    /// The server cannot be reached or refuses the login, or the migration fails.
+    pub async fn connect(url: &str) -> Result<Store, Error> {
+        install_drivers();
+        let open_err = |source| Error::Open {
+            target: without_password(url),
+            source,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(PG_CONNECTIONS)
+            .acquire_timeout(BUSY_TIMEOUT * 2)
+            .connect(url)
+            .await
+            .map_err(open_err)?;
+        migrate::run(&pool, Dialect::Postgres)
+            .await
+            .map_err(Error::Migrate)?;
+        Ok(Store {
+            write: pool.clone(),
+            read: pool,
+            dialect: Dialect::Postgres,
+        })
+    }
+
+    /// The backend this store talks to.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Closes the pools, waiting for checked-out connections (and checkpointing the WAL).
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+    }
+}
+
+/// `sqlite:` URL of a file path (percent-encoding what a URL would misread).
+fn sqlite_url(path: &Path) -> String {
+    let mut url = String::from("sqlite:");
+    for b in path.to_string_lossy().bytes() {
+        match b {
+            b'%' | b'?' | b'#' | b' ' | 0..=0x1f | 0x7f.. => url.push_str(&format!("%{b:02X}")),
+            _ => url.push(char::from(b)),
+        }
+    }
+    url
+}
+
+/// `url` with any password replaced, for messages and logs.
+pub fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparsable database URL)".to_owned(),
     }
 }
 

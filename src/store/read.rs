@@ -4,9 +4,10 @@
 //! Paging is by keyset `(ts_ms, rid)` rather than OFFSET, so page 10,000 costs what page 1 does.
 
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
+use super::sql::{flag, Sql};
 use super::{query_err, Error, Store};
 
 /// One stored request, as the API and the exports show it. Durations are seconds.
@@ -106,7 +107,7 @@ pub struct RequestFilter {
     pub oldest_first: bool,
 }
 
-const REQUEST_SELECT: &str = "SELECT rid, id, ts_ms, user, team, session, endpoint, method, \
+const REQUEST_SELECT: &str = "SELECT rid, id, ts_ms, \"user\", team, session, endpoint, method, \
     path, model, upstream_model, response_model, upstream, upstream_request_id, stream, status, \
     outcome, error_kind, blame, attempts, latency_us, ttfb_us, ttft_us, prompt_tokens, \
     completion_tokens, cached_tokens, reasoning_tokens, cost, bytes_in, bytes_out, prompt_chars, \
@@ -125,7 +126,7 @@ fn secs(us: Option<i64>) -> Option<f64> {
     us.map(|v| v as f64 / 1e6)
 }
 
-fn request_from_row(r: &SqliteRow) -> Result<RequestRow, sqlx::Error> {
+fn request_from_row(r: &AnyRow) -> Result<RequestRow, sqlx::Error> {
     let ts_ms: i64 = r.try_get("ts_ms")?;
     Ok(RequestRow {
         rid: r.try_get("rid")?,
@@ -143,7 +144,7 @@ fn request_from_row(r: &SqliteRow) -> Result<RequestRow, sqlx::Error> {
         response_model: r.try_get("response_model")?,
         upstream: r.try_get("upstream")?,
         upstream_request_id: r.try_get("upstream_request_id")?,
-        stream: r.try_get("stream")?,
+        stream: flag(r, "stream")?,
         status: r.try_get("status")?,
         outcome: r.try_get("outcome")?,
         error_kind: r.try_get("error_kind")?,
@@ -164,7 +165,7 @@ fn request_from_row(r: &SqliteRow) -> Result<RequestRow, sqlx::Error> {
         risk_level: r.try_get("risk_level")?,
         risk_score: r.try_get("risk_score")?,
         action: r.try_get("action")?,
-        blocked: r.try_get("blocked")?,
+        blocked: flag(r, "blocked")?,
         categories: r.try_get("categories")?,
         prompt: r.try_get("prompt")?,
         response: r.try_get("response")?,
@@ -172,27 +173,23 @@ fn request_from_row(r: &SqliteRow) -> Result<RequestRow, sqlx::Error> {
 }
 
 /// Appends the keyset condition for rows after `c` in the chosen order.
-pub(super) fn push_after(qb: &mut QueryBuilder<'_, Sqlite>, c: Cursor, key: &str, asc: bool) {
+pub(super) fn push_after(qb: &mut Sql<'_>, c: Cursor, key: &str, asc: bool) {
     let (op, strict) = if asc { (">=", ">") } else { ("<=", "<") };
-    qb.push(format!(" AND ts_ms {op} "))
-        .push_bind(c.ts_ms)
-        .push(format!(" AND (ts_ms {strict} "))
-        .push_bind(c.ts_ms)
-        .push(format!(" OR {key} {strict} "))
-        .push_bind(c.rid)
+    qb.push(&format!(" AND ts_ms {op} "))
+        .bind(c.ts_ms)
+        .push(&format!(" AND (ts_ms {strict} "))
+        .bind(c.ts_ms)
+        .push(&format!(" OR {key} {strict} "))
+        .bind(c.rid)
         .push(")");
 }
 
-pub(super) fn push_range(
-    qb: &mut QueryBuilder<'_, Sqlite>,
-    since: Option<i64>,
-    until: Option<i64>,
-) {
+pub(super) fn push_range(qb: &mut Sql<'_>, since: Option<i64>, until: Option<i64>) {
     if let Some(s) = since {
-        qb.push(" AND ts_ms >= ").push_bind(s);
+        qb.push(" AND ts_ms >= ").bind(s);
     }
     if let Some(u) = until {
-        qb.push(" AND ts_ms < ").push_bind(u);
+        qb.push(" AND ts_ms < ").bind(u);
     }
 }
 
@@ -207,23 +204,23 @@ impl Store {
         after: Option<Cursor>,
         limit: u32,
     ) -> Result<Page<RequestRow>, Error> {
-        let mut qb = QueryBuilder::<Sqlite>::new(REQUEST_SELECT);
+        let mut qb = Sql::new(REQUEST_SELECT);
         push_range(&mut qb, f.since_ms, f.until_ms);
-        for (col, val) in [("user", &f.user), ("outcome", &f.outcome)] {
+        for (col, val) in [("\"user\"", &f.user), ("outcome", &f.outcome)] {
             if let Some(v) = val {
-                qb.push(format!(" AND {col} = ")).push_bind(v.clone());
+                qb.push(&format!(" AND {col} = ")).bind(v.clone());
             }
         }
         if let Some(m) = &f.model {
             qb.push(" AND COALESCE(upstream_model, model) = ")
-                .push_bind(m.clone());
+                .bind(m.clone());
         }
         if let Some(c) = after {
             push_after(&mut qb, c, "rid", f.oldest_first);
         }
         let dir = if f.oldest_first { "ASC" } else { "DESC" };
-        qb.push(format!(" ORDER BY ts_ms {dir}, rid {dir} LIMIT "))
-            .push_bind(i64::from(limit));
+        qb.push(&format!(" ORDER BY ts_ms {dir}, rid {dir} LIMIT "))
+            .bind(i64::from(limit));
         let rows = qb
             .build()
             .fetch_all(&self.read)
@@ -245,7 +242,7 @@ impl Store {
     /// # Errors
     /// The query fails.
     pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, Error> {
-        let sql = format!("{REQUEST_SELECT} AND id = ?");
+        let sql = format!("{REQUEST_SELECT} AND id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.read)
@@ -263,7 +260,7 @@ impl Store {
     /// The query fails.
     pub async fn count_requests(&self, since_ms: i64, until_ms: i64) -> Result<u64, Error> {
         let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE ts_ms >= ? AND ts_ms < ?")
+            sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE ts_ms >= $1 AND ts_ms < $2")
                 .bind(since_ms)
                 .bind(until_ms)
                 .fetch_one(&self.read)

@@ -5,6 +5,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use super::sql::{count, num};
 use super::{query_err, Error, Store};
 
 /// Most scored requests one replay reads (the newest); bounds a report's memory on busy
@@ -63,10 +64,6 @@ pub struct ThresholdChange {
     pub effect: serde_json::Value,
 }
 
-fn count(r: &sqlx::sqlite::SqliteRow, c: &str) -> Result<u64, sqlx::Error> {
-    r.try_get::<i64, _>(c).map(|v| v.max(0) as u64)
-}
-
 impl Store {
     /// Stores a report.
     ///
@@ -75,7 +72,7 @@ impl Store {
     pub async fn insert_report(&self, r: &StoredReport) -> Result<(), Error> {
         sqlx::query(
             "INSERT INTO reports (id, created_ms, period, from_ms, to_ms, engine, \
-             recommendations, json, markdown, html) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             recommendations, json, markdown, html) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&r.id)
         .bind(r.created_ms)
@@ -101,7 +98,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, created_ms, period, from_ms, to_ms, engine, recommendations, \
              '' AS json, '' AS markdown, '' AS html FROM reports \
-             ORDER BY created_ms DESC, id DESC LIMIT ?",
+             ORDER BY created_ms DESC, id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.read)
@@ -119,7 +116,7 @@ impl Store {
     /// The query fails.
     pub async fn report(&self, id: Option<&str>) -> Result<Option<StoredReport>, Error> {
         let q = match id {
-            Some(id) => sqlx::query("SELECT * FROM reports WHERE id = ?").bind(id.to_owned()),
+            Some(id) => sqlx::query("SELECT * FROM reports WHERE id = $1").bind(id.to_owned()),
             None => sqlx::query("SELECT * FROM reports ORDER BY created_ms DESC, id DESC LIMIT 1"),
         };
         let row = q
@@ -143,8 +140,8 @@ impl Store {
         until_ms: i64,
     ) -> Result<(Vec<Scored>, u64), Error> {
         let rows = sqlx::query(
-            "SELECT user, risk_score FROM requests WHERE ts_ms >= ? AND ts_ms < ? \
-             AND risk_score > 0 ORDER BY ts_ms DESC LIMIT ?",
+            "SELECT \"user\", risk_score FROM requests WHERE ts_ms >= $1 AND ts_ms < $2 \
+             AND risk_score > 0 ORDER BY ts_ms DESC LIMIT $3",
         )
         .bind(since_ms)
         .bind(until_ms)
@@ -157,13 +154,13 @@ impl Store {
             .map(|r| {
                 Ok(Scored {
                     user: r.try_get("user")?,
-                    score: r.try_get("risk_score")?,
+                    score: num(r, "risk_score")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(query_err("scored requests"))?;
         let scanned: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM requests WHERE ts_ms >= ? AND ts_ms < ? \
+            "SELECT COUNT(*) FROM requests WHERE ts_ms >= $1 AND ts_ms < $2 \
              AND risk_score IS NOT NULL",
         )
         .bind(since_ms)
@@ -186,7 +183,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT upstream, COUNT(*) AS requests, \
              SUM(CASE WHEN outcome IN ('upstream_error', 'stream_error', 'failed') THEN 1 ELSE 0 END) AS errors \
-             FROM requests WHERE ts_ms >= ? AND ts_ms < ? AND upstream IS NOT NULL \
+             FROM requests WHERE ts_ms >= $1 AND ts_ms < $2 AND upstream IS NOT NULL \
              GROUP BY upstream ORDER BY upstream",
         )
         .bind(since_ms)
@@ -216,11 +213,11 @@ impl Store {
         until_ms: i64,
         by_user: bool,
     ) -> Result<Vec<DailyThreats>, Error> {
-        let key = if by_user { "user" } else { "category" };
+        let key = if by_user { "\"user\"" } else { "category" };
         let sql = format!(
             "SELECT (ts_ms / 86400000) * 86400000 AS day, {key} AS k, \
              COUNT(DISTINCT request_id) AS n FROM security_matches \
-             WHERE ts_ms >= ? AND ts_ms < ? AND {key} IS NOT NULL GROUP BY day, k ORDER BY day, k"
+             WHERE ts_ms >= $1 AND ts_ms < $2 AND {key} IS NOT NULL GROUP BY day, k ORDER BY day, k"
         );
         let rows = sqlx::query(&sql)
             .bind(since_ms)
@@ -254,17 +251,18 @@ impl Store {
     ) -> Result<i64, Error> {
         let r = sqlx::query(
             "INSERT INTO threshold_changes (ts_ms, source, old, new, effect) \
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5) RETURNING cid",
         )
         .bind(ts_ms)
         .bind(source)
         .bind(old.to_string())
         .bind(new.to_string())
         .bind(effect.to_string())
-        .execute(&self.write)
+        .fetch_one(&self.write)
         .await
         .map_err(query_err("insert threshold change"))?;
-        Ok(r.last_insert_rowid())
+        r.try_get("cid")
+            .map_err(query_err("insert threshold change"))
     }
 
     /// The newest `limit` threshold changes, newest first.
@@ -272,16 +270,15 @@ impl Store {
     /// # Errors
     /// The query fails.
     pub async fn threshold_changes(&self, limit: u32) -> Result<Vec<ThresholdChange>, Error> {
-        let rows = sqlx::query("SELECT * FROM threshold_changes ORDER BY cid DESC LIMIT ?")
+        let rows = sqlx::query("SELECT * FROM threshold_changes ORDER BY cid DESC LIMIT $1")
             .bind(i64::from(limit))
             .fetch_all(&self.read)
             .await
             .map_err(query_err("threshold changes"))?;
-        let json =
-            |r: &sqlx::sqlite::SqliteRow, c: &str| -> Result<serde_json::Value, sqlx::Error> {
-                let s: String = r.try_get(c)?;
-                Ok(serde_json::from_str(&s).unwrap_or(serde_json::Value::Null))
-            };
+        let json = |r: &sqlx::any::AnyRow, c: &str| -> Result<serde_json::Value, sqlx::Error> {
+            let s: String = r.try_get(c)?;
+            Ok(serde_json::from_str(&s).unwrap_or(serde_json::Value::Null))
+        };
         rows.iter()
             .map(|r| {
                 Ok(ThresholdChange {
@@ -298,7 +295,7 @@ impl Store {
     }
 }
 
-fn report_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredReport, sqlx::Error> {
+fn report_from_row(r: &sqlx::any::AnyRow) -> Result<StoredReport, sqlx::Error> {
     Ok(StoredReport {
         id: r.try_get("id")?,
         created_ms: r.try_get("created_ms")?,

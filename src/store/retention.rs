@@ -37,7 +37,7 @@ impl Store {
     async fn delete_chunked(&self, table: &str, key: &str, cutoff_ms: i64) -> Result<u64, Error> {
         let sql = format!(
             "DELETE FROM {table} WHERE {key} IN \
-             (SELECT {key} FROM {table} WHERE ts_ms < ? LIMIT {DELETE_CHUNK})"
+             (SELECT {key} FROM {table} WHERE ts_ms < $1 LIMIT {DELETE_CHUNK})"
         );
         let mut total = 0;
         loop {
@@ -62,7 +62,7 @@ impl Store {
             "rollup_user_hour",
             "rollup_user_day",
         ] {
-            total += sqlx::query(&format!("DELETE FROM {table} WHERE bucket_ms < ?"))
+            total += sqlx::query(&format!("DELETE FROM {table} WHERE bucket_ms < $1"))
                 .bind(cutoff_ms)
                 .execute(&self.write)
                 .await

@@ -5,11 +5,12 @@
 //! only for the partial days at the edges.
 
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::hist::{Histogram, BUCKETS};
 use super::row::{DAY_MS, HOUR_MS};
+use super::sql::{count, num};
 use super::{query_err, Error, Store};
 
 /// One rollup row, or a sum of them (fields not grouped on are `0`/empty).
@@ -79,6 +80,15 @@ const SUMMED: [&str; 13] = [
     "response_chars",
 ];
 
+/// `SUM(c) AS c`, typed the same on both backends: `0.0` keeps `cost` a float when the range is
+/// empty, and integer sums are cast back from PostgreSQL's `numeric`.
+fn sum(c: &str) -> String {
+    match c {
+        "cost" => format!("COALESCE(SUM({c}), 0.0) AS {c}"),
+        _ => format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT) AS {c}"),
+    }
+}
+
 fn grouped_sql(table: &str, by: GroupBy) -> String {
     let (keys, group) = match by {
         GroupBy::Raw => (
@@ -92,18 +102,11 @@ fn grouped_sql(table: &str, by: GroupBy) -> String {
         GroupBy::Model => ("0 AS bucket_ms, model, '' AS outcome", " GROUP BY model"),
         GroupBy::Total => ("0 AS bucket_ms, '' AS model, '' AS outcome", ""),
     };
-    let mut cols: Vec<String> = SUMMED
-        .iter()
-        // `0.0` keeps the REAL type when the range is empty (sqlx checks column types).
-        .map(|c| match *c {
-            "cost" => format!("COALESCE(SUM({c}), 0.0) AS {c}"),
-            _ => format!("COALESCE(SUM({c}), 0) AS {c}"),
-        })
-        .collect();
+    let mut cols: Vec<String> = SUMMED.iter().map(|c| sum(c)).collect();
     cols.push("COALESCE(MAX(latency_max_us), 0) AS latency_max_us".into());
-    cols.extend((0..BUCKETS).map(|i| format!("COALESCE(SUM(h{i}), 0) AS h{i}")));
+    cols.extend((0..BUCKETS).map(|i| sum(&format!("h{i}"))));
     format!(
-        "SELECT {keys}, {} FROM {table} WHERE bucket_ms >= ? AND bucket_ms < ?{group} \
+        "SELECT {keys}, {} FROM {table} WHERE bucket_ms >= $1 AND bucket_ms < $2{group} \
          ORDER BY 1, 2, 3",
         cols.join(", ")
     )
@@ -182,15 +185,26 @@ impl Store {
         } else {
             [(from_ms, to_ms), (0, 0), (0, 0)]
         };
-        let cols = "user, requests, errors, blocked, threats, tokens, cost, latency_sum_us";
+        let cols = "\"user\", requests, errors, blocked, threats, tokens, cost, latency_sum_us";
+        let sums: Vec<String> = [
+            "requests",
+            "errors",
+            "blocked",
+            "threats",
+            "tokens",
+            "cost",
+            "latency_sum_us",
+        ]
+        .iter()
+        .map(|c| sum(c))
+        .collect();
         let sql = format!(
-            "SELECT user, SUM(requests) AS requests, SUM(errors) AS errors, SUM(blocked) AS \
-             blocked, SUM(threats) AS threats, SUM(tokens) AS tokens, SUM(cost) AS cost, \
-             SUM(latency_sum_us) AS latency_sum_us FROM ( \
-             SELECT {cols} FROM rollup_user_hour WHERE bucket_ms >= ? AND bucket_ms < ? \
-             UNION ALL SELECT {cols} FROM rollup_user_day WHERE bucket_ms >= ? AND bucket_ms < ? \
-             UNION ALL SELECT {cols} FROM rollup_user_hour WHERE bucket_ms >= ? AND bucket_ms < ?) \
-             GROUP BY user ORDER BY requests DESC, user"
+            "SELECT \"user\", {} FROM ( \
+             SELECT {cols} FROM rollup_user_hour WHERE bucket_ms >= $1 AND bucket_ms < $2 \
+             UNION ALL SELECT {cols} FROM rollup_user_day WHERE bucket_ms >= $3 AND bucket_ms < $4 \
+             UNION ALL SELECT {cols} FROM rollup_user_hour WHERE bucket_ms >= $5 AND bucket_ms < $6) \
+             AS u GROUP BY \"user\" ORDER BY requests DESC, \"user\"",
+            sums.join(", ")
         );
         let mut q = sqlx::query(&sql);
         for (a, b) in ranges {
@@ -200,18 +214,17 @@ impl Store {
             .fetch_all(&self.read)
             .await
             .map_err(query_err("user rollups"))?;
-        let get = |r: &SqliteRow, c: &str| r.try_get::<i64, _>(c).map(|v| v.max(0) as u64);
         rows.iter()
             .map(|r| {
                 Ok(UserRollupRow {
                     user: r.try_get("user")?,
-                    requests: get(r, "requests")?,
-                    errors: get(r, "errors")?,
-                    blocked: get(r, "blocked")?,
-                    threats: get(r, "threats")?,
-                    tokens: get(r, "tokens")?,
-                    cost: r.try_get("cost")?,
-                    latency_sum_us: get(r, "latency_sum_us")?,
+                    requests: count(r, "requests")?,
+                    errors: count(r, "errors")?,
+                    blocked: count(r, "blocked")?,
+                    threats: count(r, "threats")?,
+                    tokens: count(r, "tokens")?,
+                    cost: num(r, "cost")?,
+                    latency_sum_us: count(r, "latency_sum_us")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -219,8 +232,8 @@ impl Store {
     }
 }
 
-fn rollup_from_row(r: &SqliteRow) -> Result<RollupRow, sqlx::Error> {
-    let u = |c: &str| r.try_get::<i64, _>(c).map(|v| v.max(0) as u64);
+fn rollup_from_row(r: &AnyRow) -> Result<RollupRow, sqlx::Error> {
+    let u = |c: &str| count(r, c);
     let mut hist = Histogram {
         max_us: u("latency_max_us")?,
         ..Histogram::default()
@@ -244,7 +257,7 @@ fn rollup_from_row(r: &SqliteRow) -> Result<RollupRow, sqlx::Error> {
         latency_sum_us: u("latency_sum_us")?,
         prompt_tokens: u("prompt_tokens")?,
         completion_tokens: u("completion_tokens")?,
-        cost: r.try_get("cost")?,
+        cost: num(r, "cost")?,
         prompt_chars: u("prompt_chars")?,
         response_chars: u("response_chars")?,
         hist,

@@ -3,10 +3,11 @@
 //! level, action and blocked flag are copied onto it at write time so no join is needed.
 
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
 use super::read::{page, push_after, push_range, rfc3339, Cursor, Page};
+use super::sql::{count, flag, Sql};
 use super::{query_err, Error, Store};
 
 /// One detector match with its request's context.
@@ -58,7 +59,7 @@ pub struct Offender {
 
 const LEVELS: [&str; 5] = ["none", "low", "medium", "high", "critical"];
 
-fn match_from_row(r: &SqliteRow) -> Result<MatchRow, sqlx::Error> {
+fn match_from_row(r: &AnyRow) -> Result<MatchRow, sqlx::Error> {
     let ts_ms: i64 = r.try_get("ts_ms")?;
     Ok(MatchRow {
         mid: r.try_get("mid")?,
@@ -69,7 +70,7 @@ fn match_from_row(r: &SqliteRow) -> Result<MatchRow, sqlx::Error> {
         model: r.try_get("model")?,
         risk_level: r.try_get("risk_level")?,
         action: r.try_get("action")?,
-        blocked: r.try_get("blocked")?,
+        blocked: flag(r, "blocked")?,
         category: r.try_get("category")?,
         rule: r.try_get("rule")?,
         weight: r.try_get("weight")?,
@@ -91,24 +92,24 @@ impl Store {
         after: Option<Cursor>,
         limit: u32,
     ) -> Result<Page<MatchRow>, Error> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM security_matches WHERE 1=1");
+        let mut qb = Sql::new("SELECT * FROM security_matches WHERE 1=1");
         push_range(&mut qb, f.since_ms, f.until_ms);
         let eq = [
             ("risk_level", &f.risk_level),
             ("category", &f.category),
-            ("user", &f.user),
+            ("\"user\"", &f.user),
         ];
         for (col, val) in eq {
             if let Some(v) = val {
-                qb.push(format!(" AND {col} = ")).push_bind(v.clone());
+                qb.push(&format!(" AND {col} = ")).bind(v.clone());
             }
         }
         if let Some(c) = after {
             push_after(&mut qb, c, "mid", f.oldest_first);
         }
         let dir = if f.oldest_first { "ASC" } else { "DESC" };
-        qb.push(format!(" ORDER BY ts_ms {dir}, mid {dir} LIMIT "))
-            .push_bind(i64::from(limit));
+        qb.push(&format!(" ORDER BY ts_ms {dir}, mid {dir} LIMIT "))
+            .bind(i64::from(limit));
         let rows = qb
             .build()
             .fetch_all(&self.read)
@@ -136,7 +137,7 @@ impl Store {
     ) -> Result<Vec<(String, u64)>, Error> {
         let rows = sqlx::query(
             "SELECT category, COUNT(DISTINCT request_id) AS n FROM security_matches \
-             WHERE ts_ms >= ? AND ts_ms < ? GROUP BY category ORDER BY n DESC, category",
+             WHERE ts_ms >= $1 AND ts_ms < $2 GROUP BY category ORDER BY n DESC, category",
         )
         .bind(since_ms)
         .bind(until_ms)
@@ -165,12 +166,12 @@ impl Store {
         n: u32,
     ) -> Result<Vec<Offender>, Error> {
         let rows = sqlx::query(
-            "SELECT user, COUNT(DISTINCT request_id) AS requests, COUNT(*) AS matches, \
-             COUNT(DISTINCT CASE WHEN blocked THEN request_id END) AS blocked, \
+            "SELECT \"user\", COUNT(DISTINCT request_id) AS requests, COUNT(*) AS matches, \
+             COUNT(DISTINCT CASE WHEN blocked <> 0 THEN request_id END) AS blocked, \
              MAX(CASE risk_level WHEN 'low' THEN 1 WHEN 'medium' THEN 2 WHEN 'high' THEN 3 \
              WHEN 'critical' THEN 4 ELSE 0 END) AS lvl FROM security_matches \
-             WHERE ts_ms >= ? AND ts_ms < ? AND user IS NOT NULL GROUP BY user \
-             ORDER BY requests DESC, user LIMIT ?",
+             WHERE ts_ms >= $1 AND ts_ms < $2 AND \"user\" IS NOT NULL GROUP BY \"user\" \
+             ORDER BY requests DESC, \"user\" LIMIT $3",
         )
         .bind(since_ms)
         .bind(until_ms)
@@ -178,7 +179,7 @@ impl Store {
         .fetch_all(&self.read)
         .await
         .map_err(query_err("top offenders"))?;
-        let u = |r: &SqliteRow, c: &str| r.try_get::<i64, _>(c).map(|v| v.max(0) as u64);
+        let u = |r: &AnyRow, c: &str| r.try_get::<i64, _>(c).map(|v| v.max(0) as u64);
         rows.iter()
             .map(|r| {
                 let lvl = u(r, "lvl")? as usize;
@@ -192,5 +193,35 @@ impl Store {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(query_err("top offenders"))
+    }
+
+    /// Per identified user: high-risk requests (level high or critical, behaviour escalations
+    /// not counted) since `since_ms`, and the newest one's time. What each replica's behaviour
+    /// window merges from the fleet (`detect::Behaviour::merge_fleet`).
+    ///
+    /// # Errors
+    /// The query fails.
+    pub async fn high_risk_by_user(&self, since_ms: i64) -> Result<Vec<(String, u32, i64)>, Error> {
+        let rows = sqlx::query(
+            "SELECT \"user\", COUNT(*) AS n, MAX(ts_ms) AS last_ms FROM requests r \
+             WHERE ts_ms >= $1 AND risk_level IN ('high', 'critical') AND \"user\" IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM security_matches m \
+             WHERE m.request_id = r.id AND m.rule = $2) GROUP BY \"user\"",
+        )
+        .bind(since_ms)
+        .bind(crate::detect::behaviour::ESCALATION_RULE)
+        .fetch_all(&self.read)
+        .await
+        .map_err(query_err("high-risk requests by user"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("user")?,
+                    u32::try_from(count(r, "n")?).unwrap_or(u32::MAX),
+                    r.try_get("last_ms")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query_err("high-risk requests by user"))
     }
 }

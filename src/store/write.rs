@@ -1,33 +1,40 @@
 //! One batch, one transaction: request rows, match rows and rollup upserts, all or nothing.
 //!
 //! Trade-off: multi-row `INSERT … VALUES (…),(…)` statements (a few hundred rows each) instead of
-//! one statement per row, because each statement is a round trip to sqlx's SQLite worker thread.
-//! `INSERT OR IGNORE` on the request id makes a retried batch harmless for the rows; rollups are
-//! only ever written in the same transaction, so they cannot double-count a committed batch.
+//! one statement per row, because each statement is a round trip (to sqlx's SQLite worker thread,
+//! or to the PostgreSQL server). `ON CONFLICT (id) DO NOTHING` on the request id makes a retried
+//! batch harmless for the rows; rollups are only ever written in the same transaction, so they
+//! cannot double-count a committed batch.
+//!
+//! Fleet mode: several replicas upsert the same rollup rows concurrently. Each batch upserts its
+//! rollup keys in sorted order, so two transactions lock shared rows in the same order and
+//! cannot deadlock; a batch that still fails is retried by the writer.
 
 use std::sync::{Arc, OnceLock};
 
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 
 use crate::config::CaptureConfig;
 use crate::event::Exchange;
 
 use super::hist::BUCKETS;
 use super::row::{self, Agg, Rollups, UserAgg};
+use super::sql::Sql;
 use super::{Error, Store};
 use crate::redact::{cap, redact};
 
-const REQUEST_COLUMNS: &str = "id, ts_ms, user, team, session, endpoint, method, path, model, \
+const REQUEST_COLUMNS: &str = "id, ts_ms, \"user\", team, session, endpoint, method, path, model, \
     upstream_model, response_model, upstream, upstream_request_id, stream, status, outcome, \
     error_kind, blame, attempts, latency_us, ttfb_us, ttft_us, prompt_tokens, completion_tokens, \
     cached_tokens, reasoning_tokens, cost, bytes_in, bytes_out, prompt_chars, response_chars, \
     risk_level, risk_score, action, blocked, shadow, categories, scan_us, learned_score, prompt, \
     response";
 
-const MATCH_COLUMNS: &str = "request_id, ts_ms, user, model, risk_level, action, blocked, \
+const MATCH_COLUMNS: &str = "request_id, ts_ms, \"user\", model, risk_level, action, blocked, \
     category, rule, weight, segment, span_start, span_end, snippet";
 
-/// Rows per statement: 41 columns × 400 stays far below SQLite's 32766 bound parameters.
+/// Rows per statement: 41 columns × 400 stays far below SQLite's 32766 and PostgreSQL's 65535
+/// bound parameters.
 const ROWS_PER_INSERT: usize = 400;
 /// Match snippets are detector output copied from the prompt: kept short.
 const SNIPPET_MAX_BYTES: usize = 200;
@@ -88,60 +95,59 @@ fn derive(ex: &Exchange, capture: &CaptureConfig) -> Derived {
 }
 
 async fn insert_requests(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     batch: &[Arc<Exchange>],
     capture: &CaptureConfig,
 ) -> Result<(), sqlx::Error> {
     let derived: Vec<Derived> = batch.iter().map(|ex| derive(ex, capture)).collect();
     let rows: Vec<(&Exchange, &Derived)> = batch.iter().map(|e| &**e).zip(&derived).collect();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!(
-            "INSERT OR IGNORE INTO requests ({REQUEST_COLUMNS}) "
-        ));
-        qb.push_values(chunk, |mut b, &(ex, d)| {
+        let mut qb = Sql::new(format!("INSERT INTO requests ({REQUEST_COLUMNS})"));
+        qb.values(chunk, |b, &(ex, d)| {
             let v = ex.verdict.as_deref();
-            b.push_bind(ex.id.as_str())
-                .push_bind(ex.started_unix_ms())
-                .push_bind(ex.user.as_deref())
-                .push_bind(ex.team.as_deref())
-                .push_bind(ex.session.as_deref())
-                .push_bind(ex.endpoint.as_str())
-                .push_bind(ex.method.as_str())
-                .push_bind(ex.path.as_str())
-                .push_bind(ex.model.as_deref())
-                .push_bind(ex.upstream_model.as_deref())
-                .push_bind(ex.response_model.as_deref())
-                .push_bind(ex.upstream.as_deref())
-                .push_bind(ex.upstream_request_id.as_deref())
-                .push_bind(ex.stream)
-                .push_bind(i64::from(ex.status))
-                .push_bind(ex.outcome.as_str())
-                .push_bind(ex.error_kind)
-                .push_bind(ex.blame.map(|b| b.as_str()))
-                .push_bind(i64::from(ex.attempts))
-                .push_bind(row::us(ex.latency))
-                .push_bind(ex.ttfb.map(row::us))
-                .push_bind(ex.ttft.map(row::us))
-                .push_bind(row::opt_i64(ex.usage.prompt_tokens))
-                .push_bind(row::opt_i64(ex.usage.completion_tokens))
-                .push_bind(row::opt_i64(ex.usage.cached_tokens))
-                .push_bind(row::opt_i64(ex.usage.reasoning_tokens))
-                .push_bind(ex.cost)
-                .push_bind(row::opt_i64(Some(ex.bytes_in)))
-                .push_bind(row::opt_i64(Some(ex.bytes_out)))
-                .push_bind(row::opt_i64(ex.prompt_chars))
-                .push_bind(row::opt_i64(ex.response_chars))
-                .push_bind(v.map(|v| v.level.as_str()))
-                .push_bind(v.map(|v| f64::from(v.score)))
-                .push_bind(v.map(|v| row::action_str(v.action)))
-                .push_bind(row::is_blocked(ex))
-                .push_bind(v.map(|v| v.shadow))
-                .push_bind(d.categories.as_deref())
-                .push_bind(v.map(|v| i64::from(v.scan_us)))
-                .push_bind(v.and_then(|v| v.learned_score).map(f64::from))
-                .push_bind(d.prompt.as_deref())
-                .push_bind(d.response.as_deref());
+            b.bind(ex.id.as_str())
+                .bind(ex.started_unix_ms())
+                .bind(ex.user.as_deref())
+                .bind(ex.team.as_deref())
+                .bind(ex.session.as_deref())
+                .bind(ex.endpoint.as_str())
+                .bind(ex.method.as_str())
+                .bind(ex.path.as_str())
+                .bind(ex.model.as_deref())
+                .bind(ex.upstream_model.as_deref())
+                .bind(ex.response_model.as_deref())
+                .bind(ex.upstream.as_deref())
+                .bind(ex.upstream_request_id.as_deref())
+                .bind(i64::from(ex.stream))
+                .bind(i64::from(ex.status))
+                .bind(ex.outcome.as_str())
+                .bind(ex.error_kind)
+                .bind(ex.blame.map(|b| b.as_str()))
+                .bind(i64::from(ex.attempts))
+                .bind(row::us(ex.latency))
+                .bind(ex.ttfb.map(row::us))
+                .bind(ex.ttft.map(row::us))
+                .bind(row::opt_i64(ex.usage.prompt_tokens))
+                .bind(row::opt_i64(ex.usage.completion_tokens))
+                .bind(row::opt_i64(ex.usage.cached_tokens))
+                .bind(row::opt_i64(ex.usage.reasoning_tokens))
+                .bind(ex.cost)
+                .bind(row::opt_i64(Some(ex.bytes_in)))
+                .bind(row::opt_i64(Some(ex.bytes_out)))
+                .bind(row::opt_i64(ex.prompt_chars))
+                .bind(row::opt_i64(ex.response_chars))
+                .bind(v.map(|v| v.level.as_str()))
+                .bind(v.map(|v| f64::from(v.score)))
+                .bind(v.map(|v| row::action_str(v.action)))
+                .bind(i64::from(row::is_blocked(ex)))
+                .bind(v.map(|v| i64::from(v.shadow)))
+                .bind(d.categories.as_deref())
+                .bind(v.map(|v| i64::from(v.scan_us)))
+                .bind(v.and_then(|v| v.learned_score).map(f64::from))
+                .bind(d.prompt.as_deref())
+                .bind(d.response.as_deref());
         });
+        qb.push(" ON CONFLICT (id) DO NOTHING");
         qb.build().execute(&mut **tx).await?;
     }
     Ok(())
@@ -157,7 +163,7 @@ struct MatchValues<'a> {
 }
 
 async fn insert_matches(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     batch: &[Arc<Exchange>],
     redact_snippets: bool,
 ) -> Result<(), sqlx::Error> {
@@ -187,23 +193,22 @@ async fn insert_matches(
         }
     }
     for chunk in rows.chunks(ROWS_PER_INSERT * 2) {
-        let mut qb =
-            QueryBuilder::<Sqlite>::new(format!("INSERT INTO security_matches ({MATCH_COLUMNS}) "));
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.ex.id.as_str())
-                .push_bind(r.ex.started_unix_ms())
-                .push_bind(r.ex.user.as_deref())
-                .push_bind(row::model_key(r.ex))
-                .push_bind(r.level)
-                .push_bind(r.action)
-                .push_bind(row::is_blocked(r.ex))
-                .push_bind(r.m.category.as_str())
-                .push_bind(&*r.m.rule)
-                .push_bind(f64::from(r.m.weight))
-                .push_bind(i64::from(r.m.segment))
-                .push_bind(row::opt_i64(Some(r.m.span.0 as u64)))
-                .push_bind(row::opt_i64(Some(r.m.span.1 as u64)))
-                .push_bind(r.snippet.as_str());
+        let mut qb = Sql::new(format!("INSERT INTO security_matches ({MATCH_COLUMNS})"));
+        qb.values(chunk, |b, r| {
+            b.bind(r.ex.id.as_str())
+                .bind(r.ex.started_unix_ms())
+                .bind(r.ex.user.as_deref())
+                .bind(row::model_key(r.ex))
+                .bind(r.level)
+                .bind(r.action)
+                .bind(i64::from(row::is_blocked(r.ex)))
+                .bind(r.m.category.as_str())
+                .bind(&*r.m.rule)
+                .bind(f64::from(r.m.weight))
+                .bind(i64::from(r.m.segment))
+                .bind(row::opt_i64(Some(r.m.span.0 as u64)))
+                .bind(row::opt_i64(Some(r.m.span.1 as u64)))
+                .bind(r.snippet.as_str());
         });
         qb.build().execute(&mut **tx).await?;
     }
@@ -238,13 +243,15 @@ fn rollup_sql(table: &str) -> (String, String) {
     let sets: Vec<String> = cols
         .iter()
         .map(|c| match *c {
-            "latency_max_us" => format!("{c} = MAX({c}, excluded.{c})"),
-            _ => format!("{c} = {c} + excluded.{c}"),
+            "latency_max_us" => format!(
+                "{c} = CASE WHEN excluded.{c} > {table}.{c} THEN excluded.{c} ELSE {table}.{c} END"
+            ),
+            _ => format!("{c} = {table}.{c} + excluded.{c}"),
         })
         .collect();
     (
         format!(
-            "INSERT INTO {table} (bucket_ms, model, outcome, {}) ",
+            "INSERT INTO {table} (bucket_ms, model, outcome, {})",
             cols.join(", ")
         ),
         format!(
@@ -262,28 +269,29 @@ fn rollup_statements() -> &'static [(String, String); 2] {
 /// Rollup rows per statement: 43 columns × 300 stays below the bound-parameter limit.
 const ROLLUPS_PER_UPSERT: usize = 300;
 
-async fn upsert_rollups(tx: &mut Transaction<'_, Sqlite>, r: &Rollups) -> Result<(), sqlx::Error> {
+async fn upsert_rollups(tx: &mut Transaction<'_, Any>, r: &Rollups) -> Result<(), sqlx::Error> {
     for (map, (head, tail)) in [&r.minute, &r.hour].into_iter().zip(rollup_statements()) {
-        let rows: Vec<(&(i64, String, &'static str), &Agg)> = map.iter().collect();
+        let mut rows: Vec<(&(i64, String, &'static str), &Agg)> = map.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for chunk in rows.chunks(ROLLUPS_PER_UPSERT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(head.as_str());
-            qb.push_values(chunk, |mut b, (k, a)| {
-                b.push_bind(k.0).push_bind(k.1.as_str()).push_bind(k.2);
+            let mut qb = Sql::new(head.as_str());
+            qb.values(chunk, |b, (k, a)| {
+                b.bind(k.0).bind(k.1.as_str()).bind(k.2);
                 let ints = [a.requests, a.errors, a.blocked, a.threats[0], a.threats[1]];
                 ints.iter().for_each(|v| {
-                    b.push_bind(*v);
+                    b.bind(*v);
                 });
-                b.push_bind(a.threats[2])
-                    .push_bind(a.threats[3])
-                    .push_bind(a.latency_sum_us)
-                    .push_bind(a.latency_max_us)
-                    .push_bind(a.prompt_tokens)
-                    .push_bind(a.completion_tokens)
-                    .push_bind(a.cost)
-                    .push_bind(a.prompt_chars)
-                    .push_bind(a.response_chars);
+                b.bind(a.threats[2])
+                    .bind(a.threats[3])
+                    .bind(a.latency_sum_us)
+                    .bind(a.latency_max_us)
+                    .bind(a.prompt_tokens)
+                    .bind(a.completion_tokens)
+                    .bind(a.cost)
+                    .bind(a.prompt_chars)
+                    .bind(a.response_chars);
                 a.hist.iter().for_each(|h| {
-                    b.push_bind(*h);
+                    b.bind(*h);
                 });
             });
             qb.push(tail.as_str());
@@ -295,33 +303,44 @@ async fn upsert_rollups(tx: &mut Transaction<'_, Sqlite>, r: &Rollups) -> Result
 }
 
 async fn upsert_users(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     table: &str,
     users: &std::collections::HashMap<(i64, String), UserAgg>,
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<(&(i64, String), &UserAgg)> = users.iter().collect();
+    let mut rows: Vec<(&(i64, String), &UserAgg)> = users.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
     for chunk in rows.chunks(ROWS_PER_INSERT * 2) {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!(
-            "INSERT INTO {table} (bucket_ms, user, requests, errors, blocked, threats, tokens, \
-             cost, latency_sum_us) "
+        let mut qb = Sql::new(format!(
+            "INSERT INTO {table} (bucket_ms, \"user\", requests, errors, blocked, threats, \
+                 tokens, cost, latency_sum_us)"
         ));
-        qb.push_values(chunk, |mut b, (k, u)| {
-            b.push_bind(k.0)
-                .push_bind(k.1.as_str())
-                .push_bind(u.requests)
-                .push_bind(u.errors)
-                .push_bind(u.blocked)
-                .push_bind(u.threats)
-                .push_bind(u.tokens)
-                .push_bind(u.cost)
-                .push_bind(u.latency_sum_us);
+        qb.values(chunk, |b, (k, u)| {
+            b.bind(k.0)
+                .bind(k.1.as_str())
+                .bind(u.requests)
+                .bind(u.errors)
+                .bind(u.blocked)
+                .bind(u.threats)
+                .bind(u.tokens)
+                .bind(u.cost)
+                .bind(u.latency_sum_us);
         });
-        qb.push(
-            " ON CONFLICT (bucket_ms, user) DO UPDATE SET requests = requests + excluded.requests, \
-             errors = errors + excluded.errors, blocked = blocked + excluded.blocked, \
-             threats = threats + excluded.threats, tokens = tokens + excluded.tokens, \
-             cost = cost + excluded.cost, latency_sum_us = latency_sum_us + excluded.latency_sum_us",
-        );
+        let sets: Vec<String> = [
+            "requests",
+            "errors",
+            "blocked",
+            "threats",
+            "tokens",
+            "cost",
+            "latency_sum_us",
+        ]
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect();
+        qb.push(&format!(
+            " ON CONFLICT (bucket_ms, \"user\") DO UPDATE SET {}",
+            sets.join(", ")
+        ));
         qb.build().execute(&mut **tx).await?;
     }
     Ok(())
