@@ -74,91 +74,97 @@ fn close(a: f64, b: f64) -> bool {
 
 #[tokio::test]
 async fn usage_matches_the_hand_computed_fixture() {
-    let (_dir, store) = temp_store().await;
-    store
-        .insert_batch(&fixture(), &CaptureConfig::default())
-        .await
-        .expect("write");
-    let now = MONDAY_MS + 10 * HOUR_MS + 30 * MIN;
-    let u = usage_at(&store, now, 1).await.expect("usage");
-    let g = &u.general_metrics;
-    assert_eq!(g.total_requests, 7);
-    assert!(close(g.error_rate, 1.0 / 7.0), "{}", g.error_rate);
-    assert_eq!(
-        (g.unique_users, g.blocked_requests, g.total_tokens),
-        (3, 1, 1050)
-    );
-    assert!(close(g.total_cost, 0.007), "{}", g.total_cost);
-    assert!(close(g.avg_latency, 2.9 / 7.0), "{}", g.avg_latency);
-    // Six in (0.10, 0.15], one in (1.5, 2]: p50 rank 3.5 → 0.1 + 3.5/6·0.05.
-    assert!(
-        close(g.p50_latency, 0.1 + 3.5 / 6.0 * 0.05),
-        "{}",
-        g.p50_latency
-    );
-    assert!(close(g.p95_latency, 1.5 + 0.65 * 0.5), "{}", g.p95_latency);
-    assert!(close(g.p99_latency, 1.5 + 0.93 * 0.5), "{}", g.p99_latency);
+    for t in temp_stores().await {
+        let store = t.store;
+        eprintln!("backend: {}", t.backend);
+        store
+            .insert_batch(&fixture(), &CaptureConfig::default())
+            .await
+            .expect("write");
+        let now = MONDAY_MS + 10 * HOUR_MS + 30 * MIN;
+        let u = usage_at(&store, now, 1).await.expect("usage");
+        let g = &u.general_metrics;
+        assert_eq!(g.total_requests, 7);
+        assert!(close(g.error_rate, 1.0 / 7.0), "{}", g.error_rate);
+        assert_eq!(
+            (g.unique_users, g.blocked_requests, g.total_tokens),
+            (3, 1, 1050)
+        );
+        assert!(close(g.total_cost, 0.007), "{}", g.total_cost);
+        assert!(close(g.avg_latency, 2.9 / 7.0), "{}", g.avg_latency);
+        // Six in (0.10, 0.15], one in (1.5, 2]: p50 rank 3.5 → 0.1 + 3.5/6·0.05.
+        assert!(
+            close(g.p50_latency, 0.1 + 3.5 / 6.0 * 0.05),
+            "{}",
+            g.p50_latency
+        );
+        assert!(close(g.p95_latency, 1.5 + 0.65 * 0.5), "{}", g.p95_latency);
+        assert!(close(g.p99_latency, 1.5 + 0.93 * 0.5), "{}", g.p99_latency);
 
-    let models: Vec<(&str, u64, u64)> = u
-        .by_model
-        .iter()
-        .map(|m| (m.model.as_str(), m.requests, m.errors))
-        .collect();
-    assert_eq!(models, [("gpt-4o-mini", 5, 0), ("claude", 2, 1)]);
-    assert!(close(u.by_model[1].error_rate, 0.5));
-    let users: Vec<(&str, u64)> = u
-        .by_user
-        .iter()
-        .map(|x| (x.user.as_str(), x.requests))
-        .collect();
-    assert_eq!(users, [("alice", 4), ("bob", 2), ("mallory", 1)]);
+        let models: Vec<(&str, u64, u64)> = u
+            .by_model
+            .iter()
+            .map(|m| (m.model.as_str(), m.requests, m.errors))
+            .collect();
+        assert_eq!(models, [("gpt-4o-mini", 5, 0), ("claude", 2, 1)]);
+        assert!(close(u.by_model[1].error_rate, 0.5));
+        let users: Vec<(&str, u64)> = u
+            .by_user
+            .iter()
+            .map(|x| (x.user.as_str(), x.requests))
+            .collect();
+        assert_eq!(users, [("alice", 4), ("bob", 2), ("mallory", 1)]);
 
-    assert_eq!(u.timeseries.bucket, "hour");
-    assert_eq!(u.timeseries.points.len(), 24);
-    assert_eq!(u.timeseries.points[0].timestamp, "2026-01-04T11:00:00Z");
-    let busy: Vec<(usize, u64, u64)> = u
-        .timeseries
-        .points
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.requests > 0)
-        .map(|(i, p)| (i, p.requests, p.errors))
-        .collect();
-    assert_eq!(busy, [(12, 1, 0), (22, 5, 1), (23, 1, 0)]);
+        assert_eq!(u.timeseries.bucket, "hour");
+        assert_eq!(u.timeseries.points.len(), 24);
+        assert_eq!(u.timeseries.points[0].timestamp, "2026-01-04T11:00:00Z");
+        let busy: Vec<(usize, u64, u64)> = u
+            .timeseries
+            .points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.requests > 0)
+            .map(|(i, p)| (i, p.requests, p.errors))
+            .collect();
+        assert_eq!(busy, [(12, 1, 0), (22, 5, 1), (23, 1, 0)]);
 
-    let hours = &u.temporal_patterns.by_hour_of_day;
-    assert_eq!(
-        (hours[9].requests, hours[10].requests, hours[23].requests),
-        (5, 1, 1)
-    );
-    assert_eq!(hours.iter().map(|h| h.requests).sum::<u64>(), 7);
-    let days = &u.temporal_patterns.by_weekday;
-    assert_eq!((days[0].key.as_str(), days[0].requests), ("monday", 6));
-    assert_eq!((days[6].key.as_str(), days[6].requests), ("sunday", 1));
-    assert!(u.anomalies.is_empty(), "{:?}", u.anomalies);
+        let hours = &u.temporal_patterns.by_hour_of_day;
+        assert_eq!(
+            (hours[9].requests, hours[10].requests, hours[23].requests),
+            (5, 1, 1)
+        );
+        assert_eq!(hours.iter().map(|h| h.requests).sum::<u64>(), 7);
+        let days = &u.temporal_patterns.by_weekday;
+        assert_eq!((days[0].key.as_str(), days[0].requests), ("monday", 6));
+        assert_eq!((days[6].key.as_str(), days[6].requests), ("sunday", 1));
+        assert!(u.anomalies.is_empty(), "{:?}", u.anomalies);
+    }
 }
 
 #[tokio::test]
 async fn security_summary_counts_levels_categories_and_offenders() {
-    let (_dir, store) = temp_store().await;
-    store
-        .insert_batch(&fixture(), &CaptureConfig::default())
-        .await
-        .expect("write");
-    let s = security_summary(&store, MONDAY_MS - 2 * HOUR_MS, MONDAY_MS + 11 * HOUR_MS)
-        .await
-        .expect("summary");
-    assert_eq!((s.total_requests, s.threats, s.blocked), (7, 1, 1));
-    assert_eq!(s.by_level["high"], 1);
-    assert_eq!(s.by_category["prompt_injection"], 1);
-    assert_eq!(s.top_users.len(), 1);
-    assert_eq!(
-        (
-            s.top_users[0].user.as_str(),
-            s.top_users[0].max_level.as_str()
-        ),
-        ("mallory", "high")
-    );
+    for t in temp_stores().await {
+        let store = t.store;
+        eprintln!("backend: {}", t.backend);
+        store
+            .insert_batch(&fixture(), &CaptureConfig::default())
+            .await
+            .expect("write");
+        let s = security_summary(&store, MONDAY_MS - 2 * HOUR_MS, MONDAY_MS + 11 * HOUR_MS)
+            .await
+            .expect("summary");
+        assert_eq!((s.total_requests, s.threats, s.blocked), (7, 1, 1));
+        assert_eq!(s.by_level["high"], 1);
+        assert_eq!(s.by_category["prompt_injection"], 1);
+        assert_eq!(s.top_users.len(), 1);
+        assert_eq!(
+            (
+                s.top_users[0].user.as_str(),
+                s.top_users[0].max_level.as_str()
+            ),
+            ("mallory", "high")
+        );
+    }
 }
 
 #[test]
@@ -182,14 +188,17 @@ fn live_windows_count_what_finished_inside_them() {
 
 #[tokio::test]
 async fn an_empty_store_gives_zeros_not_errors() {
-    let (_dir, store) = temp_store().await;
-    let u = usage_at(&store, MONDAY_MS, 7)
-        .await
-        .expect("usage on an empty store");
-    assert_eq!(u.general_metrics.total_requests, 0);
-    assert_eq!(u.timeseries.points.len(), 168);
-    let s = security_summary(&store, MONDAY_MS - 7 * 24 * HOUR_MS, MONDAY_MS + 90_000)
-        .await
-        .expect("summary on an empty store");
-    assert_eq!((s.total_requests, s.threats), (0, 0));
+    for t in temp_stores().await {
+        let store = t.store;
+        eprintln!("backend: {}", t.backend);
+        let u = usage_at(&store, MONDAY_MS, 7)
+            .await
+            .expect("usage on an empty store");
+        assert_eq!(u.general_metrics.total_requests, 0);
+        assert_eq!(u.timeseries.points.len(), 168);
+        let s = security_summary(&store, MONDAY_MS - 7 * 24 * HOUR_MS, MONDAY_MS + 90_000)
+            .await
+            .expect("summary on an empty store");
+        assert_eq!((s.total_requests, s.threats), (0, 0));
+    }
 }

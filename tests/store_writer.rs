@@ -23,61 +23,67 @@ fn writer_cfg(batch: usize, flush_ms: u64) -> WriterConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_producers_lose_nothing() {
-    let (_dir, store) = temp_store().await;
-    let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let flushes = Arc::new(AtomicUsize::new(0));
-    let mut cfg = writer_cfg(256, 50);
-    let seen = flushes.clone();
-    cfg.observer = Some(Arc::new(move |s| {
-        assert!(s.ok, "batch failed");
-        seen.fetch_add(s.records, Ordering::Relaxed);
-    }));
-    let writer = tokio::spawn(run_writer(store.clone(), rx, cfg));
-    let producers: Vec<_> = (0..8)
-        .map(|p| {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                for i in 0..1_000 {
-                    let ex = exchange(
-                        &format!("p{p}-{i}"),
-                        MONDAY_MS + i,
-                        "gpt-4o-mini",
-                        Some("u1"),
-                        120,
-                    );
-                    tx.send(Arc::new(ex)).await.expect("writer alive");
-                }
+    for t in temp_stores().await {
+        let store = t.store;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let flushes = Arc::new(AtomicUsize::new(0));
+        let mut cfg = writer_cfg(256, 50);
+        let seen = flushes.clone();
+        cfg.observer = Some(Arc::new(move |s| {
+            assert!(s.ok, "batch failed");
+            seen.fetch_add(s.records, Ordering::Relaxed);
+        }));
+        let writer = tokio::spawn(run_writer(store.clone(), rx, cfg));
+        let producers: Vec<_> = (0..8)
+            .map(|p| {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    for i in 0..1_000 {
+                        let ex = exchange(
+                            &format!("p{p}-{i}"),
+                            MONDAY_MS + i,
+                            "gpt-4o-mini",
+                            Some("u1"),
+                            120,
+                        );
+                        tx.send(Arc::new(ex)).await.expect("writer alive");
+                    }
+                })
             })
-        })
-        .collect();
-    for p in producers {
-        p.await.expect("producer");
+            .collect();
+        for p in producers {
+            p.await.expect("producer");
+        }
+        drop(tx);
+        let summary = writer.await.expect("writer task");
+        assert_eq!(summary.written, 8_000);
+        assert_eq!(flushes.load(Ordering::Relaxed), 8_000);
+        let n = store.count_requests(0, i64::MAX).await.expect("count");
+        assert_eq!(n, 8_000, "{}: every record sent must be a row", t.backend);
     }
-    drop(tx);
-    let summary = writer.await.expect("writer task");
-    assert_eq!(summary.written, 8_000);
-    assert_eq!(flushes.load(Ordering::Relaxed), 8_000);
-    let n = store.count_requests(0, i64::MAX).await.expect("count");
-    assert_eq!(n, 8_000, "every record sent must be a row");
 }
 
 #[tokio::test]
 async fn closing_the_channel_mid_load_drains_everything() {
-    let (_dir, store) = temp_store().await;
-    // Big batch and long flush: without the drain, records would sit in the buffer.
-    let (tx, rx) = tokio::sync::mpsc::channel(10_000);
-    for i in 0..5_000 {
-        let ex = exchange(&format!("r{i}"), MONDAY_MS + i, "m", None, 10);
-        tx.try_send(Arc::new(ex)).expect("room in channel");
+    for t in temp_stores().await {
+        let store = t.store;
+        // Big batch and long flush: without the drain, records would sit in the buffer.
+        let (tx, rx) = tokio::sync::mpsc::channel(10_000);
+        for i in 0..5_000 {
+            let ex = exchange(&format!("r{i}"), MONDAY_MS + i, "m", None, 10);
+            tx.try_send(Arc::new(ex)).expect("room in channel");
+        }
+        let writer = tokio::spawn(run_writer(store.clone(), rx, writer_cfg(4096, 60_000)));
+        drop(tx);
+        let summary = writer.await.expect("writer task");
+        assert_eq!(summary.written, 5_000);
+        assert_eq!(
+            store.count_requests(0, i64::MAX).await.expect("count"),
+            5_000,
+            "{}",
+            t.backend
+        );
     }
-    let writer = tokio::spawn(run_writer(store.clone(), rx, writer_cfg(4096, 60_000)));
-    drop(tx);
-    let summary = writer.await.expect("writer task");
-    assert_eq!(summary.written, 5_000);
-    assert_eq!(
-        store.count_requests(0, i64::MAX).await.expect("count"),
-        5_000
-    );
 }
 
 #[tokio::test]
@@ -104,61 +110,95 @@ async fn committed_rows_survive_reopening_and_duplicates_are_ignored() {
 }
 
 #[tokio::test]
-async fn capture_is_stored_only_when_configured_and_redacted() {
-    let (_dir, store) = temp_store().await;
-    let mut ex = exchange("cap", MONDAY_MS, "m", None, 5);
-    ex.capture = Some(Capture {
-        prompt: Some("my key is sk-abcdefghijklmnopqrstuv ok".into()),
-        response: Some("fine".into()),
-    });
-    let ex = Arc::new(ex);
-    let on = CaptureConfig {
-        prompts: true,
-        max_bytes: 20,
-        ..CaptureConfig::default()
-    };
+async fn postgres_rows_survive_reconnecting_and_duplicates_are_ignored() {
+    let Some(server) = postgres_url() else { return };
+    let url = fresh_postgres_db(&server).await;
+    let batch: Vec<_> = (0..10)
+        .map(|i| Arc::new(exchange(&format!("id{i}"), MONDAY_MS, "m", Some("u"), 5)))
+        .collect();
+    {
+        let store = Store::connect(&url).await.expect("connect");
+        store
+            .insert_batch(&batch, &CaptureConfig::default())
+            .await
+            .expect("write");
+        store.close().await;
+    }
+    // A second connection migrates nothing twice and sees the rows.
+    let store = Store::connect(&url).await.expect("reconnect");
     store
-        .insert_batch(std::slice::from_ref(&ex), &on)
+        .insert_batch(&batch[..3], &CaptureConfig::default())
         .await
-        .expect("write");
-    let row = store.request("cap").await.expect("query").expect("row");
-    assert_eq!(row.prompt.as_deref(), Some("my key is [REDACTED]"));
-    assert_eq!(row.response, None, "responses not configured");
-    let page = store
-        .requests(&RequestFilter::default(), None, 10)
-        .await
-        .expect("page");
-    assert_eq!(page.items.len(), 1);
+        .expect("rewrite");
+    assert_eq!(store.count_requests(0, i64::MAX).await.expect("count"), 10);
+    let hours = store.rollups(0, i64::MAX, true).await.expect("rollups");
+    assert_eq!(
+        hours.iter().map(|h| h.requests).sum::<u64>(),
+        13,
+        "rollups count what was sent: a retried batch is the writer's to avoid"
+    );
+}
+
+#[tokio::test]
+async fn capture_is_stored_only_when_configured_and_redacted() {
+    for t in temp_stores().await {
+        let store = t.store;
+        let mut ex = exchange("cap", MONDAY_MS, "m", None, 5);
+        ex.capture = Some(Capture {
+            prompt: Some("my key is sk-abcdefghijklmnopqrstuv ok".into()),
+            response: Some("fine".into()),
+        });
+        let ex = Arc::new(ex);
+        let on = CaptureConfig {
+            prompts: true,
+            max_bytes: 20,
+            ..CaptureConfig::default()
+        };
+        store
+            .insert_batch(std::slice::from_ref(&ex), &on)
+            .await
+            .expect("write");
+        let row = store.request("cap").await.expect("query").expect("row");
+        assert_eq!(row.prompt.as_deref(), Some("my key is [REDACTED]"));
+        assert_eq!(row.response, None, "responses not configured");
+        let page = store
+            .requests(&RequestFilter::default(), None, 10)
+            .await
+            .expect("page");
+        assert_eq!(page.items.len(), 1, "{}", t.backend);
+    }
 }
 
 #[tokio::test]
 async fn matches_and_rollups_are_written_with_the_rows() {
-    let (_dir, store) = temp_store().await;
-    let ex = blocked(
-        exchange("b1", MONDAY_MS, "m", Some("eve"), 3),
-        gatehouse::detect::RiskLevel::High,
-    );
-    store
-        .insert_batch(&[Arc::new(ex)], &CaptureConfig::default())
-        .await
-        .expect("write");
-    let events = store
-        .security_events(&Default::default(), None, 10)
-        .await
-        .expect("events");
-    assert_eq!(events.items.len(), 1);
-    assert_eq!(events.items[0].category, "prompt_injection");
-    assert!(
-        events.items[0].snippet.contains("[REDACTED]"),
-        "e-mail in snippet is masked"
-    );
-    let hours = store.rollups(0, i64::MAX, true).await.expect("rollups");
-    assert_eq!(hours.len(), 1);
-    assert_eq!(
-        (hours[0].requests, hours[0].blocked, hours[0].threats[2]),
-        (1, 1, 1)
-    );
-    let purged = store.purge_before(MONDAY_MS + 1).await.expect("purge");
-    assert_eq!((purged.requests, purged.matches), (1, 1));
-    assert_eq!(store.count_requests(0, i64::MAX).await.expect("count"), 0);
+    for t in temp_stores().await {
+        let store = t.store;
+        let ex = blocked(
+            exchange("b1", MONDAY_MS, "m", Some("eve"), 3),
+            gatehouse::detect::RiskLevel::High,
+        );
+        store
+            .insert_batch(&[Arc::new(ex)], &CaptureConfig::default())
+            .await
+            .expect("write");
+        let events = store
+            .security_events(&Default::default(), None, 10)
+            .await
+            .expect("events");
+        assert_eq!(events.items.len(), 1);
+        assert_eq!(events.items[0].category, "prompt_injection");
+        assert!(
+            events.items[0].snippet.contains("[REDACTED]"),
+            "e-mail in snippet is masked"
+        );
+        let hours = store.rollups(0, i64::MAX, true).await.expect("rollups");
+        assert_eq!(hours.len(), 1);
+        assert_eq!(
+            (hours[0].requests, hours[0].blocked, hours[0].threats[2]),
+            (1, 1, 1)
+        );
+        let purged = store.purge_before(MONDAY_MS + 1).await.expect("purge");
+        assert_eq!((purged.requests, purged.matches), (1, 1), "{}", t.backend);
+        assert_eq!(store.count_requests(0, i64::MAX).await.expect("count"), 0);
+    }
 }

@@ -1,4 +1,9 @@
-//! Shared test fixtures: Exchange builders and a temp store.
+//! Shared test fixtures: Exchange builders and temp stores on both backends.
+//!
+//! PostgreSQL: `TEST_POSTGRES_URL` names a server and a role allowed to create
+//! databases (`.ci/run` installs, starts and sets it); each store gets a fresh database. With
+//! `TEST_POSTGRES_REQUIRED=1` (CI) a missing URL fails the tests instead of skipping
+//! the PostgreSQL half.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -7,6 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gatehouse::detect::{Action, Category, Match, RiskLevel, Verdict};
 use gatehouse::event::{Endpoint, Exchange, Outcome, Usage};
 use gatehouse::store::Store;
+
+#[path = "../support/pg.rs"]
+mod pg;
+pub use pg::{fresh_postgres_db, postgres_url};
 
 /// 2026-01-05T00:00:00Z, a Monday.
 pub const MONDAY_MS: i64 = 1_767_571_200_000;
@@ -18,6 +27,33 @@ pub async fn temp_store() -> (tempfile::TempDir, Store) {
         .await
         .expect("open store");
     (dir, store)
+}
+
+/// A store on each backend available here: SQLite always, PostgreSQL when configured.
+pub struct TempStore {
+    pub backend: &'static str,
+    pub store: Store,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn temp_stores() -> Vec<TempStore> {
+    let (dir, store) = temp_store().await;
+    let mut out = vec![TempStore {
+        backend: "sqlite",
+        store,
+        _dir: Some(dir),
+    }];
+    if let Some(server) = postgres_url() {
+        let url = fresh_postgres_db(&server).await;
+        out.push(TempStore {
+            backend: "postgres",
+            store: Store::connect(&url)
+                .await
+                .expect("connect store to PostgreSQL"),
+            _dir: None,
+        });
+    }
+    out
 }
 
 pub fn at(ms: i64) -> SystemTime {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod otlp;
+pub mod pg;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -223,6 +224,9 @@ fn streamed(
 /// A gateway running in-process on 127.0.0.1:0, with its record stream tapped.
 pub struct TestGateway {
     pub app: Option<gatehouse::app::App>,
+    /// Where this gateway's store is (a SQLite file in `dir`, or a fresh PostgreSQL database
+    /// when `TEST_STORE=postgres`).
+    pub store_config: gatehouse::config::StoreConfig,
     pub url: String,
     pub admin_url: String,
     pub records: mpsc::Receiver<Arc<Exchange>>,
@@ -259,6 +263,13 @@ impl TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = config;
         config.store.path = dir.path().join("gatehouse.db");
+        if std::env::var("TEST_STORE").as_deref() == Ok("postgres") {
+            let server = pg::postgres_url().expect("TEST_STORE=postgres needs a server");
+            config.store.url = Some(gatehouse::config::Secret::new(
+                pg::fresh_postgres_db(&server).await,
+            ));
+        }
+        let store_config = config.store.clone();
         gatehouse::config::validate(&config).expect("test config must validate");
         let (tx, records) = mpsc::channel(100_000);
         let opts = gatehouse::app::Options {
@@ -272,6 +283,7 @@ impl TestGateway {
             url: format!("http://{}", app.proxy_addr),
             admin_url: format!("http://{}", app.admin_addr),
             app: Some(app),
+            store_config,
             records,
             dir,
         }
@@ -279,6 +291,13 @@ impl TestGateway {
 
     pub async fn with_upstream(upstream: &FakeUpstream) -> TestGateway {
         TestGateway::start(config_for(&upstream.url())).await
+    }
+
+    /// Opens this gateway's store (again), as an operator's tool would.
+    pub async fn open_store(&self) -> gatehouse::store::Store {
+        gatehouse::store::Store::from_config(&self.store_config)
+            .await
+            .expect("store opens")
     }
 
     /// The next record, waiting up to 10 s.
