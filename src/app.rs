@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::alerts;
+mod fleet;
 mod reports;
 
 pub use reports::report_once;
@@ -174,6 +175,15 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         tokio::spawn(score_models(metrics.clone(), live.clone(), store.clone())),
         tokio::spawn(store_feedback(store.clone(), feedback_rx)),
     ];
+    if store.dialect() == store::Dialect::Postgres && config.detect.behaviour.enabled {
+        tracing::info!(instance = %config.instance_name(), every = ?fleet::SYNC_EVERY, "fleet mode: per-user behaviour windows synced through the store");
+        others.push(tokio::spawn(fleet::sync_behaviour(
+            proxy.clone(),
+            store.clone(),
+            Duration::from_secs(config.detect.behaviour.window_secs),
+            fleet::SYNC_EVERY,
+        )));
+    }
     let alerts = match alerts_rx {
         Some(rx) => Some(start_alerts(
             &config,
@@ -261,7 +271,7 @@ fn start_alerts(
         &a.delivery,
     ));
     let (notices_tx, notices_rx) = mpsc::channel(alerts::delivery::QUEUE);
-    let engine = alerts::Engine::new(a, live, store, notices_tx);
+    let engine = alerts::Engine::new(a, live, store, notices_tx, config.instance_name());
     let handle = Arc::new(alerts::Handle {
         rules: engine.rules.clone(),
         delivery: delivery.clone(),

@@ -11,6 +11,15 @@
 //!
 //! Critical threats and escalations are evaluated the moment their record arrives, so the
 //! notice does not wait for the next tick.
+//!
+//! Fleet de-duplication: replicas sharing one store each evaluate their own traffic, so the
+//! same (rule, subject) can fire on several at once. Before storing or notifying, a replica
+//! *claims* the key in the store (`Store::alert_claim`, one atomic upsert); only the winner
+//! notifies. The winner renews its lease every evaluation while the alert fires and, when it
+//! resolves, leaves the claim closed until the cool-down ends, so the fleet honours one
+//! cool-down. A replica that dies lets its lease lapse (at most `max(cooldown, 3 ticks)`). With
+//! one process every claim succeeds. A store error fails open: a duplicate notice is better
+//! than a lost one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -123,6 +132,12 @@ impl State {
         changes
     }
 
+    /// Drops a firing alert without resolving it (another replica owns its notices); the key
+    /// stays in cool-down here.
+    pub fn forget(&mut self, rule: usize, subject: &str) {
+        self.active.remove(&(rule, subject.to_owned()));
+    }
+
     /// Number of firing alerts.
     pub fn firing(&self) -> usize {
         self.active.len()
@@ -136,6 +151,8 @@ pub struct Engine {
     store: Store,
     notices: mpsc::Sender<(Notice, Vec<String>)>,
     every: Duration,
+    /// This replica's name on its alert claims.
+    instance: String,
     gateway: String,
     dashboard_url: Option<String>,
     recent: Recent,
@@ -150,6 +167,7 @@ impl Engine {
         live: Arc<Live>,
         store: Store,
         notices: mpsc::Sender<(Notice, Vec<String>)>,
+        instance: String,
     ) -> Engine {
         let rules = Rule::build(cfg);
         let keep = rules.iter().map(|r| r.window).max().unwrap_or_default();
@@ -159,6 +177,7 @@ impl Engine {
             store,
             notices,
             every: Duration::from_secs(cfg.eval_secs.max(1)),
+            instance,
             gateway: cfg.gateway_name.clone(),
             dashboard_url: cfg.dashboard_url.clone(),
             recent: Recent::new(keep),
@@ -200,6 +219,40 @@ impl Engine {
         for c in changes {
             self.act(c, wall).await;
         }
+        if !only_immediate && self.state.firing() > 0 {
+            let until = unix_ms(wall) + self.lease_ms();
+            if let Err(e) = self.store.alert_claims_renew(&self.instance, until).await {
+                tracing::warn!(error = %e, "alert claims not renewed");
+            }
+        }
+    }
+
+    /// How long a claim on a firing alert holds without renewal.
+    fn lease_ms(&self) -> i64 {
+        let longest = self
+            .rules
+            .iter()
+            .map(|r| r.cooldown)
+            .max()
+            .unwrap_or_default();
+        ms(longest.max(self.every * 3))
+    }
+
+    /// Claims the right to notify a newly fired alert for this replica.
+    async fn claim(&self, rule: &Rule, subject: &str, id: &str, wall: SystemTime) -> bool {
+        let now = unix_ms(wall);
+        let until = now + ms(rule.cooldown).max(self.lease_ms());
+        match self
+            .store
+            .alert_claim(&rule.name, subject, id, &self.instance, now, until)
+            .await
+        {
+            Ok(won) => won,
+            Err(e) => {
+                tracing::warn!(error = %e, rule = %rule.name, "alert claim failed; notifying anyway");
+                true
+            }
+        }
     }
 
     async fn refresh_anomalies(&mut self, now: Instant) {
@@ -228,7 +281,7 @@ impl Engine {
     }
 
     /// Stores the change and queues its notice.
-    async fn act(&self, change: Change, wall: SystemTime) {
+    async fn act(&mut self, change: Change, wall: SystemTime) {
         let (rule, kind, id, started, condition) = match change {
             Change::Fired {
                 rule,
@@ -242,6 +295,22 @@ impl Engine {
                 condition,
             } => (rule, NoticeKind::Resolved, id, started_at, condition),
         };
+        let r = &self.rules[rule];
+        match kind {
+            NoticeKind::Fired => {
+                if !self.claim(r, &condition.subject, &id, wall).await {
+                    tracing::debug!(rule = %r.name, subject = %condition.subject, "alert already claimed by another replica");
+                    self.state.forget(rule, &condition.subject);
+                    return;
+                }
+            }
+            _ => {
+                let until = unix_ms(started) + ms(r.cooldown);
+                if let Err(e) = self.store.alert_claim_release(&id, until).await {
+                    tracing::warn!(error = %e, rule = %r.name, "alert claim not released");
+                }
+            }
+        }
         let r = &self.rules[rule];
         let notice = Notice {
             alert_id: id,
@@ -293,6 +362,10 @@ pub fn row(n: &Notice, state: &str) -> AlertRow {
         figures: n.figures_json(),
         deliveries: Vec::new(),
     }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 fn parse_ms(rfc3339: &str) -> Option<i64> {

@@ -37,13 +37,42 @@ pub fn load(path: Option<&Path>) -> Result<Config, LoadError> {
     if let Some(file) = &file {
         figment = figment.merge(Yaml::file_exact(file));
     }
-    figment = figment.merge(Env::prefixed("GATEHOUSE_").split("__"));
+    figment = figment.merge(
+        Env::prefixed("GATEHOUSE_")
+            .filter(is_config_key)
+            .split("__"),
+    );
     let mut config: Config = figment
         .extract()
         .map_err(|e| LoadError::Parse(describe(e)))?;
     apply_model_names(&mut config, std::env::var("MODEL_NAMES").ok().as_deref())?;
     apply_alert_thresholds(&mut config, |name| std::env::var(name).ok())?;
     Ok(config)
+}
+
+/// Top-level config sections `GATEHOUSE_*` variables may set.
+const SECTIONS: [&str; 12] = [
+    "proxy",
+    "admin",
+    "auth",
+    "upstreams",
+    "models",
+    "store",
+    "detect",
+    "traces",
+    "alerts",
+    "prices",
+    "report",
+    "instance",
+];
+
+/// Whether a `GATEHOUSE_`-prefixed variable (prefix stripped) is meant for the config. Others
+/// are left alone rather than refused: `GATEHOUSE_LOG_FORMAT` is read by logging, and
+/// Kubernetes injects `GATEHOUSE_PORT`, `GATEHOUSE_SERVICE_HOST`, … for a Service named
+/// `gatehouse`. A misspelt key inside a section is still an error (`deny_unknown_fields`).
+fn is_config_key(key: &figment::value::UncasedStr) -> bool {
+    let first = key.as_str().split("__").next().unwrap_or_default();
+    SECTIONS.iter().any(|s| first.eq_ignore_ascii_case(s))
 }
 
 /// Every error figment found, one per line, each with where it came from.

@@ -8,6 +8,14 @@
 //! when inserting a new user into a full shard; an attacker rotating user
 //! ids can evict others' history, which only ever makes us more lenient,
 //! never blocks an innocent user.
+//!
+//! Fleet mode: each replica sees only its share of a user's requests. A sync task
+//! (`app::fleet`) reads every replica's recent high-risk requests per user from the shared
+//! store and hands them to [`Behaviour::merge_fleet`]; a user's count is then the fleet's count
+//! at the last sync plus the local ones since (local ones before the sync are already in the
+//! store's count), and a user the fleet has pushed over the limit is in cool-down here too,
+//! from the newest of those requests. The proxy never waits on the store: the cost is a lag
+//! of one sync interval plus the store's flush interval.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
@@ -58,6 +66,28 @@ struct UserState {
     highest: RiskLevel,
     blocked_until: Option<Instant>,
     last_seen: Instant,
+    /// The fleet's high-risk count for this user at the last sync, and when that was.
+    fleet: Option<(u32, Instant)>,
+}
+
+impl UserState {
+    fn new(now: Instant) -> UserState {
+        UserState {
+            recent: VecDeque::new(),
+            highest: RiskLevel::None,
+            blocked_until: None,
+            last_seen: now,
+            fleet: None,
+        }
+    }
+
+    /// High-risk requests in the window: the fleet's (at the last sync) plus local ones since.
+    fn count(&self) -> usize {
+        match self.fleet {
+            Some((n, at)) => n as usize + self.recent.iter().filter(|&&t| t > at).count(),
+            None => self.recent.len(),
+        }
+    }
 }
 
 const SHARDS: usize = 16;
@@ -112,12 +142,9 @@ impl Behaviour {
             if !m.contains_key(user) && m.len() >= per_shard {
                 evict_oldest(m);
             }
-            let s = m.entry(user.to_owned()).or_insert_with(|| UserState {
-                recent: VecDeque::new(),
-                highest: RiskLevel::None,
-                blocked_until: None,
-                last_seen: now,
-            });
+            let s = m
+                .entry(user.to_owned())
+                .or_insert_with(|| UserState::new(now));
             s.last_seen = now;
             while s
                 .recent
@@ -133,11 +160,41 @@ impl Behaviour {
                     s.recent.pop_front();
                 }
             }
-            if cfg.high_risk_limit > 0 && s.recent.len() >= cfg.high_risk_limit as usize {
+            if cfg.high_risk_limit > 0 && s.count() >= cfg.high_risk_limit as usize {
                 s.blocked_until = Some(now + cfg.cooldown);
                 s.recent.clear();
+                s.fleet = None;
             }
         });
+    }
+
+    /// Replaces the fleet's view: `counts` holds, per user, the high-risk requests every
+    /// replica stored in the window and the newest one's age. Users absent from it have none.
+    pub fn merge_fleet(&self, counts: &[(String, u32, Duration)], now: Instant) {
+        let cfg = &self.cfg;
+        let per_shard = cfg.max_users.div_ceil(SHARDS).max(1);
+        for shard in &self.shards {
+            let mut m = shard.lock().unwrap_or_else(|p| p.into_inner());
+            m.values_mut().for_each(|s| s.fleet = None);
+        }
+        for (user, n, age) in counts {
+            let last = now.checked_sub(*age).unwrap_or(now);
+            self.with(user, |m| {
+                if !m.contains_key(user) && m.len() >= per_shard {
+                    evict_oldest(m);
+                }
+                let s = m.entry(user.clone()).or_insert_with(|| UserState::new(now));
+                s.fleet = Some((*n, now));
+                s.highest = s.highest.max(RiskLevel::High);
+                let cooling = s.blocked_until.is_some_and(|u| now < u);
+                if cfg.high_risk_limit > 0 && *n >= cfg.high_risk_limit && !cooling {
+                    let until = last + cfg.cooldown;
+                    if now < until {
+                        s.blocked_until = Some(until);
+                    }
+                }
+            });
+        }
     }
 
     /// Raises `verdict` to critical/block when the user is in a cool-down.
@@ -178,5 +235,85 @@ fn evict_oldest(m: &mut HashMap<String, UserState>) {
         .map(|(k, _)| k.clone());
     if let Some(k) = oldest {
         m.remove(&k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker() -> Behaviour {
+        Behaviour::new(BehaviourConfig {
+            window: Duration::from_secs(600),
+            high_risk_limit: 5,
+            cooldown: Duration::from_secs(900),
+            max_users: 1000,
+        })
+    }
+
+    fn high() -> Verdict {
+        let mut v = Verdict::clean();
+        v.level = RiskLevel::High;
+        v
+    }
+
+    #[test]
+    fn the_fleet_count_and_local_requests_since_the_sync_add_up() {
+        let b = tracker();
+        let t0 = Instant::now();
+        b.merge_fleet(&[("eve".into(), 4, Duration::from_secs(30))], t0);
+        assert!(b.check("eve", t0).is_none(), "4 of 5: not yet");
+        b.observe("eve", &high(), t0 + Duration::from_secs(1));
+        let esc = b.check("eve", t0 + Duration::from_secs(2));
+        assert!(esc.is_some(), "4 elsewhere + 1 here reaches the limit");
+    }
+
+    #[test]
+    fn local_requests_already_in_the_fleet_count_are_not_counted_twice() {
+        let b = tracker();
+        let t0 = Instant::now();
+        for i in 0..3 {
+            b.observe("eve", &high(), t0 + Duration::from_secs(i));
+        }
+        // The store now holds those 3 (this replica's own): the sync reports 3, not 6.
+        let sync = t0 + Duration::from_secs(10);
+        b.merge_fleet(&[("eve".into(), 3, Duration::from_secs(8))], sync);
+        b.observe("eve", &high(), sync + Duration::from_secs(1));
+        assert!(
+            b.check("eve", sync + Duration::from_secs(2)).is_none(),
+            "4 in all"
+        );
+        b.observe("eve", &high(), sync + Duration::from_secs(3));
+        assert!(
+            b.check("eve", sync + Duration::from_secs(4)).is_some(),
+            "5 in all"
+        );
+    }
+
+    #[test]
+    fn a_user_over_the_limit_elsewhere_is_in_cool_down_here_from_their_last_request() {
+        let b = tracker();
+        let now = Instant::now() + Duration::from_secs(3600);
+        b.merge_fleet(&[("mallory".into(), 5, Duration::from_secs(100))], now);
+        let esc = b
+            .check("mallory", now)
+            .expect("escalated from the fleet's count");
+        assert_eq!(
+            esc.until,
+            now - Duration::from_secs(100) + Duration::from_secs(900)
+        );
+        // A cool-down that ended before the sync starts nothing.
+        b.merge_fleet(&[("old".into(), 9, Duration::from_secs(1000))], now);
+        assert!(b.check("old", now).is_none());
+    }
+
+    #[test]
+    fn a_sync_without_the_user_clears_their_fleet_count() {
+        let b = tracker();
+        let t0 = Instant::now();
+        b.merge_fleet(&[("eve".into(), 4, Duration::from_secs(5))], t0);
+        b.merge_fleet(&[], t0 + Duration::from_secs(5));
+        b.observe("eve", &high(), t0 + Duration::from_secs(6));
+        assert!(b.check("eve", t0 + Duration::from_secs(7)).is_none());
     }
 }

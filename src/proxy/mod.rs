@@ -68,6 +68,11 @@ impl Proxy {
         }
     }
 
+    /// The per-user behaviour window, when enabled (the fleet sync feeds it).
+    pub fn behaviour(&self) -> Option<&Behaviour> {
+        self.behaviour.as_ref()
+    }
+
     /// Accepts `POST /v1/feedback` and hands each entry to `tx` (never waiting: a full queue
     /// answers 503).
     pub fn with_feedback(mut self, tx: mpsc::Sender<Feedback>) -> Proxy {

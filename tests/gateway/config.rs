@@ -57,6 +57,53 @@ fn env_overrides_win_over_the_file() {
 }
 
 #[test]
+fn fleet_settings_come_from_env_and_foreign_gatehouse_variables_are_left_alone() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("GATEHOUSE_STORE__URL", "postgres://gh:pw@db:5432/gatehouse");
+        jail.set_env("GATEHOUSE_INSTANCE", "gatehouse-7f9c-abcde");
+        // Read by logging, and what Kubernetes injects for a Service named `gatehouse`.
+        jail.set_env("GATEHOUSE_LOG_FORMAT", "json");
+        jail.set_env("GATEHOUSE_PORT", "tcp://10.0.0.7:8000");
+        jail.set_env("GATEHOUSE_SERVICE_HOST", "10.0.0.7");
+        jail.set_env("GATEHOUSE_PORT_8000_TCP_ADDR", "10.0.0.7");
+        jail.set_env(
+            "GATEHOUSE_DETECT__POLICIES",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        );
+        let c = load(None).expect("loads");
+        assert_eq!(
+            c.store.url.as_ref().map(|u| u.expose()),
+            Some("postgres://gh:pw@db:5432/gatehouse")
+        );
+        assert_eq!(c.instance_name(), "gatehouse-7f9c-abcde");
+        validate(&c).expect("validates");
+        // A misspelt key inside a section is still refused, and a bad URL is named, not echoed.
+        jail.set_env("GATEHOUSE_STORE__URLL", "x");
+        assert!(load(None).is_err(), "unknown store key");
+        jail.set_env("GATEHOUSE_STORE__URLL", "");
+        Ok(())
+    });
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("GATEHOUSE_STORE__URL", "mysql://root:hunter2@db/x");
+        jail.set_env(
+            "GATEHOUSE_DETECT__POLICIES",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        );
+        let c = load(None).expect("loads");
+        let problems = validate(&c).expect_err("not a PostgreSQL URL").to_string();
+        assert!(
+            problems.contains("store.url must be a postgres://"),
+            "{problems}"
+        );
+        assert!(
+            !problems.contains("hunter2"),
+            "the password never appears: {problems}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn a_bad_file_is_refused_with_every_problem() {
     figment::Jail::expect_with(|jail| {
         jail.create_file(
