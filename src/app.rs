@@ -178,7 +178,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     if store.dialect() == store::Dialect::Postgres && config.detect.behaviour.enabled {
         tracing::info!(instance = %config.instance_name(), every = ?fleet::SYNC_EVERY, "fleet mode: per-user behaviour windows synced through the store");
         others.push(tokio::spawn(fleet::sync_behaviour(
-            proxy.clone(),
+            Arc::downgrade(&proxy),
             store.clone(),
             Duration::from_secs(config.detect.behaviour.window_secs),
             fleet::SYNC_EVERY,

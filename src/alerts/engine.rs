@@ -379,7 +379,7 @@ fn parse_ms(rfc3339: &str) -> Option<i64> {
 pub async fn run_engine(mut engine: Engine, mut records: mpsc::Receiver<Arc<Exchange>>) {
     if let Err(e) = engine
         .store
-        .alerts_close_stale(unix_ms(SystemTime::now()))
+        .alerts_close_stale(unix_ms(SystemTime::now()), &engine.instance)
         .await
     {
         tracing::warn!(error = %e, "alerts left firing by the last run were not closed");

@@ -6,7 +6,7 @@
 //! spreading attacks over replicas is escalated on all of them. Off the hot path: the proxy
 //! reads only the in-memory window. Alert de-duplication lives with the alert engine (claims).
 
-use std::sync::Arc;
+use std::sync::Weak;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::analytics::unix_ms;
@@ -16,16 +16,15 @@ use crate::store::Store;
 /// How often the behaviour windows are synced with the fleet.
 pub(super) const SYNC_EVERY: Duration = Duration::from_secs(5);
 
-/// Syncs `proxy`'s behaviour window with the store every `every`, until aborted.
+/// Syncs `proxy`'s behaviour window with the store every `every`, until aborted or the proxy
+/// is gone. Holds the proxy weakly: a strong reference would keep its record sender alive and
+/// stall the shutdown's drain.
 pub(super) async fn sync_behaviour(
-    proxy: Arc<Proxy>,
+    proxy: Weak<Proxy>,
     store: Store,
     window: Duration,
     every: Duration,
 ) {
-    let Some(behaviour) = proxy.behaviour() else {
-        return;
-    };
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2);
@@ -41,7 +40,10 @@ pub(super) async fn sync_behaviour(
                         (user, n, Duration::from_millis(age))
                     })
                     .collect();
-                behaviour.merge_fleet(&counts, Instant::now());
+                let Some(proxy) = proxy.upgrade() else { return };
+                if let Some(b) = proxy.behaviour() {
+                    b.merge_fleet(&counts, Instant::now());
+                }
             }
             Err(e) => tracing::warn!(error = %e, "fleet behaviour sync skipped"),
         }

@@ -108,19 +108,32 @@ impl Store {
         Ok(())
     }
 
-    /// Marks every alert still firing as resolved (at start: a restart forgets live state, so
-    /// what fired before it is closed rather than left firing forever).
+    /// At start: marks the alerts left firing as resolved (a restart forgets live state, so
+    /// what fired before is closed rather than left firing forever), except those another
+    /// replica (`instance` is this one) still holds a live claim on; and releases this
+    /// replica's own old claims so the keys can fire again.
     ///
     /// # Errors
-    /// The update fails.
-    pub async fn alerts_close_stale(&self, at_ms: i64) -> Result<u64, Error> {
+    /// An update fails.
+    pub async fn alerts_close_stale(&self, at_ms: i64, instance: &str) -> Result<u64, Error> {
         let r = sqlx::query(
-            "UPDATE alerts SET state = 'resolved', resolved_ms = $1 WHERE state = 'firing'",
+            "UPDATE alerts SET state = 'resolved', resolved_ms = $1 WHERE state = 'firing' \
+             AND id NOT IN (SELECT alert_id FROM alert_claims \
+             WHERE firing = 1 AND until_ms > $1 AND instance <> $2)",
         )
         .bind(at_ms)
+        .bind(instance)
         .execute(&self.write)
         .await
         .map_err(query_err("close stale alerts"))?;
+        sqlx::query(
+            "UPDATE alert_claims SET firing = 0, until_ms = $1 WHERE instance = $2 AND firing = 1",
+        )
+        .bind(at_ms)
+        .bind(instance)
+        .execute(&self.write)
+        .await
+        .map_err(query_err("release old alert claims"))?;
         Ok(r.rows_affected())
     }
 

@@ -15,6 +15,7 @@ mod blocking;
 mod config;
 mod dashboard;
 mod faults;
+mod fleet;
 mod inputs;
 mod listener;
 mod otel;

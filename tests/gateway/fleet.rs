@@ -1,0 +1,144 @@
+//! Fleet mode end to end: two `gatehouse` processes (the real binary) writing to one PostgreSQL
+//! database; the analytics either one serves are the fleet's sum, and nothing is lost.
+//! Needs `TEST_POSTGRES_URL` (CI sets it; skipped otherwise, and `TEST_POSTGRES_REQUIRED=1`
+//! makes a missing server an error).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::pg::{fresh_postgres_db, postgres_url};
+use crate::support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+struct Replica {
+    child: Child,
+    proxy: String,
+    admin: String,
+}
+
+impl Replica {
+    fn spawn(name: &str, store_url: &str, upstream: &str) -> Replica {
+        let (proxy, admin) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("serve")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("GATEHOUSE_PROXY__LISTEN", format!("127.0.0.1:{proxy}"))
+            .env("GATEHOUSE_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+            .env("GATEHOUSE_UPSTREAMS__OPENROUTER__BASE_URL", upstream)
+            .env("GATEHOUSE_STORE__URL", store_url)
+            .env("GATEHOUSE_STORE__FLUSH_MS", "50")
+            .env("GATEHOUSE_INSTANCE", name)
+            .env("OPENROUTER_API_KEY", "sk-or-v1-test")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("gatehouse binary starts");
+        Replica {
+            child,
+            proxy: format!("http://127.0.0.1:{proxy}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+        }
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..300 {
+            if let Ok(r) = client().get(format!("{}/health", self.proxy)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("replica at {} never became healthy", self.proxy);
+    }
+
+    async fn total_requests(&self) -> u64 {
+        let v: serde_json::Value = client()
+            .get(format!("{}/api/usage/analytics?days=1", self.admin))
+            .send()
+            .await
+            .expect("analytics answers")
+            .json()
+            .await
+            .expect("json");
+        v["general_metrics"]["total_requests"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("total_requests in {v}"))
+    }
+
+    /// SIGTERM, then the exit status (a clean shutdown flushes the store).
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().expect("replica exits")
+    }
+}
+
+async fn send(base: &str, n: usize, user: &str) {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let url = format!("{base}/v1/chat/completions");
+        let body = serde_json::json!({"model": "openai/gpt-4o-mini", "user": user,
+            "messages": [{"role": "user", "content": format!("hello {i}")}]});
+        tasks.push(tokio::spawn(async move {
+            client()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+        if tasks.len() == 8 {
+            for t in tasks.drain(..) {
+                assert_eq!(t.await.expect("task").expect("answer"), 200);
+            }
+        }
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task").expect("answer"), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_postgres_show_the_fleet_sum_and_lose_nothing() {
+    let Some(server) = postgres_url() else { return };
+    let url = fresh_postgres_db(&server).await;
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let a = Replica::spawn("replica-a", &url, &up.url());
+    let b = Replica::spawn("replica-b", &url, &up.url());
+    a.wait_ready().await;
+    b.wait_ready().await;
+    // Both write the same minute's rollup rows at the same time.
+    tokio::join!(send(&a.proxy, 120, "alice"), send(&b.proxy, 80, "bob"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = (0, 0);
+    while tokio::time::Instant::now() < deadline {
+        seen = (a.total_requests().await, b.total_requests().await);
+        if seen == (200, 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen,
+        (200, 200),
+        "each replica's analytics show the fleet's 120 + 80"
+    );
+    assert!(a.stop().success(), "replica a shuts down cleanly");
+    assert!(b.stop().success(), "replica b shuts down cleanly");
+    let store = gatehouse::store::Store::connect(&url).await.expect("store");
+    assert_eq!(store.count_requests(0, i64::MAX).await.expect("count"), 200);
+    let users = store.user_rollups(0, i64::MAX / 2).await.expect("users");
+    let per_user: Vec<(&str, u64)> = users
+        .iter()
+        .map(|u| (u.user.as_str(), u.requests))
+        .collect();
+    assert_eq!(per_user, vec![("alice", 120), ("bob", 80)]);
+}
