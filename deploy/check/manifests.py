@@ -5,7 +5,7 @@ For every pod that runs gatehouse (a container or init container named `gatehous
 - service links are off (a Service named gatehouse-... injects GATEHOUSE_* variables, which
   gatehouse reads as configuration and refuses as unknown keys);
 - every GATEHOUSE_* variable names a configuration key (the top-level gateway.yaml's tree, plus
-  admin.token/token_file and the fleet-mode names of issue 9: store.url, instance);
+  admin.token/token_file and the fleet-mode names of issue 9: store.url, store.url_file, instance);
 - the config file it is given comes from a ConfigMap of the render; the key_env of every gateway
   key and the upstream's api_key_env are set; a non-loopback proxy has keys or an explicit mode;
 - it runs as a numeric non-root user on a read-only root filesystem without privilege escalation;
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-EXTRA_KEYS = {("admin", "token"), ("admin", "token_file"), ("store", "url"), ("instance",)}
+EXTRA_KEYS = {("admin", "token"), ("admin", "token_file"), ("store", "url"), ("store", "url_file"), ("instance",)}
 
 
 def config_paths(tree, prefix=()):
