@@ -13,6 +13,7 @@ const USAGE: &str = "usage: gatehouse [COMMAND] [--config PATH] [ARGS]
 
   serve                         run the gateway (default)
   check                         validate the configuration and exit
+  health                        ask the running gatehouse (admin listener) for /health; exit 0 when healthy
   scan                          read JSONL ({\"text\": ...}) or text lines on stdin, print verdicts
   eval ATTACKS BENIGN [--split holdout|training|all]
                                 recall per attack category, false positives per benign category
@@ -49,7 +50,9 @@ fn main() -> ExitCode {
                 Some(p) => period = p,
                 None => return usage("--period needs daily, weekly or monthly"),
             },
-            "serve" | "check" | "scan" | "eval" | "train" | "report" if command.is_none() => {
+            "serve" | "check" | "health" | "scan" | "eval" | "train" | "report"
+                if command.is_none() =>
+            {
                 command = Some(arg)
             }
             other if command.is_some() && !other.starts_with('-') => {
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
             println!("configuration is valid");
             check_traces(&config)
         }
+        Some("health") => done(gatehouse::tools::health(&config)),
         Some("scan") => done(gatehouse::tools::scan(&config)),
         Some("eval") => match positional.as_slice() {
             [attacks, benign] => done(gatehouse::tools::eval(

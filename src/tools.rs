@@ -81,3 +81,46 @@ pub fn train(config: &Config, corpus: &Path) -> anyhow::Result<()> {
     println!("wrote {}", out.display());
     Ok(())
 }
+
+/// `gatehouse health`: asks the running gatehouse's admin listener for `/health` (a container
+/// health check that needs no shell or curl). An unspecified listen address (`0.0.0.0`, `::`)
+/// is asked on loopback.
+///
+/// # Errors
+/// The address is not an IP:port, the connection fails or times out, or the answer is not 200.
+pub fn health(config: &Config) -> anyhow::Result<()> {
+    use std::io::Read;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+    use std::time::Duration;
+
+    let mut addr: SocketAddr = config
+        .admin
+        .listen
+        .parse()
+        .with_context(|| format!("admin.listen {:?} is not an IP:port", config.admin.listen))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    let timeout = Duration::from_secs(3);
+    let mut conn = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))?;
+    write!(
+        conn,
+        "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    conn.take(4096).read_to_end(&mut answer)?;
+    let status_line = answer.split(|&b| b == b'\r').next().unwrap_or_default();
+    let status_line = String::from_utf8_lossy(status_line);
+    anyhow::ensure!(
+        status_line.split(' ').nth(1) == Some("200"),
+        "{addr}/health answered {status_line:?}"
+    );
+    println!("healthy ({addr})");
+    Ok(())
+}

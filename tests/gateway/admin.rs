@@ -81,3 +81,34 @@ async fn analyze_returns_the_seed_shape_and_the_token_is_enforced() {
         .starts_with("text/plain; version=0.0.4"));
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_health_subcommand_asks_the_running_admin_listener() {
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let gw = TestGateway::with_upstream(&up).await;
+    let admin = gw.admin_url.trim_start_matches("http://").to_owned();
+    let run = |listen: String| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+                .arg("health")
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .env("GATEHOUSE_ADMIN__LISTEN", listen)
+                .output()
+                .expect("gatehouse runs")
+        })
+    };
+    let ok = run(admin).await.expect("join");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // Nothing listens on a port just freed: unhealthy, with the reason.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let down = run(closed.to_string()).await.expect("join");
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("connecting to"));
+    gw.shutdown().await;
+}
