@@ -2,7 +2,9 @@
 //! end (channel → batching → one transaction per batch with rows, matches and rollups)?
 //! Target: ≥ 20,000 records/s.
 //!
-//! `cargo bench --bench store_ingest` (plain harness; prints each run and the median).
+//! `cargo bench --bench store_ingest` (plain harness; prints each run and the median). With
+//! `TEST_POSTGRES_URL` set (a server and a role that may create databases) it measures the
+//! PostgreSQL backend too, a fresh database per run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -11,6 +13,9 @@ use gatehouse::config::StoreConfig;
 use gatehouse::detect::{Action, Category, Match, RiskLevel, Verdict};
 use gatehouse::event::{Exchange, Outcome, Usage};
 use gatehouse::store::{run_writer, Store, WriterConfig};
+
+#[path = "../tests/support/pg.rs"]
+mod pg;
 
 const RECORDS: usize = 200_000;
 const RUNS: usize = 3;
@@ -73,11 +78,13 @@ fn verdict() -> Arc<Verdict> {
     })
 }
 
-async fn run_once() -> f64 {
+async fn run_once(postgres: Option<&str>) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&dir.path().join("bench.db"))
-        .await
-        .expect("open");
+    let store = match postgres {
+        Some(server) => Store::connect(&pg::fresh_postgres_db(server).await).await,
+        None => Store::open(&dir.path().join("bench.db")).await,
+    }
+    .expect("open");
     let cfg = StoreConfig::default();
     let v = verdict();
     let records: Vec<Arc<Exchange>> = (0..RECORDS).map(|i| exchange(i, &v)).collect();
@@ -99,12 +106,19 @@ async fn run_once() -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let mut rates = Vec::new();
-    for run in 1..=RUNS {
-        let r = run_once().await;
-        println!("run {run}: {r:.0} records/s ({RECORDS} records, batch 1024)");
-        rates.push(r);
+    let server = std::env::var("TEST_POSTGRES_URL").ok();
+    let mut backends = vec![("sqlite", None)];
+    if let Some(s) = server.as_deref() {
+        backends.push(("postgres", Some(s)));
     }
-    rates.sort_by(f64::total_cmp);
-    println!("store_ingest median: {:.0} records/s", rates[RUNS / 2]);
+    for (name, url) in backends {
+        let mut rates = Vec::new();
+        for run in 1..=RUNS {
+            let r = run_once(url).await;
+            println!("{name} run {run}: {r:.0} records/s ({RECORDS} records, batch 1024)");
+            rates.push(r);
+        }
+        rates.sort_by(f64::total_cmp);
+        println!("store_ingest {name} median: {:.0} records/s", rates[RUNS / 2]);
+    }
 }

@@ -90,9 +90,9 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         tracing::warn!("{w}");
     }
     let metrics = Arc::new(Metrics::new(runtime.known_models()));
-    let store = Store::from_config(&config.store)
-        .await
-        .with_context(|| format!("opening the store {}", config.store.path.display()))?;
+    // The error names the file, or the database URL without its password.
+    let store = Store::from_config(&config.store).await?;
+    tracing::info!(backend = ?store.dialect(), "event store open");
     let prices = Arc::new(load_prices(&config.prices));
     let live = Arc::new(Live::new());
     let (records_tx, records_rx) = mpsc::channel(config.proxy.record_queue);

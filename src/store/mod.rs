@@ -39,7 +39,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 use crate::config::StoreConfig;
 pub use crate::redact::{cap, redact};
@@ -179,6 +179,14 @@ impl Store {
             target: without_password(url),
             source,
         };
+        // One direct connection first: a refused connection or a bad password is reported as
+        // such, not as the pool's "timed out waiting for a connection".
+        sqlx::AnyConnection::connect(url)
+            .await
+            .map_err(open_err)?
+            .close()
+            .await
+            .map_err(open_err)?;
         let pool = AnyPoolOptions::new()
             .max_connections(PG_CONNECTIONS)
             .acquire_timeout(BUSY_TIMEOUT * 2)

@@ -142,3 +142,25 @@ async fn two_processes_on_one_postgres_show_the_fleet_sum_and_lose_nothing() {
         .collect();
     assert_eq!(per_user, vec![("alice", 120), ("bob", 80)]);
 }
+
+#[test]
+fn an_unreachable_database_stops_the_start_with_the_reason_and_no_password() {
+    let closed = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("serve")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env(
+            "GATEHOUSE_STORE__URL",
+            format!("postgres://gh:hunter2@127.0.0.1:{closed}/gatehouse"),
+        )
+        .env("GATEHOUSE_PROXY__LISTEN", "127.0.0.1:0")
+        .env("GATEHOUSE_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("gatehouse runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("open store postgres://gh:***@127.0.0.1"), "{err}");
+    assert!(err.contains("refused"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
