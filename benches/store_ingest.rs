@@ -119,6 +119,9 @@ async fn main() {
             rates.push(r);
         }
         rates.sort_by(f64::total_cmp);
-        println!("store_ingest {name} median: {:.0} records/s", rates[RUNS / 2]);
+        println!(
+            "store_ingest {name} median: {:.0} records/s",
+            rates[RUNS / 2]
+        );
     }
 }

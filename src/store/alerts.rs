@@ -166,6 +166,7 @@ impl Store {
     /// A query fails.
     pub async fn alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, Error> {
         let mut q = Sql::new(
+            self.dialect,
             "SELECT id, rule, subject, level, state, started_ms, resolved_ms, summary, figures FROM alerts WHERE 1 = 1",
         );
         let text = [

@@ -204,7 +204,7 @@ impl Store {
         after: Option<Cursor>,
         limit: u32,
     ) -> Result<Page<RequestRow>, Error> {
-        let mut qb = Sql::new(REQUEST_SELECT);
+        let mut qb = Sql::new(self.dialect, REQUEST_SELECT);
         push_range(&mut qb, f.since_ms, f.until_ms);
         for (col, val) in [("\"user\"", &f.user), ("outcome", &f.outcome)] {
             if let Some(v) = val {

@@ -92,7 +92,7 @@ impl Store {
         after: Option<Cursor>,
         limit: u32,
     ) -> Result<Page<MatchRow>, Error> {
-        let mut qb = Sql::new("SELECT * FROM security_matches WHERE 1=1");
+        let mut qb = Sql::new(self.dialect, "SELECT * FROM security_matches WHERE 1=1");
         push_range(&mut qb, f.since_ms, f.until_ms);
         let eq = [
             ("risk_level", &f.risk_level),

@@ -19,7 +19,7 @@ use crate::event::Exchange;
 
 use super::hist::BUCKETS;
 use super::row::{self, Agg, Rollups, UserAgg};
-use super::sql::Sql;
+use super::sql::{Dialect, Sql};
 use super::{Error, Store};
 use crate::redact::{cap, redact};
 
@@ -54,18 +54,21 @@ impl Store {
             records: batch.len(),
             source,
         };
+        let d = self.dialect;
         let mut tx = self.write.begin().await.map_err(write_err)?;
-        insert_requests(&mut tx, batch, capture)
+        insert_requests(&mut tx, d, batch, capture)
             .await
             .map_err(write_err)?;
-        insert_matches(&mut tx, batch, capture.redact)
+        insert_matches(&mut tx, d, batch, capture.redact)
             .await
             .map_err(write_err)?;
         let mut rollups = Rollups::default();
         for ex in batch {
             rollups.add(ex);
         }
-        upsert_rollups(&mut tx, &rollups).await.map_err(write_err)?;
+        upsert_rollups(&mut tx, d, &rollups)
+            .await
+            .map_err(write_err)?;
         tx.commit().await.map_err(write_err)
     }
 }
@@ -96,13 +99,14 @@ fn derive(ex: &Exchange, capture: &CaptureConfig) -> Derived {
 
 async fn insert_requests(
     tx: &mut Transaction<'_, Any>,
+    d: Dialect,
     batch: &[Arc<Exchange>],
     capture: &CaptureConfig,
 ) -> Result<(), sqlx::Error> {
     let derived: Vec<Derived> = batch.iter().map(|ex| derive(ex, capture)).collect();
     let rows: Vec<(&Exchange, &Derived)> = batch.iter().map(|e| &**e).zip(&derived).collect();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut qb = Sql::new(format!("INSERT INTO requests ({REQUEST_COLUMNS})"));
+        let mut qb = Sql::new(d, format!("INSERT INTO requests ({REQUEST_COLUMNS})"));
         qb.values(chunk, |b, &(ex, d)| {
             let v = ex.verdict.as_deref();
             b.bind(ex.id.as_str())
@@ -164,6 +168,7 @@ struct MatchValues<'a> {
 
 async fn insert_matches(
     tx: &mut Transaction<'_, Any>,
+    d: Dialect,
     batch: &[Arc<Exchange>],
     redact_snippets: bool,
 ) -> Result<(), sqlx::Error> {
@@ -193,7 +198,7 @@ async fn insert_matches(
         }
     }
     for chunk in rows.chunks(ROWS_PER_INSERT * 2) {
-        let mut qb = Sql::new(format!("INSERT INTO security_matches ({MATCH_COLUMNS})"));
+        let mut qb = Sql::new(d, format!("INSERT INTO security_matches ({MATCH_COLUMNS})"));
         qb.values(chunk, |b, r| {
             b.bind(r.ex.id.as_str())
                 .bind(r.ex.started_unix_ms())
@@ -269,12 +274,16 @@ fn rollup_statements() -> &'static [(String, String); 2] {
 /// Rollup rows per statement: 43 columns × 300 stays below the bound-parameter limit.
 const ROLLUPS_PER_UPSERT: usize = 300;
 
-async fn upsert_rollups(tx: &mut Transaction<'_, Any>, r: &Rollups) -> Result<(), sqlx::Error> {
+async fn upsert_rollups(
+    tx: &mut Transaction<'_, Any>,
+    d: Dialect,
+    r: &Rollups,
+) -> Result<(), sqlx::Error> {
     for (map, (head, tail)) in [&r.minute, &r.hour].into_iter().zip(rollup_statements()) {
         let mut rows: Vec<(&(i64, String, &'static str), &Agg)> = map.iter().collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for chunk in rows.chunks(ROLLUPS_PER_UPSERT) {
-            let mut qb = Sql::new(head.as_str());
+            let mut qb = Sql::new(d, head.as_str());
             qb.values(chunk, |b, (k, a)| {
                 b.bind(k.0).bind(k.1.as_str()).bind(k.2);
                 let ints = [a.requests, a.errors, a.blocked, a.threats[0], a.threats[1]];
@@ -298,22 +307,26 @@ async fn upsert_rollups(tx: &mut Transaction<'_, Any>, r: &Rollups) -> Result<()
             qb.build().execute(&mut **tx).await?;
         }
     }
-    upsert_users(tx, "rollup_user_hour", &r.user_hour).await?;
-    upsert_users(tx, "rollup_user_day", &r.user_day).await
+    upsert_users(tx, d, "rollup_user_hour", &r.user_hour).await?;
+    upsert_users(tx, d, "rollup_user_day", &r.user_day).await
 }
 
 async fn upsert_users(
     tx: &mut Transaction<'_, Any>,
+    d: Dialect,
     table: &str,
     users: &std::collections::HashMap<(i64, String), UserAgg>,
 ) -> Result<(), sqlx::Error> {
     let mut rows: Vec<(&(i64, String), &UserAgg)> = users.iter().collect();
     rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
     for chunk in rows.chunks(ROWS_PER_INSERT * 2) {
-        let mut qb = Sql::new(format!(
-            "INSERT INTO {table} (bucket_ms, \"user\", requests, errors, blocked, threats, \
+        let mut qb = Sql::new(
+            d,
+            format!(
+                "INSERT INTO {table} (bucket_ms, \"user\", requests, errors, blocked, threats, \
                  tokens, cost, latency_sum_us)"
-        ));
+            ),
+        );
         qb.values(chunk, |b, (k, u)| {
             b.bind(k.0)
                 .bind(k.1.as_str())

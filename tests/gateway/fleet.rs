@@ -160,7 +160,10 @@ fn an_unreachable_database_stops_the_start_with_the_reason_and_no_password() {
         .expect("gatehouse runs");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("open store postgres://gh:***@127.0.0.1"), "{err}");
+    assert!(
+        err.contains("open store postgres://gh:***@127.0.0.1"),
+        "{err}"
+    );
     assert!(err.contains("refused"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
