@@ -277,3 +277,48 @@ async fn digest_channels_can_be_narrowed() {
     assert!(rx.hooks.try_recv().is_err() && smtp.mails.try_recv().is_err());
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn scheduled_reports_send_a_digest_and_manual_ones_only_when_asked() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use gatehouse::report::{ChatError, Period, Reporter, Trigger};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = gatehouse::store::Store::open(&dir.path().join("r.db"))
+        .await
+        .expect("store");
+    for (enabled, trigger, want) in [
+        (true, Trigger::Schedule, 1),
+        (true, Trigger::Manual, 0),
+        (true, Trigger::ManualWithDigest, 1),
+        (false, Trigger::Schedule, 0),
+        (false, Trigger::ManualWithDigest, 0),
+    ] {
+        let mut c = Config::default();
+        c.report.digest.enabled = enabled;
+        let c = Arc::new(c);
+        let sent = Arc::new(AtomicUsize::new(0));
+        let s = sent.clone();
+        let reporter = Reporter::new(
+            store.clone(),
+            Arc::new(|_| Box::pin(async { Err(ChatError::Timeout) })),
+            Arc::new(move || c.clone()),
+            Arc::new(|_| Ok(())),
+        )
+        .with_digest(Arc::new(move |_| {
+            s.fetch_add(1, Ordering::SeqCst);
+        }));
+        reporter
+            .generate(Period::Daily, None, trigger)
+            .await
+            .expect("report");
+        assert_eq!(
+            sent.load(Ordering::SeqCst),
+            want,
+            "digest enabled {enabled}, {trigger:?}"
+        );
+    }
+    store.close().await;
+}
