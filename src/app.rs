@@ -279,13 +279,7 @@ fn start_alerts(
         &a.delivery,
     ));
     let (notices_tx, notices_rx) = mpsc::channel(alerts::delivery::QUEUE);
-    let engine = alerts::Engine::new(
-        a,
-        live,
-        store,
-        notices_tx.clone(),
-        config.instance_name(),
-    );
+    let engine = alerts::Engine::new(a, live, store, notices_tx.clone(), config.instance_name());
     let handle = Arc::new(alerts::Handle {
         rules: engine.rules.clone(),
         delivery: delivery.clone(),

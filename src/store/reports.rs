@@ -101,7 +101,10 @@ impl Store {
         after: Option<(i64, &str)>,
     ) -> Result<Vec<StoredReport>, Error> {
         let (page, limit_at) = if after.is_some() {
-            ("WHERE created_ms < $1 OR (created_ms = $2 AND id < $3) ", "$4")
+            (
+                "WHERE created_ms < $1 OR (created_ms = $2 AND id < $3) ",
+                "$4",
+            )
         } else {
             ("", "$1")
         };
