@@ -2,6 +2,12 @@
 //! routed upstream, the live config, applying thresholds to the live runtime, handing digests
 //! to the alert channels), the schedule and retention tasks, and the one-shot report of
 //! `gatehouse report`.
+//!
+//! Fleet mode: replicas sharing one store all run the schedules. Each scheduled firing is
+//! claimed first through the alert claims (`Store::alert_claim`, one atomic upsert, key
+//! `report_schedule` and the period), so one replica writes the report, auto-tunes and sends
+//! the digest; the claim stays closed for a while after the due time, then opens for the next
+//! firing. With one process every claim succeeds.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
@@ -123,22 +129,76 @@ pub(super) fn check_digest_channels(config: &Config, handle: &alerts::Handle) {
     }
 }
 
-/// Runs the report schedules until aborted; each firing generates and stores one report.
+/// Runs the report schedules until aborted; each firing generates and stores one report
+/// (and its digest) on one replica of a fleet.
 pub(super) async fn run_schedules(reporter: Reporter, config: ConfigFn) {
     let c = config.clone();
     let schedule = move || c().report.schedule.clone();
-    report::schedule::run(unix_ms(SystemTime::now()), schedule, |period, _| {
+    report::schedule::run(unix_ms(SystemTime::now()), schedule, |period, due_ms| {
         let (reporter, config) = (reporter.clone(), config.clone());
         async move {
-            if !config().report.enabled {
+            let c = config();
+            if !c.report.enabled {
                 return;
             }
+            let instance = c.instance_name();
+            let Some(claim) = claim(reporter.store(), period, due_ms, &instance).await else {
+                tracing::info!(
+                    period = period.as_str(),
+                    "scheduled report left to another replica"
+                );
+                return;
+            };
             if let Err(e) = reporter.generate(period, None, Trigger::Schedule).await {
                 tracing::warn!(period = period.as_str(), error = %e, "scheduled report failed");
             }
+            release(reporter.store(), &claim, due_ms).await;
         }
     })
     .await;
+}
+
+/// Replicas sharing a store fire the same schedule at the same time; this long after the due
+/// time the claim of a firing stays closed to the others (their clocks may differ this much).
+const CLAIM_SKEW_MS: i64 = 10 * 60_000;
+/// Lease of a claim while its report is written (renewed by the alert engine while held).
+const CLAIM_LEASE_MS: i64 = 60 * 60_000;
+
+/// Claims the scheduled `period` report due at `due_ms` for this replica through the alert
+/// claims (key `report_schedule` / period): `Some(claim id)` when this replica writes it. A
+/// store error fails open, as the alert engine does: a duplicate report beats a lost one.
+async fn claim(store: &Store, period: Period, due_ms: i64, instance: &str) -> Option<String> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let now = unix_ms(SystemTime::now());
+    let until = now.max(due_ms) + CLAIM_LEASE_MS;
+    match store
+        .alert_claim(
+            "report_schedule",
+            period.as_str(),
+            &id,
+            instance,
+            now,
+            until,
+        )
+        .await
+    {
+        Ok(true) => Some(id),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "report schedule claim failed; writing the report anyway");
+            Some(id)
+        }
+    }
+}
+
+/// Ends a claim: closed to the fleet until `CLAIM_SKEW_MS` after the due time, open after.
+async fn release(store: &Store, claim: &str, due_ms: i64) {
+    if let Err(e) = store
+        .alert_claim_release(claim, due_ms + CLAIM_SKEW_MS)
+        .await
+    {
+        tracing::warn!(error = %e, "report schedule claim not released");
+    }
 }
 
 /// Deletes reports past `report.retention_days` now and then hourly, until aborted (reports
@@ -230,4 +290,41 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_replica_claims_each_scheduled_firing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("c.db")).await.expect("store");
+        let due = unix_ms(SystemTime::now());
+        let a = claim(&store, Period::Daily, due, "replica-a").await;
+        assert!(a.is_some(), "the first replica writes the report");
+        let b = claim(&store, Period::Daily, due, "replica-b").await;
+        assert_eq!(b, None, "the second leaves it");
+        assert!(
+            claim(&store, Period::Weekly, due, "replica-b")
+                .await
+                .is_some(),
+            "another period is another claim"
+        );
+        release(&store, a.as_deref().expect("claim"), due).await;
+        assert_eq!(
+            claim(&store, Period::Daily, due, "replica-b").await,
+            None,
+            "closed until the skew has passed"
+        );
+        let tomorrow = due + 86_400_000;
+        release(&store, a.as_deref().expect("claim"), due - CLAIM_SKEW_MS).await;
+        assert!(
+            claim(&store, Period::Daily, tomorrow, "replica-b")
+                .await
+                .is_some(),
+            "the next firing is open again"
+        );
+        store.close().await;
+    }
 }
