@@ -157,12 +157,28 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
-    let reporter = reports::reporter(store.clone(), &proxy, config.clone());
-    let mut others = vec![
+    let mut others = Vec::new();
+    let alerts = match alerts_rx {
+        Some(rx) => Some(start_alerts(
+            &config,
+            live.clone(),
+            store.clone(),
+            rx,
+            &mut others,
+        )?),
+        None => None,
+    };
+    if let Some((handle, _)) = &alerts {
+        reports::check_digest_channels(&config, handle);
+    }
+    let messages = alerts.as_ref().map(|(_, tx)| tx.clone());
+    let reporter = reports::reporter(store.clone(), &proxy, config.clone(), messages);
+    others.extend([
         tokio::spawn(reports::run_schedules(
             reporter.clone(),
             reporter.config_fn(),
         )),
+        tokio::spawn(reports::run_retention(reporter.clone())),
         tokio::spawn(analytics::run_live(live.clone(), live_rx)),
         tokio::spawn(observe_metrics(metrics.clone(), metrics_rx)),
         tokio::spawn(analytics::run_feed(feed_rx, feed.clone())),
@@ -174,7 +190,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         )),
         tokio::spawn(score_models(metrics.clone(), live.clone(), store.clone())),
         tokio::spawn(store_feedback(store.clone(), feedback_rx)),
-    ];
+    ]);
     if store.dialect() == store::Dialect::Postgres && config.detect.behaviour.enabled {
         tracing::info!(instance = %config.instance_name(), every = ?fleet::SYNC_EVERY, "fleet mode: per-user behaviour windows synced through the store");
         others.push(tokio::spawn(fleet::sync_behaviour(
@@ -184,16 +200,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             fleet::SYNC_EVERY,
         )));
     }
-    let alerts = match alerts_rx {
-        Some(rx) => Some(start_alerts(
-            &config,
-            live.clone(),
-            store.clone(),
-            rx,
-            &mut others,
-        )?),
-        None => None,
-    };
+    let alerts = alerts.map(|(handle, _)| handle);
     let admin_state = crate::admin::AdminState {
         store: store.clone(),
         live,
@@ -249,14 +256,15 @@ pub fn side_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
 }
 
 /// Builds the alert channels, spawns the engine (fed by its own record consumer) and the
-/// delivery task, and returns what the admin API needs.
+/// delivery task, and returns what the admin API needs and the delivery queue (for report
+/// digests).
 fn start_alerts(
     config: &Config,
     live: Arc<Live>,
     store: Store,
     records: mpsc::Receiver<Arc<Exchange>>,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> anyhow::Result<Arc<alerts::Handle>> {
+) -> anyhow::Result<(Arc<alerts::Handle>, Messages)> {
     let a = &config.alerts;
     let timeout = Duration::from_secs(a.delivery.timeout_secs);
     let (channels, warnings) = alerts::Channels::build(a, timeout);
@@ -271,7 +279,7 @@ fn start_alerts(
         &a.delivery,
     ));
     let (notices_tx, notices_rx) = mpsc::channel(alerts::delivery::QUEUE);
-    let engine = alerts::Engine::new(a, live, store, notices_tx, config.instance_name());
+    let engine = alerts::Engine::new(a, live, store, notices_tx.clone(), config.instance_name());
     let handle = Arc::new(alerts::Handle {
         rules: engine.rules.clone(),
         delivery: delivery.clone(),
@@ -280,8 +288,11 @@ fn start_alerts(
     });
     tasks.push(tokio::spawn(alerts::run_engine(engine, records)));
     tasks.push(tokio::spawn(alerts::run_delivery(delivery, notices_rx)));
-    Ok(handle)
+    Ok((handle, notices_tx))
 }
+
+/// The delivery queue of the alert channels: a message and the channel kinds it goes to.
+type Messages = mpsc::Sender<(alerts::Message, Vec<String>)>;
 
 fn load_prices(path: &std::path::Path) -> Prices {
     match Prices::load(path) {

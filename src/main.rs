@@ -18,8 +18,10 @@ const USAGE: &str = "usage: gatehouse [COMMAND] [--config PATH] [ARGS]
   eval ATTACKS BENIGN [--split holdout|training|all]
                                 recall per attack category, false positives per benign category
   train CORPUS_DIR              fit the learned detector stage, write policies/model.bin
-  report [--period daily|weekly|monthly]
-                                write one analysis report (stored; printed as Markdown)
+  report [--period daily|weekly|monthly] [--date YYYY-MM-DD]
+                                write one analysis report (stored; printed as Markdown) on the
+                                previous complete period, or the one containing --date, in
+                                report.schedule.time_zone
 
 With no --config, ./gateway.yaml is read when present; GATEHOUSE_* variables override it.";
 
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     let mut positional: Vec<String> = Vec::new();
     let mut split = String::from("holdout");
     let mut period = String::from("daily");
+    let mut date: Option<String> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" | "-c" => match args.next() {
@@ -49,6 +52,10 @@ fn main() -> ExitCode {
             "--period" => match args.next() {
                 Some(p) => period = p,
                 None => return usage("--period needs daily, weekly or monthly"),
+            },
+            "--date" => match args.next() {
+                Some(d) => date = Some(d),
+                None => return usage("--date needs a local date YYYY-MM-DD"),
             },
             "serve" | "check" | "health" | "scan" | "eval" | "train" | "report"
                 if command.is_none() =>
@@ -89,15 +96,24 @@ fn main() -> ExitCode {
             [corpus] => done(gatehouse::tools::train(&config, corpus.as_ref())),
             _ => usage("train needs a CORPUS_DIR"),
         },
-        Some("report") => match gatehouse::report::Period::parse(&period) {
-            Some(p) => report(config, p),
-            None => usage("--period must be daily, weekly or monthly"),
-        },
+        Some("report") => {
+            let Some(p) = gatehouse::report::Period::parse(&period) else {
+                return usage("--period must be daily, weekly or monthly");
+            };
+            match date.as_deref().map(str::parse).transpose() {
+                Ok(d) => report(config, p, d),
+                Err(_) => usage("--date must be a local date YYYY-MM-DD"),
+            }
+        }
         _ => serve(config, config_path),
     }
 }
 
-fn report(config: config::Config, period: gatehouse::report::Period) -> ExitCode {
+fn report(
+    config: config::Config,
+    period: gatehouse::report::Period,
+    date: Option<jiff::civil::Date>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,7 +125,7 @@ fn report(config: config::Config, period: gatehouse::report::Period) -> ExitCode
         }
     };
     done(runtime.block_on(async move {
-        let md = app::report_once(config, period).await?;
+        let md = app::report_once(config, period, date).await?;
         println!("{md}");
         Ok(())
     }))

@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::Arc;
 
-use gatehouse::alerts::{run_engine, Engine, NoticeKind};
+use gatehouse::alerts::{run_engine, Engine, Message, NoticeKind};
 use gatehouse::analytics::Live;
 use gatehouse::config::{AlertLevel, AlertsConfig, CaptureConfig, RuleConfig, RuleKind};
 use gatehouse::detect::RiskLevel;
@@ -143,9 +143,11 @@ async fn two_engines_on_one_store_notify_a_critical_threat_once() {
             e.await.expect("engine");
         }
         let mut fired = Vec::new();
-        while let Ok((notice, _channels)) = notices.try_recv() {
-            if notice.kind == NoticeKind::Fired {
-                fired.push(notice.alert_id);
+        while let Ok((message, _channels)) = notices.try_recv() {
+            if let Message::Alert(notice) = message {
+                if notice.kind == NoticeKind::Fired {
+                    fired.push(notice.alert_id);
+                }
             }
         }
         assert_eq!(

@@ -1,5 +1,6 @@
-//! Report and threshold routes: list, read and generate reports, the latest recommendations,
-//! and the risk thresholds (read, dry run, change). Thin: parameters → `report::Reporter`.
+//! Report and threshold routes: list (paged) and read reports, generate one for a period (and
+//! send its digest), the latest recommendations, and the risk thresholds (read, dry run,
+//! change). Thin: parameters → `report::Reporter`.
 
 use std::collections::HashMap;
 
@@ -8,11 +9,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use jiff::civil::Date;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::ThresholdsConfig;
-use crate::report::{self, Period, Reporter};
+use crate::report::{self, Period, Reporter, Trigger};
 
 use super::{params, AdminError, AdminState};
 
@@ -39,18 +41,41 @@ impl From<report::Error> for AdminError {
             }
             report::Error::Store(e) => AdminError::Store(e),
             report::Error::Analytics(e) => AdminError::Analytics(e),
+            report::Error::Period(e) => AdminError::BadRequest(format!("no such period: {e}")),
         }
     }
 }
 
 #[utoipa::path(get, path = "/api/reports", tag = "reports", operation_id = "list_reports",
-    params(("limit" = Option<u32>, Query, description = "Most reports returned")),
-    responses((status = 200, description = "Stored reports, newest first", body = Object), (status = 400, description = "Bad parameter"), (status = 401, description = "Missing or wrong token")))]
+    params(("limit" = Option<u32>, Query, description = "Page size, 1..=500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, description = "Stored reports (without bodies), newest first, and `next_cursor` when there may be more", body = Object), (status = 400, description = "Bad parameter"), (status = 401, description = "Missing or wrong token")))]
 pub(super) async fn list(State(s): State<AdminState>, q: Params) -> ApiResult {
     let q = query(q)?;
     let limit = params::int_in("limit", q.get("limit").map(String::as_str), 50, 1, 500)?;
-    let items = reporter(&s)?.store().reports(limit).await?;
-    Ok(Json(json!({ "items": items })).into_response())
+    let after = q.get("cursor").map(|c| cursor(c)).transpose()?;
+    let after = after.as_ref().map(|(ms, id)| (*ms, id.as_str()));
+    let items = reporter(&s)?.store().reports(limit, after).await?;
+    // A full page gets a cursor at its last report, as the request log's pages do.
+    let next_cursor = (items.len() as u64 >= u64::from(limit))
+        .then(|| items.last().map(|r| format!("{}.{}", r.created_ms, r.id)))
+        .flatten();
+    Ok(Json(json!({ "items": items, "next_cursor": next_cursor })).into_response())
+}
+
+/// A report page cursor: `<created_ms>.<id>` of the last report of the previous page.
+fn cursor(raw: &str) -> Result<(i64, String), AdminError> {
+    raw.split_once('.')
+        .and_then(|(ms, id)| {
+            let ms = ms.parse::<i64>().ok()?;
+            uuid::Uuid::parse_str(id).ok()?;
+            Some((ms, id.to_owned()))
+        })
+        .ok_or_else(|| {
+            AdminError::BadRequest(format!(
+                "cursor must be a next_cursor from a previous page, got {raw:?}"
+            ))
+        })
 }
 
 #[utoipa::path(get, path = "/api/reports/{id}", tag = "reports",
@@ -82,8 +107,10 @@ pub(super) async fn read(
 }
 
 #[utoipa::path(post, path = "/api/reports/generate", tag = "reports",
-    params(("period" = Option<String>, Query, description = "daily, weekly or monthly")),
-    responses((status = 200, description = "The report, written now", body = Object), (status = 400, description = "Bad parameter"), (status = 401, description = "Missing or wrong token")))]
+    params(("period" = Option<String>, Query, description = "daily (default), weekly or monthly"),
+        ("date" = Option<String>, Query, description = "YYYY-MM-DD: the period containing this local date (default: the previous complete period)"),
+        ("digest" = Option<bool>, Query, description = "Also send the digest through the alert channels (default false)")),
+    responses((status = 201, description = "The report, written now", body = Object), (status = 400, description = "Bad parameter"), (status = 401, description = "Missing or wrong token"), (status = 503, description = "A digest was asked for but digests are off")))]
 pub(super) async fn generate(State(s): State<AdminState>, q: Params) -> ApiResult {
     let q = query(q)?;
     let raw = q.get("period").map_or("daily", String::as_str);
@@ -92,8 +119,37 @@ pub(super) async fn generate(State(s): State<AdminState>, q: Params) -> ApiResul
             "period must be daily, weekly or monthly, got {raw:?}"
         ))
     })?;
-    let r = reporter(&s)?.generate(period, false).await?;
+    let date = q.get("date").map(|d| date(d)).transpose()?;
+    let digest = match q.get("digest").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(AdminError::BadRequest(format!(
+                "digest must be true or false, got {other:?}"
+            )))
+        }
+    };
+    let reporter = reporter(&s)?;
+    let trigger = if digest {
+        if let Some(why) = reporter.digest_unavailable() {
+            return Err(AdminError::Unavailable(format!("no digest: {why}")));
+        }
+        Trigger::ManualWithDigest
+    } else {
+        Trigger::Manual
+    };
+    let r = reporter.generate(period, date, trigger).await?;
     Ok((StatusCode::CREATED, Json(r)).into_response())
+}
+
+/// A local date `YYYY-MM-DD` between 1970 and 9998.
+fn date(raw: &str) -> Result<Date, AdminError> {
+    raw.parse::<Date>()
+        .ok()
+        .filter(|d| (1970..=9998).contains(&d.year()) && raw.len() == 10)
+        .ok_or_else(|| {
+            AdminError::BadRequest(format!("date must be a local date YYYY-MM-DD, got {raw:?}"))
+        })
 }
 
 #[utoipa::path(get, path = "/api/recommendations", tag = "reports",

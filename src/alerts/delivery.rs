@@ -1,6 +1,7 @@
-//! Delivery: sends each notice to each of its channels in a task of its own, with retries and
-//! exponential backoff (a channel's `Retry-After` wins when longer), and stores every attempt.
-//! One failing or slow channel never holds back another, nor the engine, nor the proxy.
+//! Delivery: sends each message (an alert's notice or a report digest) to each of its channels
+//! in a task of its own, with retries and exponential backoff (a channel's `Retry-After` wins
+//! when longer), and stores every attempt. One failing or slow channel never holds back
+//! another, nor the engine, nor the proxy.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,9 +14,9 @@ use crate::config::DeliveryConfig;
 use crate::store::{DeliveryRow, Store};
 
 use super::channels::{Answer, Channel, Channels, Failure};
-use super::Notice;
+use super::{Message, Notice};
 
-/// Notices waiting for delivery at most; the engine drops (and logs) beyond this.
+/// Messages waiting for delivery at most; senders drop (and log) beyond this.
 pub const QUEUE: usize = 256;
 /// Deliveries in flight at most; further notices wait in the queue.
 const IN_FLIGHT: usize = 64;
@@ -65,14 +66,14 @@ impl Delivery {
             .map(|(i, _)| i)
     }
 
-    /// Sends `n` to channel number `i`, retrying up to `retries` times; stores every attempt.
-    pub async fn deliver(&self, i: usize, n: &Notice, retries: u32) -> Outcome {
+    /// Sends `m` to channel number `i`, retrying up to `retries` times; stores every attempt.
+    pub async fn deliver(&self, i: usize, m: &Message, retries: u32) -> Outcome {
         let (label, channel) = &self.channels.0[i];
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self.attempt(channel, n).await;
-            self.record(label, n, attempt, &result).await;
+            let result = self.attempt(channel, m).await;
+            self.record(label, m, attempt, &result).await;
             let wait = match &result {
                 Err(Failure {
                     retry: Some(wait), ..
@@ -81,7 +82,7 @@ impl Delivery {
                 }
                 _ => {
                     if let Err(f) = &result {
-                        tracing::warn!(channel = %label, rule = %n.rule, attempts = attempt, status = ?f.status, answer = %f.text, "alert notice not delivered");
+                        tracing::warn!(channel = %label, topic = %m.topic(), attempts = attempt, status = ?f.status, answer = %f.text, "alert channel message not delivered");
                     }
                     return Outcome {
                         channel: label.clone(),
@@ -94,8 +95,8 @@ impl Delivery {
         }
     }
 
-    async fn attempt(&self, channel: &Channel, n: &Notice) -> Result<Answer, Failure> {
-        match tokio::time::timeout(self.timeout, channel.send(&self.http, n)).await {
+    async fn attempt(&self, channel: &Channel, m: &Message) -> Result<Answer, Failure> {
+        match tokio::time::timeout(self.timeout, channel.send(&self.http, m)).await {
             Ok(r) => r,
             Err(_) => Err(Failure {
                 status: None,
@@ -105,14 +106,14 @@ impl Delivery {
         }
     }
 
-    async fn record(&self, label: &str, n: &Notice, attempt: u32, r: &Result<Answer, Failure>) {
+    async fn record(&self, label: &str, m: &Message, attempt: u32, r: &Result<Answer, Failure>) {
         let (ok, status, answer) = match r {
             Ok(a) => (true, a.status, a.text.clone()),
             Err(f) => (false, f.status, f.text.clone()),
         };
         let row = DeliveryRow {
-            alert_id: n.alert_id.clone(),
-            notice: n.kind.as_str().into(),
+            alert_id: m.id().to_owned(),
+            notice: m.kind().into(),
             channel: label.into(),
             attempt: i64::from(attempt),
             ts_ms: unix_ms(SystemTime::now()),
@@ -137,22 +138,24 @@ impl Delivery {
         }
         let kinds: Vec<String> = kind.map(str::to_owned).into_iter().collect();
         let picked: Vec<usize> = self.selected(&kinds).collect();
-        let sends = picked.into_iter().map(|i| self.deliver(i, n, 0));
+        let m = Message::Alert(n.clone());
+        let sends = picked.into_iter().map(|i| self.deliver(i, &m, 0));
         futures_util::future::join_all(sends).await
     }
 }
 
-/// Runs delivery until the notice queue closes, then lets deliveries in flight finish.
-pub async fn run_delivery(d: Arc<Delivery>, mut rx: mpsc::Receiver<(Notice, Vec<String>)>) {
+/// Runs delivery until the message queue closes, then lets deliveries in flight finish. Each
+/// message goes to the channels of the kinds listed with it (every channel when none is).
+pub async fn run_delivery(d: Arc<Delivery>, mut rx: mpsc::Receiver<(Message, Vec<String>)>) {
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
             next = rx.recv(), if tasks.len() < IN_FLIGHT => {
-                let Some((notice, kinds)) = next else { break };
-                let notice = Arc::new(notice);
+                let Some((message, kinds)) = next else { break };
+                let message = Arc::new(message);
                 for i in d.selected(&kinds).collect::<Vec<_>>() {
-                    let (d, n) = (d.clone(), notice.clone());
-                    tasks.spawn(async move { d.deliver(i, &n, d.retries).await });
+                    let (d, m) = (d.clone(), message.clone());
+                    tasks.spawn(async move { d.deliver(i, &m, d.retries).await });
                 }
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}

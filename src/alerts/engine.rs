@@ -34,7 +34,7 @@ use crate::event::Exchange;
 use crate::store::{AlertRow, Store};
 
 use super::rules::{self, Condition, Recent, Rule, Snapshot};
-use super::{Notice, NoticeKind};
+use super::{Message, Notice, NoticeKind};
 
 /// How often the (hourly, store-backed) anomaly detection runs.
 const ANOMALY_EVERY: Duration = Duration::from_secs(300);
@@ -149,7 +149,7 @@ pub struct Engine {
     pub rules: Vec<Rule>,
     live: Arc<Live>,
     store: Store,
-    notices: mpsc::Sender<(Notice, Vec<String>)>,
+    notices: mpsc::Sender<(Message, Vec<String>)>,
     every: Duration,
     /// This replica's name on its alert claims.
     instance: String,
@@ -166,7 +166,7 @@ impl Engine {
         cfg: &AlertsConfig,
         live: Arc<Live>,
         store: Store,
-        notices: mpsc::Sender<(Notice, Vec<String>)>,
+        notices: mpsc::Sender<(Message, Vec<String>)>,
         instance: String,
     ) -> Engine {
         let rules = Rule::build(cfg);
@@ -340,7 +340,11 @@ impl Engine {
         if kind == NoticeKind::Resolved && !r.send_resolved {
             return;
         }
-        if self.notices.try_send((notice, r.channels.clone())).is_err() {
+        if self
+            .notices
+            .try_send((Message::Alert(notice), r.channels.clone()))
+            .is_err()
+        {
             tracing::warn!(rule = %r.name, "alert notice dropped: delivery queue full");
         }
     }

@@ -15,6 +15,9 @@
 //! small record of recent events (`rules::Recent`). Trade-off: a record dropped under overload
 //! can delay a critical-threat notice to the next one; the windowed rules are unaffected.
 //!
+//! The same channels carry report digests (`digest`): a `Message` is either an alert's notice
+//! or a digest, and delivery treats both alike.
+//!
 //! Delivery never touches the proxy path: the engine hands notices to a bounded queue, and the
 //! delivery task sends each notice to each channel in its own task, with retries and backoff,
 //! so one slow or failing channel does not hold back the others. Every alert and every
@@ -22,6 +25,7 @@
 
 pub mod channels;
 pub mod delivery;
+pub mod digest;
 pub mod engine;
 pub mod rules;
 
@@ -32,6 +36,7 @@ use serde::Serialize;
 pub use crate::config::AlertLevel as Level;
 pub use channels::{Channel, Channels};
 pub use delivery::{run_delivery, Delivery};
+pub use digest::{Digest, DigestItem};
 pub use engine::{run_engine, Engine};
 pub use rules::{Figure, Rule};
 
@@ -111,6 +116,40 @@ impl Notice {
             self.rule,
             subject
         )
+    }
+}
+
+/// What delivery sends: an alert's notice or a report digest.
+#[derive(Clone, Debug)]
+pub enum Message {
+    Alert(Notice),
+    Digest(Digest),
+}
+
+impl Message {
+    /// The alert id, or the report id of a digest: stored as `alert_id` with each delivery
+    /// attempt, so a report's digest deliveries are found by its id.
+    pub fn id(&self) -> &str {
+        match self {
+            Message::Alert(n) => &n.alert_id,
+            Message::Digest(d) => &d.report_id,
+        }
+    }
+
+    /// `fired`, `resolved`, `test` or `digest`: the `notice` of each delivery attempt.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Alert(n) => n.kind.as_str(),
+            Message::Digest(_) => "digest",
+        }
+    }
+
+    /// What a log line names: the alert's rule, or `report_digest`.
+    pub fn topic(&self) -> &str {
+        match self {
+            Message::Alert(n) => &n.rule,
+            Message::Digest(_) => "report_digest",
+        }
     }
 }
 

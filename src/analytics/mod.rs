@@ -23,7 +23,7 @@ pub use forecast::{forecast_requests, Forecast};
 pub use live::{run_live, Live, UserWindow, WindowStats};
 pub use quality::{model_scores, performance_score};
 pub use security::{security_summary, SecuritySummary};
-pub use usage::{usage, usage_at, UsageAnalytics};
+pub use usage::{usage, usage_at, usage_between, UsageAnalytics};
 
 use std::time::SystemTime;
 

@@ -202,6 +202,24 @@ pub async fn usage(store: &Store, days: u32) -> Result<UsageAnalytics, Error> {
 pub async fn usage_at(store: &Store, now_ms: i64, days: u32) -> Result<UsageAnalytics, Error> {
     let to_ms = now_ms - now_ms.rem_euclid(HOUR_MS) + HOUR_MS;
     let from_ms = to_ms - i64::from(days.max(1)) * DAY_MS;
+    usage_between(store, from_ms, to_ms, now_ms).await
+}
+
+/// Usage over `[from_ms, to_ms)` as of `now_ms` (hours from `now_ms` on are not complete),
+/// both ends floored to whole hours: rollups are hourly. A report period is such a window
+/// (a local day can be 23 or 25 hours long).
+///
+/// # Errors
+/// A store read fails.
+pub async fn usage_between(
+    store: &Store,
+    from_ms: i64,
+    to_ms: i64,
+    now_ms: i64,
+) -> Result<UsageAnalytics, Error> {
+    let from_ms = from_ms - from_ms.rem_euclid(HOUR_MS);
+    let to_ms = (to_ms - to_ms.rem_euclid(HOUR_MS)).max(from_ms);
+    let days = u32::try_from((to_ms - from_ms + DAY_MS - 1) / DAY_MS).unwrap_or(u32::MAX);
     let hours = store
         .rollups_by(from_ms, to_ms, Resolution::Hour, GroupBy::Bucket)
         .await?;
@@ -251,8 +269,11 @@ pub(crate) fn summarise(
         hour_of_day[(r.bucket_ms.rem_euclid(DAY_MS) / HOUR_MS) as usize].add(r);
         weekdays[weekday(r.bucket_ms)].add(r);
     }
-    // The current hour is partial: anomaly detection only looks at complete hours.
-    let complete = hours.len().saturating_sub(usize::from(to_ms > w.now_ms));
+    // The current hour is partial and later ones empty: anomaly detection only looks at
+    // complete hours.
+    let complete = usize::try_from((w.now_ms.min(to_ms) - from_ms).div_euclid(HOUR_MS))
+        .unwrap_or(0)
+        .min(hours.len());
     let mut anomalies = anomaly::hourly(&hours[..complete], from_ms);
     anomalies.extend(anomaly::users(users));
     UsageAnalytics {

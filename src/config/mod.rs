@@ -27,7 +27,10 @@ pub use alerts::{
     DeliveryConfig, EmailConfig, RuleConfig, RuleKind, UrlChannelConfig, WebhookConfig,
 };
 pub use load::{load, LoadError, DEFAULT_FILE};
-pub use report::{parse_at, parse_offset, At, ReportConfig, RuleThresholds, ScheduleConfig};
+pub use report::{
+    parse_at, parse_offset, parse_zone, At, DigestConfig, ReportConfig, RuleThresholds,
+    ScheduleConfig, DIGEST_CHANNELS,
+};
 pub use secret::{Secret, SecretError, SecretSource};
 pub use store::{CaptureConfig, StoreConfig};
 pub use traces::{LangfuseConfig, OtlpConfig, TraceCapture, TracesConfig};

@@ -1,7 +1,10 @@
-//! Config section for the analysis agent (`report`): schedules, the model asked for advice,
-//! the rule engine's thresholds and threshold auto-tuning. Serde shapes plus the pure parsing of
-//! the schedule strings (so `validate` and the scheduler agree on one grammar).
+//! Config section for the analysis agent (`report`): schedules and their time zone, the model
+//! asked for advice, the rule engine's thresholds, threshold auto-tuning, retention and the
+//! digest sent through the alert channels. Serde shapes plus the pure parsing of the schedule
+//! strings and the zone (so `validate`, the scheduler and the period arithmetic agree on one
+//! grammar).
 
+use jiff::tz::{Offset, TimeZone};
 use serde::{Deserialize, Serialize};
 
 /// The analysis agent: daily, weekly and monthly reports with recommendations.
@@ -23,6 +26,9 @@ pub struct ReportConfig {
     pub auto_tune: bool,
     /// Largest relative change of one threshold per auto-tune step (0.25 = ±25 %). Default 0.25.
     pub auto_tune_max_step: f32,
+    /// Days a stored report is kept (by its creation time); 0 keeps every report. Default 365.
+    pub retention_days: u32,
+    pub digest: DigestConfig,
 }
 
 impl Default for ReportConfig {
@@ -35,12 +41,14 @@ impl Default for ReportConfig {
             rules: RuleThresholds::default(),
             auto_tune: false,
             auto_tune_max_step: 0.25,
+            retention_days: 365,
+            digest: DigestConfig::default(),
         }
     }
 }
 
-/// When reports are written, in local time at a fixed UTC offset (no daylight-saving rules:
-/// change `utc_offset` when the clocks change). `null` switches one schedule off.
+/// When reports are written, in local time of `time_zone` (daylight-saving changes
+/// included). `null` switches one schedule off.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleConfig {
@@ -50,8 +58,13 @@ pub struct ScheduleConfig {
     pub weekly: Option<String>,
     /// `D HH:MM` (day 1 … 28) every month. Default `1 06:00`.
     pub monthly: Option<String>,
-    /// Offset of local time from UTC, `+HH:MM` or `-HH:MM`. Default `+00:00`.
-    pub utc_offset: String,
+    /// Time zone of the times above and of the report periods (local calendar days, ISO weeks
+    /// and months): an IANA name (`Europe/Paris`, `America/New_York`), `UTC`, or a fixed
+    /// offset `+HH:MM` / `-HH:MM` (no daylight saving). Default `UTC`.
+    pub time_zone: String,
+    /// Deprecated: a fixed offset `+HH:MM` / `-HH:MM`, read as `time_zone` when that is left
+    /// at its default. Default none.
+    pub utc_offset: Option<String>,
 }
 
 impl Default for ScheduleConfig {
@@ -60,10 +73,45 @@ impl Default for ScheduleConfig {
             daily: Some("06:00".into()),
             weekly: Some("mon 06:00".into()),
             monthly: Some("1 06:00".into()),
-            utc_offset: "+00:00".into(),
+            time_zone: DEFAULT_ZONE.into(),
+            utc_offset: None,
         }
     }
 }
+
+const DEFAULT_ZONE: &str = "UTC";
+
+/// A short digest of each scheduled report, sent through the alert channels (`alerts.channels`,
+/// with `alerts.delivery`'s retries).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DigestConfig {
+    /// Send a digest when a scheduled report is stored. Needs `alerts.enabled`. Default false.
+    pub enabled: bool,
+    /// Channel kinds the digest goes to: `email`, `slack`, `teams`, `webhook`. Empty means
+    /// every enabled channel of these kinds (Alertmanager takes alerts only). Default empty.
+    pub channels: Vec<String>,
+    /// Recommendations listed in the digest, highest priority first (1 … 20). Default 5.
+    pub top: usize,
+    /// Base URL of the admin API as the readers reach it, e.g.
+    /// `https://gatehouse-admin.example.com`; the digest links
+    /// `<admin_url>/api/reports/<id>?format=html`. Default none: the digest gives the path.
+    pub admin_url: Option<String>,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        DigestConfig {
+            enabled: false,
+            channels: Vec::new(),
+            top: 5,
+            admin_url: None,
+        }
+    }
+}
+
+/// Channel kinds a digest can go to.
+pub const DIGEST_CHANNELS: [&str; 4] = ["email", "slack", "teams", "webhook"];
 
 /// When the rule engine speaks up.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
@@ -151,7 +199,42 @@ pub fn parse_offset(s: &str) -> Option<i32> {
     (m <= 14 * 60).then_some(sign * m)
 }
 
+/// Parses a time zone: an IANA name, `UTC`, or a fixed offset `+HH:MM` / `-HH:MM`.
+///
+/// # Errors
+/// A message naming the value when it is none of these (or the name is not in the time-zone
+/// database: the system's `/usr/share/zoneinfo`, else the copy built into the binary).
+pub fn parse_zone(s: &str) -> Result<TimeZone, String> {
+    let s = s.trim();
+    if s.starts_with(['+', '-']) {
+        return parse_offset(s)
+            .and_then(|m| Offset::from_seconds(m * 60).ok())
+            .map(TimeZone::fixed)
+            .ok_or_else(|| format!("{s:?} is not a fixed offset +HH:MM or -HH:MM"));
+    }
+    if s.eq_ignore_ascii_case("utc") {
+        return Ok(TimeZone::UTC);
+    }
+    TimeZone::get(s).map_err(|_| {
+        format!("{s:?} is not a known time zone: use an IANA name such as Europe/Paris, UTC, or a fixed offset such as +02:00")
+    })
+}
+
 impl ScheduleConfig {
+    /// The zone in force as written: `time_zone`, or the deprecated `utc_offset` when
+    /// `time_zone` is left at its default.
+    pub fn zone_name(&self) -> &str {
+        match &self.utc_offset {
+            Some(off) if self.time_zone == DEFAULT_ZONE => off,
+            _ => &self.time_zone,
+        }
+    }
+
+    /// The zone in force; `None` when it does not parse (`validate` reports it).
+    pub fn zone(&self) -> Option<TimeZone> {
+        parse_zone(self.zone_name()).ok()
+    }
+
     /// The configured entries, parsed; bad entries are left out (`validate` reports them).
     pub fn entries(&self) -> Vec<(&'static str, At)> {
         [
@@ -178,11 +261,19 @@ impl ScheduleConfig {
                 }
             }
         }
-        if parse_offset(&self.utc_offset).is_none() {
-            p.push(format!(
-                "report.schedule.utc_offset: {:?} is not +HH:MM or -HH:MM",
-                self.utc_offset
-            ));
+        match &self.utc_offset {
+            Some(_) if self.time_zone != DEFAULT_ZONE => p.push(
+                "report.schedule: set time_zone or the deprecated utc_offset, not both".into(),
+            ),
+            Some(off) if parse_offset(off).is_none() => p.push(format!(
+                "report.schedule.utc_offset: {off:?} is not +HH:MM or -HH:MM"
+            )),
+            Some(_) => {}
+            None => {
+                if let Err(e) = parse_zone(&self.time_zone) {
+                    p.push(format!("report.schedule.time_zone: {e}"));
+                }
+            }
         }
         p
     }
@@ -216,5 +307,38 @@ mod tests {
         assert_eq!(parse_offset("-05:30"), Some(-330));
         assert_eq!(parse_offset("01:00"), None);
         assert!(ScheduleConfig::default().problems().is_empty());
+    }
+
+    #[test]
+    fn zones_are_iana_names_utc_or_fixed_offsets() {
+        for ok in [
+            "Europe/Paris",
+            "America/New_York",
+            "UTC",
+            "utc",
+            "+02:00",
+            "-05:30",
+        ] {
+            assert!(parse_zone(ok).is_ok(), "{ok}");
+        }
+        for bad in ["Europe/Pariss", "Mars/Olympus", "", "+25:00", "CEST+1"] {
+            assert!(parse_zone(bad).is_err(), "{bad}");
+        }
+        let mut s = ScheduleConfig {
+            time_zone: "Europe/Nowhere".into(),
+            ..ScheduleConfig::default()
+        };
+        let p = s.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("report.schedule.time_zone: \"Europe/Nowhere\""),
+            "{p:?}"
+        );
+        s.time_zone = "UTC".into();
+        s.utc_offset = Some("+01:00".into());
+        assert!(s.problems().is_empty(), "the old fixed offset still loads");
+        assert_eq!(s.zone_name(), "+01:00");
+        s.time_zone = "Europe/Paris".into();
+        assert_eq!(s.problems().len(), 1, "not both");
     }
 }

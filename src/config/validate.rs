@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::{AuthMode, Config, UpstreamConfig};
+use super::{AuthMode, Config, UpstreamConfig, DIGEST_CHANNELS};
 
 /// All problems found in a config.
 #[derive(Debug, Default)]
@@ -54,7 +54,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
         p.push("proxy.record_queue must be greater than 0".into());
     }
     check_auth(c, proxy, &mut p, &mut warnings);
-    check_report(c, &mut p);
+    check_report(c, &mut p, &mut warnings);
     check_store(c, &mut p);
     if admin.is_some_and(|a| !a.ip().is_loopback())
         && c.admin.token.is_none()
@@ -203,9 +203,39 @@ fn check_models(c: &Config, p: &mut Vec<String>) {
     }
 }
 
-fn check_report(c: &Config, p: &mut Vec<String>) {
+fn check_report(c: &Config, p: &mut Vec<String>, warnings: &mut Vec<String>) {
     let r = &c.report;
     p.extend(r.schedule.problems());
+    if r.schedule.utc_offset.is_some() {
+        warnings.push(
+            "report.schedule.utc_offset is deprecated: write the offset (or an IANA zone) as report.schedule.time_zone".into(),
+        );
+    }
+    let d = &r.digest;
+    if d.enabled && !c.alerts.enabled {
+        p.push(
+            "report.digest.enabled needs alerts.enabled: digests go through the alert channels"
+                .into(),
+        );
+    }
+    for ch in d
+        .channels
+        .iter()
+        .filter(|ch| !DIGEST_CHANNELS.contains(&ch.as_str()))
+    {
+        p.push(format!(
+            "report.digest.channels: {ch:?} is not one of {}",
+            DIGEST_CHANNELS.join(", ")
+        ));
+    }
+    if !(1..=20).contains(&d.top) {
+        p.push("report.digest.top must be between 1 and 20".into());
+    }
+    if let Some(u) = d.admin_url.as_deref().filter(|u| !http_url(u)) {
+        p.push(format!(
+            "report.digest.admin_url: {u:?} is not an http(s) URL"
+        ));
+    }
     if !(r.timeout_secs.is_finite() && r.timeout_secs > 0.0) {
         p.push("report.timeout_secs must be greater than 0".into());
     }
@@ -407,6 +437,32 @@ mod tests {
             });
         let problems = validate(&c).expect_err("bad alerts").0;
         assert_eq!(problems.len(), 5, "{problems:#?}");
+    }
+
+    #[test]
+    fn report_problems_name_their_field() {
+        let mut c = Config::default();
+        c.report.schedule.time_zone = "Europe/Atlantis".into();
+        c.report.digest.enabled = true;
+        c.report.digest.channels = vec!["slack".into(), "alertmanager".into()];
+        c.report.digest.top = 0;
+        c.alerts.enabled = false;
+        let problems = validate(&c).expect_err("bad report section").0;
+        let fields: Vec<&str> = problems
+            .iter()
+            .map(|p| p.split([':', ' ']).next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "report.schedule.time_zone",
+                "report.digest.enabled",
+                "report.digest.channels",
+                "report.digest.top"
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[0].contains("Europe/Atlantis"), "{problems:#?}");
     }
 
     #[test]

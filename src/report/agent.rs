@@ -1,12 +1,14 @@
 //! The `Reporter`: generates, stores and lists reports, and changes risk thresholds with a
 //! replayed effect and a history. It reaches the outside world only through the closures `app`
-//! gives it: the LLM call, the live config, and applying thresholds to the live runtime.
+//! gives it: the LLM call, the live config, applying thresholds to the live runtime, and
+//! handing a digest to the alert channels.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use jiff::civil::Date;
 use serde::Serialize;
 use serde_json::json;
 
@@ -14,6 +16,7 @@ use crate::analytics::unix_ms;
 use crate::config::{Config, ThresholdsConfig};
 use crate::store::{rfc3339, Store, StoredReport, ThresholdChange};
 
+use super::period::{self, Zone};
 use super::{advice, figures, render, replay, rules};
 use super::{Engine, Error, Period, Recommendation, Report};
 
@@ -25,6 +28,19 @@ pub type ChatFn =
 pub type ConfigFn = Arc<dyn Fn() -> Arc<Config> + Send + Sync>;
 /// Puts new thresholds into the live runtime.
 pub type ApplyFn = Arc<dyn Fn(ThresholdsConfig) -> Result<(), String> + Send + Sync>;
+/// Hands a stored report's digest to the alert channels (queues it; never waits on a send).
+pub type DigestFn = Arc<dyn Fn(&Report) + Send + Sync>;
+
+/// Who asked for a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The schedule: may auto-tune thresholds, and sends the digest when it is enabled.
+    Schedule,
+    /// An operator (admin API or CLI), without a digest.
+    Manual,
+    /// An operator who also wants the digest sent (when it is enabled).
+    ManualWithDigest,
+}
 
 /// Why the LLM could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +59,7 @@ pub enum ChatError {
 const REPLAY_DAYS: i64 = 7;
 /// Threshold changes listed with an outcome.
 const HISTORY: u32 = 20;
+const DAY_MS: i64 = 86_400_000;
 
 /// Generates reports and changes thresholds. Cheap to clone.
 #[derive(Clone)]
@@ -51,6 +68,7 @@ pub struct Reporter {
     chat: ChatFn,
     config: ConfigFn,
     apply: ApplyFn,
+    digest: Option<DigestFn>,
 }
 
 /// What a threshold change did (or would do, on a dry run).
@@ -73,23 +91,53 @@ impl Reporter {
             chat,
             config,
             apply,
+            digest: None,
         }
     }
 
-    /// Generates, renders and stores the report of `period` ending now. A scheduled report also
-    /// applies its threshold proposal when `report.auto_tune` is on.
+    /// Sends digests of stored reports (set by `app` when the alert channels run).
+    pub fn with_digest(mut self, digest: DigestFn) -> Reporter {
+        self.digest = Some(digest);
+        self
+    }
+
+    /// Why a digest cannot be sent now (`report.digest` off, or no alert channels running).
+    pub fn digest_unavailable(&self) -> Option<&'static str> {
+        if !(self.config)().report.digest.enabled {
+            Some("report.digest.enabled is false")
+        } else if self.digest.is_none() {
+            Some("the alert channels are not running (alerts.enabled is false)")
+        } else {
+            None
+        }
+    }
+
+    /// Generates, renders and stores the report of `period` (the one containing local date
+    /// `date`, or the previous complete one), then drops reports past `report.retention_days`.
+    /// A scheduled report also applies its threshold proposal when `report.auto_tune` is on;
+    /// a scheduled one, or one asked for with a digest, is sent as a digest when
+    /// `report.digest.enabled`.
     ///
     /// # Errors
     /// A store read or the insert fails (LLM failures fall back to the rule engine instead).
-    pub async fn generate(&self, period: Period, scheduled: bool) -> Result<Report, Error> {
+    pub async fn generate(
+        &self,
+        period: Period,
+        date: Option<Date>,
+        trigger: Trigger,
+    ) -> Result<Report, Error> {
         let config = (self.config)();
         let now = unix_ms(SystemTime::now());
-        let figures = figures::gather(&self.store, &config, period, now).await?;
+        let zone = Zone::of(&config.report.schedule);
+        let b = period::of(period, date, now, &zone)?;
+        let figures = figures::gather(&self.store, &config, &b, &zone, now).await?;
         let (engine, recommendations) = self.advise(&config, &figures).await;
-        let (from_ms, to_ms) = figures::window(period, now);
         let report = Report {
-            from_ms,
-            to_ms,
+            from: b.from,
+            to: b.to,
+            zone: b.zone,
+            from_ms: b.from_ms,
+            to_ms: b.to_ms,
             id: uuid::Uuid::now_v7().to_string(),
             created: rfc3339(now),
             created_ms: now,
@@ -99,13 +147,41 @@ impl Reporter {
             figures,
         };
         self.store.insert_report(&stored(&report)).await?;
-        tracing::info!(id = %report.id, period = period.as_str(), engine = %report.engine.label(),
+        tracing::info!(id = %report.id, period = period.as_str(), from = %report.from,
+            to = %report.to, engine = %report.engine.label(),
             recommendations = report.recommendations.len(), "report generated");
+        self.prune(now).await;
+        let scheduled = trigger == Trigger::Schedule;
         if scheduled && config.report.auto_tune {
             self.auto_tune(&report, config.report.auto_tune_max_step)
                 .await;
         }
+        if (scheduled || trigger == Trigger::ManualWithDigest) && config.report.digest.enabled {
+            self.send_digest(&report);
+        }
         Ok(report)
+    }
+
+    fn send_digest(&self, report: &Report) {
+        match &self.digest {
+            Some(send) => send(report),
+            None => tracing::warn!(id = %report.id,
+                "report digest not sent: the alert channels are not running"),
+        }
+    }
+
+    /// Deletes the reports created more than `report.retention_days` before `now_ms`.
+    pub async fn prune(&self, now_ms: i64) {
+        let days = (self.config)().report.retention_days;
+        if days == 0 {
+            return;
+        }
+        let cutoff = now_ms - i64::from(days) * DAY_MS;
+        match self.store.delete_reports_before(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, retention_days = days, "old reports deleted"),
+            Err(e) => tracing::warn!(error = %e, "old reports not deleted"),
+        }
     }
 
     /// Asks the model (twice at most); falls back to the rules and says why.

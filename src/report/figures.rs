@@ -8,25 +8,27 @@ use serde::Serialize;
 
 use crate::analytics::{self, Anomaly};
 use crate::config::{ActionsConfig, Config, ThresholdsConfig};
-use crate::store::{rfc3339, Offender, Scored, Store};
+use crate::store::{DailyThreats, Offender, Scored, Store};
 
+use super::period::{self, Bounds, Zone};
 use super::replay::{self, Proposal};
 use super::threats::{self, ThreatTrends};
 use super::{Error, Period};
 
 const DAY_MS: i64 = 86_400_000;
-const HOUR_MS: i64 = 3_600_000;
 /// Models and users listed (most requests first); anomalies (largest |z| first).
 const TOP: usize = 10;
 /// Days of history for threat trends when the period is shorter.
-const MIN_TREND_DAYS: u32 = 7;
+const MIN_TREND_DAYS: i64 = 7;
 
 /// Everything a report rests on.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Figures {
     pub period: Period,
+    /// The period in RFC 3339 with local offsets, and its time zone.
     pub from: String,
     pub to: String,
+    pub zone: String,
     pub requests: u64,
     pub error_rate: f64,
     /// Latency percentiles of the period and p95 of the period before, in seconds.
@@ -107,40 +109,32 @@ pub struct ForecastFigures {
     pub backtest_mape: Option<f64>,
 }
 
-/// The window `[from, to)` of a period ending with the hour that contains `now_ms`.
-pub fn window(period: Period, now_ms: i64) -> (i64, i64) {
-    let to = now_ms - now_ms.rem_euclid(HOUR_MS) + HOUR_MS;
-    (to - i64::from(period.days()) * DAY_MS, to)
-}
-
-/// Gathers the figures of `period` ending now.
+/// Gathers the figures of the period `b` as of `now_ms` (a period still running counts up to
+/// now); "previous" figures come from the period of the same kind just before it.
 ///
 /// # Errors
 /// A store read fails.
 pub async fn gather(
     store: &Store,
     config: &Config,
-    period: Period,
+    b: &Bounds,
+    zone: &Zone,
     now_ms: i64,
 ) -> Result<Figures, Error> {
-    let days = period.days();
-    let (from, to) = window(period, now_ms);
-    let usage = analytics::usage_at(store, now_ms, days).await?;
-    let before = analytics::usage_at(store, now_ms - i64::from(days) * DAY_MS, days).await?;
+    let (from, to) = (b.from_ms, b.to_ms);
+    let prev = b.before(zone)?;
+    let usage = analytics::usage_between(store, from, to, now_ms).await?;
+    let before = analytics::usage_between(store, prev.from_ms, prev.to_ms, now_ms).await?;
     let security = analytics::security_summary(store, from, to).await?;
     let upstreams = store.upstream_counts(from, to).await?;
     let (scored, scanned) = store.scored_requests(from, to).await?;
-    let forecast = analytics::forecast::forecast_at(store, now_ms, 14)
+    let forecast = analytics::forecast::forecast_at(store, to.min(now_ms), 14)
         .await
         .ok();
-    let trend_days = days.max(MIN_TREND_DAYS);
-    let first_day = to - to.rem_euclid(DAY_MS) - i64::from(trend_days - 1) * DAY_MS;
-    let trends = threats::trends(
-        &store.daily_threats(first_day, to, false).await?,
-        &store.daily_threats(first_day, to, true).await?,
-        first_day,
-        trend_days as usize,
-    );
+    // Whole local days: a 23- or 25-hour day is one day.
+    let days = (to - from + DAY_MS / 2).div_euclid(DAY_MS);
+    let trend_days = days.max(MIN_TREND_DAYS) as usize;
+    let trends = threat_trends(store, b, zone, trend_days).await?;
     let d = &config.detect;
     let g = &usage.general_metrics;
     let prev: BTreeMap<&str, f64> = before
@@ -149,9 +143,10 @@ pub async fn gather(
         .map(|m| (m.model.as_str(), m.p95_latency))
         .collect();
     Ok(Figures {
-        period,
-        from: rfc3339(from),
-        to: rfc3339(to),
+        period: b.period,
+        from: b.from.clone(),
+        to: b.to.clone(),
+        zone: b.zone.clone(),
         requests: g.total_requests,
         error_rate: g.error_rate,
         p50_latency: g.p50_latency,
@@ -214,6 +209,30 @@ pub async fn gather(
         threat_trends: trends,
         threshold_proposal: proposal(&scored, scanned, config, &d.actions),
     })
+}
+
+/// Threat trends over the `days` local days ending with the period's last day: one store read
+/// per local day, because the store counts per UTC day and a local day can straddle two (and
+/// last 23 or 25 hours).
+async fn threat_trends(
+    store: &Store,
+    b: &Bounds,
+    zone: &Zone,
+    days: usize,
+) -> Result<ThreatTrends, Error> {
+    let starts = period::day_starts(b.last_day, days, zone)?;
+    let (mut categories, mut users) = (Vec::new(), Vec::new());
+    for (i, w) in starts.windows(2).enumerate() {
+        for (by_user, out) in [(false, &mut categories), (true, &mut users)] {
+            let rows = store.daily_threats(w[0], w[1], by_user).await?;
+            // Local day i of the window is filed as day i after the epoch.
+            out.extend(rows.into_iter().map(|r| DailyThreats {
+                day_ms: i as i64 * DAY_MS,
+                ..r
+            }));
+        }
+    }
+    Ok(threats::trends(&categories, &users, 0, days))
 }
 
 fn proposal(

@@ -8,18 +8,24 @@
 //! no model, the upstream fails or both answers are invalid → **render** Markdown and HTML
 //! (`render`) → **store** (`store::insert_report`). Every report names the engine that wrote it.
 //!
+//! A report covers one calendar period in the configured time zone (`period`): by default the
+//! previous local day, ISO week or month, or the one containing a given date.
+//!
 //! Threshold optimisation (`replay`) replays stored risk scores under proposed thresholds, and
 //! `Reporter::set_thresholds` applies a change to the live runtime through a closure `app`
 //! passes in (this module knows neither the proxy nor the admin API). Scheduling (`schedule`) is a
 //! pure "next firing" function plus a loop `app` spawns.
 //!
 //! Trade-offs: the LLM call reuses the routed upstream (keys, headers, retries) but not the
-//! proxy's request path, so it is never scanned or recorded as user traffic; schedules use a
-//! fixed UTC offset, not a time-zone database.
+//! proxy's request path, so it is never scanned or recorded as user traffic. Figures read from
+//! hourly rollups (usage, latency, cost) count whole UTC hours, so in a zone with a half-hour
+//! offset they are off by up to 30 minutes at each end of the period; figures read from single
+//! records (errors per upstream, scores, threats) use the exact bounds.
 
 pub mod advice;
 mod agent;
 pub mod figures;
+pub mod period;
 pub mod render;
 pub mod replay;
 pub mod rules;
@@ -28,8 +34,11 @@ pub mod threats;
 
 use serde::{Deserialize, Serialize};
 
-pub use agent::{ApplyFn, ChatError, ChatFn, ConfigFn, Reporter, ThresholdOutcome};
+pub use agent::{
+    ApplyFn, ChatError, ChatFn, ConfigFn, DigestFn, Reporter, ThresholdOutcome, Trigger,
+};
 pub use figures::Figures;
+pub use period::{Bounds, Zone};
 
 /// Report errors.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +51,8 @@ pub enum Error {
     InvalidThresholds(String),
     #[error("apply thresholds: {0}")]
     Apply(String),
+    #[error("report period")]
+    Period(#[from] period::OutOfRange),
 }
 
 /// How long a report looks back.
@@ -54,15 +65,6 @@ pub enum Period {
 }
 
 impl Period {
-    /// Days covered: 1, 7 or 30.
-    pub fn days(self) -> u32 {
-        match self {
-            Period::Daily => 1,
-            Period::Weekly => 7,
-            Period::Monthly => 30,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Period::Daily => "daily",
@@ -171,6 +173,10 @@ pub struct Report {
     pub created: String,
     pub created_ms: i64,
     pub period: Period,
+    /// The period `[from, to)` in RFC 3339 with local offsets, and the zone it was cut in.
+    pub from: String,
+    pub to: String,
+    pub zone: String,
     pub from_ms: i64,
     pub to_ms: i64,
     pub engine: Engine,

@@ -1,6 +1,7 @@
-//! Rendering a report as Markdown and as a self-contained HTML page. Both show the engine that
-//! wrote it, the recommendations by group, the threshold proposal and the key figures. Every
-//! text that came from the store or a model is escaped in HTML.
+//! Rendering a report as Markdown and as a self-contained HTML page. Both show the period
+//! (RFC 3339 with local offsets, and the zone), the engine that wrote it, the recommendations
+//! by group, the threshold proposal and the key figures. Every text that came from the store
+//! or a model is escaped in HTML.
 
 use std::fmt::Write;
 
@@ -13,7 +14,11 @@ pub fn markdown(r: &Report) -> String {
     let f = &r.figures;
     let mut s = String::new();
     let _ = writeln!(s, "# gatehouse {} report\n", r.period.as_str());
-    let _ = writeln!(s, "Period {} – {}. Generated {}.", f.from, f.to, r.created);
+    let _ = writeln!(
+        s,
+        "Period {} – {} ({}). Generated {}.",
+        r.from, r.to, r.zone, r.created
+    );
     let _ = writeln!(
         s,
         "Written by: **{}**{}\n",
@@ -68,11 +73,12 @@ pub fn html(r: &Report) -> String {
     );
     let _ = write!(
         s,
-        "<h1>gatehouse {} report</h1><p>Period {} – {}. Generated {}.</p>\
+        "<h1>gatehouse {} report</h1><p>Period {} – {} ({}). Generated {}.</p>\
          <p>Written by: <strong>{}</strong>{}</p><h2>Recommendations</h2>",
         r.period.as_str(),
-        esc(&f.from),
-        esc(&f.to),
+        esc(&r.from),
+        esc(&r.to),
+        esc(&r.zone),
         esc(&r.created),
         esc(&r.engine.label()),
         esc(&engine_note(r))

@@ -1,10 +1,11 @@
-//! Threat prediction: daily threat counts per category and per user, a least-squares trend,
-//! a one-day forecast, and a flag when the last day rises significantly above the days before.
+//! Threat prediction: threat counts per local day, per category and per user, a least-squares
+//! trend, a one-day forecast, and a flag when the last day rises significantly above the days
+//! before.
 //!
 //! "Significantly": the last day has at least `MIN_COUNT` threats and lies `Z_RISE` Poisson
 //! standard deviations above the mean of the earlier days (counts of rare events are close to
-//! Poisson, so the variance is the mean). Trade-off: the last day may be partial (the period ends
-//! on an hour), which can only hide a rise, never invent one.
+//! Poisson, so the variance is the mean). Trade-off: the last day may be partial (a report on a
+//! period still running, or a 23-hour day), which can only hide a rise, never invent one.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +24,7 @@ const MAX_USERS: usize = 10;
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Trend {
     pub key: String,
-    /// Threatening requests per UTC day, oldest first.
+    /// Threatening requests per local day, oldest first.
     pub daily: Vec<u64>,
     /// Least-squares slope, requests per day.
     pub slope_per_day: f64,
@@ -42,7 +43,8 @@ pub struct ThreatTrends {
     pub by_user: Vec<Trend>,
 }
 
-/// Builds trends from daily counts over the `days` UTC days starting at `first_day_ms`.
+/// Builds trends from daily counts over the `days` days starting at `first_day_ms` (rows are
+/// filed by `(day_ms - first_day_ms) / 24 h`).
 pub fn trends(
     categories: &[DailyThreats],
     users: &[DailyThreats],

@@ -90,24 +90,55 @@ impl Store {
         Ok(())
     }
 
-    /// The newest `limit` reports (without their bodies), newest first.
+    /// At most `limit` reports (without their bodies), newest first, starting after
+    /// `after` = (created_ms, id) of the last report of the previous page.
     ///
     /// # Errors
     /// The query fails.
-    pub async fn reports(&self, limit: u32) -> Result<Vec<StoredReport>, Error> {
-        let rows = sqlx::query(
+    pub async fn reports(
+        &self,
+        limit: u32,
+        after: Option<(i64, &str)>,
+    ) -> Result<Vec<StoredReport>, Error> {
+        let (page, limit_at) = if after.is_some() {
+            (
+                "WHERE created_ms < $1 OR (created_ms = $2 AND id < $3) ",
+                "$4",
+            )
+        } else {
+            ("", "$1")
+        };
+        let sql = format!(
             "SELECT id, created_ms, period, from_ms, to_ms, engine, recommendations, \
-             '' AS json, '' AS markdown, '' AS html FROM reports \
-             ORDER BY created_ms DESC, id DESC LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
-        .map_err(query_err("list reports"))?;
+             '' AS json, '' AS markdown, '' AS html FROM reports {page}\
+             ORDER BY created_ms DESC, id DESC LIMIT {limit_at}"
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some((ms, id)) = after {
+            q = q.bind(ms).bind(ms).bind(id.to_owned());
+        }
+        let rows = q
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(query_err("list reports"))?;
         rows.iter()
             .map(report_from_row)
             .collect::<Result<_, _>>()
             .map_err(query_err("list reports"))
+    }
+
+    /// Deletes the reports created before `cutoff_ms`; returns how many.
+    ///
+    /// # Errors
+    /// The delete fails.
+    pub async fn delete_reports_before(&self, cutoff_ms: i64) -> Result<u64, Error> {
+        let r = sqlx::query("DELETE FROM reports WHERE created_ms < $1")
+            .bind(cutoff_ms)
+            .execute(&self.write)
+            .await
+            .map_err(query_err("delete old reports"))?;
+        Ok(r.rows_affected())
     }
 
     /// One report with its bodies; `None` when there is no such id. `latest` picks the newest.

@@ -22,6 +22,8 @@ mod otel;
 mod passthrough;
 mod records;
 mod report;
+mod report_digest;
+mod report_periods;
 mod sdk;
 mod shutdown;
 mod streaming;

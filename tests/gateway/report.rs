@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-const PROMPT_MARKER: &str = "Colour-of-the-sky-MARKER-7731";
-const UPSTREAM_KEY: &str = "sk-upstream-SECRET-4242";
+pub(crate) const PROMPT_MARKER: &str = "Colour-of-the-sky-MARKER-7731";
+pub(crate) const UPSTREAM_KEY: &str = "sk-upstream-SECRET-4242";
 
-const ADVICE: &str = r#"{"recommendations":[{"group":"cost","priority":"high","title":"Cheaper alias","evidence":["3 requests at $0.0010 each"],"action":"models.aliases.cheap: {model: openai/gpt-4o-mini}"}]}"#;
+pub(crate) const ADVICE: &str = r#"{"recommendations":[{"group":"cost","priority":"high","title":"Cheaper alias","evidence":["3 requests at $0.0010 each"],"action":"models.aliases.cheap: {model: openai/gpt-4o-mini}"}]}"#;
 
 fn completion(content: &str) -> String {
     json!({"id": "chatcmpl-r", "object": "chat.completion", "model": "gpt-4o-mini",
@@ -27,7 +27,7 @@ fn is_report_call(r: &Received) -> bool {
 }
 
 /// A fake upstream answering report calls with `content` and client calls with `CHAT_ANSWER`.
-async fn upstream(content: &'static str) -> FakeUpstream {
+pub(crate) async fn upstream(content: &'static str) -> FakeUpstream {
     FakeUpstream::start(move |_, r| {
         if is_report_call(r) {
             Reply::Json(200, completion(content))
@@ -39,6 +39,15 @@ async fn upstream(content: &'static str) -> FakeUpstream {
 }
 
 async fn gateway(up: &FakeUpstream) -> TestGateway {
+    gateway_with(up, |_| {}).await
+}
+
+/// A gateway asking `openai/gpt-4o-mini` (on `up`, with a key from a file) for advice, its
+/// config edited by `edit`.
+pub(crate) async fn gateway_with(
+    up: &FakeUpstream,
+    edit: impl FnOnce(&mut gatehouse::config::Config),
+) -> TestGateway {
     let mut c = config_for(&up.url());
     c.report.model = Some("openai/gpt-4o-mini".into());
     let key = tempfile::NamedTempFile::new().expect("key file");
@@ -46,6 +55,7 @@ async fn gateway(up: &FakeUpstream) -> TestGateway {
     let up = c.upstreams.get_mut("fake").expect("fake upstream");
     up.api_key_env = None;
     up.api_key_file = Some(key.path().to_owned());
+    edit(&mut c);
     let gw = TestGateway::start(c).await;
     drop(key); // read at start
     gw
@@ -75,8 +85,10 @@ async fn stored(gw: &TestGateway, n: usize) {
     }
 }
 
-/// Sends `n` chat requests carrying the marker and waits until the store has them.
-async fn traffic(gw: &mut TestGateway, n: usize) {
+/// Sends `n` chat requests carrying the marker, waits until the store has them, and returns
+/// the local date (in `zone`) of the last one: a report "containing" that date covers them.
+pub(crate) async fn traffic(gw: &mut TestGateway, n: usize, zone: &str) -> String {
+    let mut last = 0;
     for i in 0..n {
         let body = json!({"model": "openai/gpt-4o-mini", "user": format!("user{i}"),
             "messages": [{"role": "user", "content": format!("{PROMPT_MARKER} {UPSTREAM_KEY}?")}]});
@@ -87,17 +99,21 @@ async fn traffic(gw: &mut TestGateway, n: usize) {
             .await
             .expect("chat");
         assert_eq!(rsp.status(), 200);
-        gw.record().await;
+        last = gw.record().await.started_unix_ms();
     }
     stored(gw, n).await;
+    jiff::Timestamp::from_millisecond(last)
+        .expect("a time")
+        .in_tz(zone)
+        .expect("a zone")
+        .date()
+        .to_string()
 }
 
-async fn generate(gw: &TestGateway, period: &str) -> Value {
+/// `POST /api/reports/generate?<query>`, expecting 201.
+pub(crate) async fn generate(gw: &TestGateway, query: &str) -> Value {
     let rsp = client()
-        .post(format!(
-            "{}/api/reports/generate?period={period}",
-            gw.admin_url
-        ))
+        .post(format!("{}/api/reports/generate?{query}", gw.admin_url))
         .send()
         .await
         .expect("generate");
@@ -109,8 +125,8 @@ async fn generate(gw: &TestGateway, period: &str) -> Value {
 async fn the_llm_gets_the_figures_and_no_prompt_text_or_secrets() {
     let up = upstream(ADVICE).await;
     let mut gw = gateway(&up).await;
-    traffic(&mut gw, 3).await;
-    let report = generate(&gw, "daily").await;
+    let today = traffic(&mut gw, 3, "UTC").await;
+    let report = generate(&gw, &format!("period=daily&date={today}")).await;
     assert_eq!(
         report["engine"],
         json!({"kind": "llm", "model": "openai/gpt-4o-mini"})
@@ -185,8 +201,8 @@ async fn the_llm_gets_the_figures_and_no_prompt_text_or_secrets() {
 async fn an_invalid_answer_is_retried_once_then_the_rules_write_the_report() {
     let up = upstream("Sure! Here are my thoughts: use a cheaper model.").await;
     let mut gw = gateway(&up).await;
-    traffic(&mut gw, 2).await;
-    let report = generate(&gw, "weekly").await;
+    let today = traffic(&mut gw, 2, "UTC").await;
+    let report = generate(&gw, &format!("period=weekly&date={today}")).await;
     let calls = up.requests().into_iter().filter(is_report_call).count();
     assert_eq!(calls, 2, "one retry");
     assert_eq!(report["engine"]["kind"], "rules");
@@ -215,7 +231,7 @@ async fn an_upstream_that_is_down_falls_back_to_the_rules() {
     c.report.model = Some("openai/gpt-4o-mini".into());
     c.upstreams.get_mut("fake").expect("fake").retries = 0;
     let gw = TestGateway::start(c).await;
-    let report = generate(&gw, "daily").await;
+    let report = generate(&gw, "period=daily").await;
     assert_eq!(report["engine"]["kind"], "rules");
     assert!(report["engine"]["reason"]
         .as_str()
@@ -351,7 +367,8 @@ async fn schedules_fire_at_local_times_under_paused_time() {
         daily: Some("06:00".into()),
         weekly: Some("mon 06:00".into()),
         monthly: Some("1 06:00".into()),
-        utc_offset: "+01:00".into(),
+        time_zone: "+01:00".into(),
+        utc_offset: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let start = tokio::time::Instant::now();
@@ -387,5 +404,66 @@ async fn schedules_fire_at_local_times_under_paused_time() {
             at - JAN1,
             "fired at its time, not before"
         );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_daily_report_at_06_paris_fires_at_06_local_on_both_sides_of_each_clock_change() {
+    use gatehouse::config::ScheduleConfig;
+    use gatehouse::report::{schedule, Period};
+    let ms = |s: &str| {
+        s.parse::<jiff::Timestamp>()
+            .expect("rfc 3339")
+            .as_millisecond()
+    };
+    let s = ScheduleConfig {
+        daily: Some("06:00".into()),
+        weekly: None,
+        monthly: None,
+        time_zone: "Europe/Paris".into(),
+        utc_offset: None,
+    };
+    for (start, want) in [
+        (
+            "2026-03-27T12:00:00Z",
+            [
+                "2026-03-28T05:00:00Z",
+                "2026-03-29T04:00:00Z",
+                "2026-03-30T04:00:00Z",
+            ],
+        ),
+        (
+            "2026-10-23T12:00:00Z",
+            [
+                "2026-10-24T04:00:00Z",
+                "2026-10-25T05:00:00Z",
+                "2026-10-26T05:00:00Z",
+            ],
+        ),
+    ] {
+        let start_ms = ms(start);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let began = tokio::time::Instant::now();
+        let s = s.clone();
+        let task = tokio::spawn(schedule::run(
+            start_ms,
+            move || s.clone(),
+            move |p, at| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((p, at, began.elapsed()));
+                }
+            },
+        ));
+        for w in want {
+            let (p, at, elapsed) = rx.recv().await.expect("a firing");
+            assert_eq!((p, at), (Period::Daily, ms(w)), "from {start}");
+            assert_eq!(
+                elapsed.as_millis() as i64,
+                at - start_ms,
+                "fired at its time, not before"
+            );
+        }
+        task.abort();
     }
 }

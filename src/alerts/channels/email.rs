@@ -1,7 +1,8 @@
 //! E-mail over SMTP (lettre, tokio, rustls with ring). STARTTLS is required by default
 //! (`Tls::Required`: certificate and host name verified, webpki roots); `starttls: false`
 //! sends in plain text, for a relay on loopback. Subject: `[LEVEL] FIRING: rule (subject)`;
-//! the plain-text body carries the summary, every figure and the dashboard link.
+//! the plain-text body carries the summary, every figure and the dashboard link. A report
+//! digest's subject is its title and period; its body is `Digest::text`.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{file_secret, Answer, Failure};
-use crate::alerts::{rfc3339, Notice};
+use crate::alerts::{rfc3339, Digest, Notice};
 use crate::config::{EmailConfig, SecretSource};
 
 /// A configured SMTP channel.
@@ -66,7 +67,24 @@ impl Email {
     /// # Errors
     /// SMTP errors; transient (4xx) and connection errors are retried, permanent (5xx) not.
     pub async fn send(&self, n: &Notice) -> Result<Answer, Failure> {
-        let msg = self.message(n).map_err(|e| Failure {
+        let subject = format!("{} {}", n.title(), n.summary);
+        // Stable per alert and notice: a retried send is recognisably the same message.
+        let id = format!("<{}.{}@gatehouse>", n.alert_id, n.kind.as_str());
+        self.deliver(subject, id, body(n)).await
+    }
+
+    /// Sends a report digest to every recipient in one message.
+    ///
+    /// # Errors
+    /// As `send`.
+    pub async fn send_digest(&self, d: &Digest) -> Result<Answer, Failure> {
+        let subject = format!("{} ({})", d.title(), d.period_line());
+        let id = format!("<{}.digest@gatehouse>", d.report_id);
+        self.deliver(subject, id, d.text()).await
+    }
+
+    async fn deliver(&self, subject: String, id: String, body: String) -> Result<Answer, Failure> {
+        let msg = self.message(subject, id, body).map_err(|e| Failure {
             status: None,
             text: format!("building the message: {e}"),
             retry: None,
@@ -84,21 +102,21 @@ impl Email {
         }
     }
 
-    fn message(&self, n: &Notice) -> Result<Message, lettre::error::Error> {
+    fn message(
+        &self,
+        subject: String,
+        id: String,
+        body: String,
+    ) -> Result<Message, lettre::error::Error> {
         let mut b = Message::builder()
             .from(self.from.clone())
-            .subject(format!("{} {}", n.title(), n.summary))
-            // Stable per alert and notice: a retried send is recognisably the same message.
-            .message_id(Some(format!(
-                "<{}.{}@gatehouse>",
-                n.alert_id,
-                n.kind.as_str()
-            )))
+            .subject(subject)
+            .message_id(Some(id))
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
             b = b.to(to.clone());
         }
-        b.body(body(n))
+        b.body(body)
     }
 }
 

@@ -1,5 +1,6 @@
-//! Delivery channels: each renders a `Notice` in its wire format and sends it once. Retries
-//! are `delivery`'s job; a channel only says whether a failure is worth retrying.
+//! Delivery channels: each renders a `Message` (an alert's notice or a report digest) in its
+//! wire format and sends it once. Retries are `delivery`'s job; a channel only says whether a
+//! failure is worth retrying.
 //!
 //! A channel is enabled when its address (and secret, where it needs one) is present: the
 //! SMTP host and recipients, `SLACK_WEBHOOK_URL` (or the configured variable or file), the
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use crate::config::{AlertsConfig, Secret, SecretSource, UrlChannelConfig};
 
-use super::Notice;
+use super::{Digest, Message, Notice};
 
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -61,11 +62,18 @@ impl Channel {
         }
     }
 
-    /// Sends `n` once.
+    /// Sends `m` once.
     ///
     /// # Errors
     /// The `Failure` says what the far end (or the network) said and whether to retry.
-    pub async fn send(&self, http: &reqwest::Client, n: &Notice) -> Result<Answer, Failure> {
+    pub async fn send(&self, http: &reqwest::Client, m: &Message) -> Result<Answer, Failure> {
+        match m {
+            Message::Alert(n) => self.send_notice(http, n).await,
+            Message::Digest(d) => self.send_digest(http, d).await,
+        }
+    }
+
+    async fn send_notice(&self, http: &reqwest::Client, n: &Notice) -> Result<Answer, Failure> {
         match self {
             Channel::Email(e) => e.send(n).await,
             Channel::Slack(url) => {
@@ -78,6 +86,24 @@ impl Channel {
             Channel::Alertmanager(url) => {
                 post_json(http, url, alertmanager::payload(n).to_string(), &[]).await
             }
+        }
+    }
+
+    async fn send_digest(&self, http: &reqwest::Client, d: &Digest) -> Result<Answer, Failure> {
+        match self {
+            Channel::Email(e) => e.send_digest(d).await,
+            Channel::Slack(url) => {
+                post_json(http, url.expose(), slack::digest(d).to_string(), &[]).await
+            }
+            Channel::Teams(url) => {
+                post_json(http, url.expose(), teams::digest(d).to_string(), &[]).await
+            }
+            Channel::Webhook(w) => w.send_digest(http, d).await,
+            Channel::Alertmanager(_) => Err(Failure {
+                status: None,
+                text: "alertmanager takes alerts, not report digests".into(),
+                retry: None,
+            }),
         }
     }
 }
@@ -312,5 +338,60 @@ mod tests {
             b.contains("Dashboard: https://grafana.example.com/d/gatehouse"),
             "{b}"
         );
+    }
+
+    #[test]
+    fn slack_digest_has_a_header_the_items_and_a_report_button() {
+        let d = crate::alerts::digest::tests::digest();
+        let p = slack::digest(&d);
+        let blocks = p["blocks"].as_array().expect("blocks");
+        assert_eq!(
+            blocks[0]["text"]["text"],
+            "prod-eu-1 daily report: 3 recommendations"
+        );
+        let items = blocks[2]["text"]["text"].as_str().expect("items");
+        assert!(
+            items.starts_with("• *[high]* security: User &lt;mallory&gt; keeps probing\n"),
+            "{items}"
+        );
+        assert!(items.ends_with("and 1 more in the report"), "{items}");
+        assert_eq!(blocks[4]["elements"][0]["url"], d.link.as_str());
+        let mut path_only = d.clone();
+        path_only.link = "/api/reports/x?format=html".into();
+        let p = slack::digest(&path_only);
+        assert_eq!(p["blocks"][4]["type"], "context", "no button without a URL");
+    }
+
+    #[test]
+    fn teams_digest_is_one_adaptive_card_with_the_period_and_a_link() {
+        let d = crate::alerts::digest::tests::digest();
+        let p = teams::digest(&d);
+        assert_eq!(p["type"], "message");
+        let card = &p["attachments"][0]["content"];
+        assert_eq!(card["version"], "1.4");
+        assert_eq!(
+            card["body"][0]["text"],
+            "prod-eu-1 daily report: 3 recommendations"
+        );
+        assert_eq!(card["body"][1]["facts"][0]["value"], d.period_line());
+        assert_eq!(
+            card["body"][2]["text"],
+            "[high] security: User <mallory> keeps probing"
+        );
+        assert_eq!(card["actions"][0]["url"], d.link.as_str());
+    }
+
+    #[test]
+    fn webhook_digest_body_carries_the_digest_fields() {
+        let d = crate::alerts::digest::tests::digest();
+        let b = webhook::digest_body(&d);
+        assert_eq!(b["type"], "gateway.report.digest");
+        let data = &b["data"];
+        assert_eq!(data["report_id"], d.report_id.as_str());
+        assert_eq!(data["zone"], "Europe/Paris");
+        assert_eq!(data["from"], "2026-03-29T00:00:00+01:00");
+        assert_eq!(data["recommendations"], 3);
+        assert_eq!(data["top"].as_array().map(Vec::len), Some(2));
+        assert_eq!(data["top"][0]["priority"], "high");
     }
 }

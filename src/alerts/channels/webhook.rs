@@ -3,7 +3,8 @@
 //! (unix seconds of *this* attempt) and `webhook-signature: v1,<base64 HMAC-SHA256>` over
 //! `"{id}.{timestamp}.{body}"`, keyed with the base64-*decoded* part of the `whsec_` secret.
 //! The body is `{"type", "timestamp", "data"}` with `data` shaped like one Alertmanager alert,
-//! so receivers can share parsers.
+//! so receivers can share parsers. A report digest has type `gateway.report.digest`, id
+//! `msg_<report id>_digest`, and the digest's fields as `data`.
 
 use std::time::SystemTime;
 
@@ -14,7 +15,7 @@ use serde_json::json;
 use sha2::Sha256;
 
 use super::{file_secret, post_json, Answer, Failure};
-use crate::alerts::{rfc3339, Notice};
+use crate::alerts::{rfc3339, Digest, Notice};
 use crate::config::{SecretSource, WebhookConfig};
 
 /// A webhook endpoint with its signing key.
@@ -70,15 +71,57 @@ impl Webhook {
     /// As `post_json`.
     pub async fn send(&self, http: &reqwest::Client, n: &Notice) -> Result<Answer, Failure> {
         let id = format!("msg_{}_{}", n.alert_id, n.kind.as_str());
-        let body = body(n).to_string();
+        self.post(http, &id, body(n).to_string()).await
+    }
+
+    /// Signs and posts a report digest.
+    ///
+    /// # Errors
+    /// As `post_json`.
+    pub async fn send_digest(&self, http: &reqwest::Client, d: &Digest) -> Result<Answer, Failure> {
+        let id = format!("msg_{}_digest", d.report_id);
+        self.post(http, &id, digest_body(d).to_string()).await
+    }
+
+    async fn post(
+        &self,
+        http: &reqwest::Client,
+        id: &str,
+        body: String,
+    ) -> Result<Answer, Failure> {
         let ts = crate::analytics::unix_ms(SystemTime::now()) / 1000;
         let headers = [
-            ("webhook-id", id.clone()),
+            ("webhook-id", id.to_owned()),
             ("webhook-timestamp", ts.to_string()),
-            ("webhook-signature", sign(&self.key, &id, ts, &body)),
+            ("webhook-signature", sign(&self.key, id, ts, &body)),
         ];
         post_json(http, &self.url, body, &headers).await
     }
+}
+
+/// `{"type": "gateway.report.digest", "timestamp", "data": <digest>}`.
+pub fn digest_body(d: &Digest) -> serde_json::Value {
+    let top: Vec<serde_json::Value> = d
+        .items
+        .iter()
+        .map(|i| json!({"priority": i.priority, "group": i.group, "title": i.title}))
+        .collect();
+    json!({
+        "type": "gateway.report.digest",
+        "timestamp": rfc3339(d.created_at),
+        "data": {
+            "report_id": d.report_id,
+            "period": d.period,
+            "from": d.from,
+            "to": d.to,
+            "zone": d.zone,
+            "engine": d.engine,
+            "recommendations": d.total,
+            "top": top,
+            "link": d.link,
+            "gateway": d.gateway,
+        }
+    })
 }
 
 /// `{"type": "gateway.alert.<fired|resolved|test>", "timestamp", "data": <alert>}`.

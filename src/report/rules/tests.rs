@@ -15,6 +15,7 @@ pub(crate) fn quiet() -> Figures {
         period: Period::Weekly,
         from: "2026-01-01T00:00:00Z".into(),
         to: "2026-01-08T00:00:00Z".into(),
+        zone: "UTC".into(),
         requests: 1000,
         error_rate: 0.01,
         p50_latency: 0.5,
