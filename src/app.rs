@@ -191,12 +191,14 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         tokio::spawn(score_models(metrics.clone(), live.clone(), store.clone())),
         tokio::spawn(store_feedback(store.clone(), feedback_rx)),
     ]);
-    if store.dialect() == store::Dialect::Postgres && config.detect.behaviour.enabled {
-        tracing::info!(instance = %config.instance_name(), every = ?fleet::SYNC_EVERY, "fleet mode: per-user behaviour windows synced through the store");
-        others.push(tokio::spawn(fleet::sync_behaviour(
+    if store.dialect() == store::Dialect::Postgres {
+        let b = &config.detect.behaviour;
+        tracing::info!(instance = %config.instance_name(), every = ?fleet::SYNC_EVERY, "fleet mode: behaviour windows and threshold changes synced through the store");
+        others.push(tokio::spawn(fleet::sync(
             Arc::downgrade(&proxy),
             store.clone(),
-            Duration::from_secs(config.detect.behaviour.window_secs),
+            b.enabled.then(|| Duration::from_secs(b.window_secs)),
+            reports::apply(Arc::downgrade(&proxy)),
             fleet::SYNC_EVERY,
         )));
     }

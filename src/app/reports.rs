@@ -269,7 +269,7 @@ fn chat(runtime: RuntimeFn) -> report::ChatFn {
 /// Puts new thresholds into the live runtime: the running config with `detect.thresholds`
 /// changed, validated and built whole, then swapped in like a reload. A later reload of the
 /// config file replaces them with the file's values.
-fn apply(proxy: Weak<Proxy>) -> report::ApplyFn {
+pub(super) fn apply(proxy: Weak<Proxy>) -> report::ApplyFn {
     Arc::new(move |t| {
         let proxy = proxy.upgrade().ok_or("the gateway is shutting down")?;
         let mut config = (*proxy.runtime.load().config).clone();

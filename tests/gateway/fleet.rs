@@ -131,6 +131,44 @@ async fn two_processes_on_one_postgres_show_the_fleet_sum_and_lose_nothing() {
         (200, 200),
         "each replica's analytics show the fleet's 120 + 80"
     );
+    // A threshold change made on one replica reaches the other through the store.
+    let critical_on = |admin: String| async move {
+        let v: serde_json::Value = client()
+            .get(format!("{admin}/api/config/thresholds"))
+            .send()
+            .await
+            .expect("thresholds")
+            .json()
+            .await
+            .expect("json");
+        v["current"]["critical"].as_f64()
+    };
+    assert_eq!(
+        critical_on(b.admin.clone()).await,
+        Some(20.0),
+        "the file's value"
+    );
+    let change = serde_json::json!({"low": 3.0, "medium": 7.0, "high": 12.0, "critical": 18.0});
+    let v: serde_json::Value = client()
+        .post(format!("{}/api/config/thresholds", a.admin))
+        .json(&change)
+        .send()
+        .await
+        .expect("change")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["applied"], true, "{v}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while critical_on(b.admin.clone()).await != Some(18.0) && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        critical_on(b.admin.clone()).await,
+        Some(18.0),
+        "replica b applied a's change"
+    );
     assert!(a.stop().success(), "replica a shuts down cleanly");
     assert!(b.stop().success(), "replica b shuts down cleanly");
     let store = gatehouse::store::Store::connect(&url).await.expect("store");
