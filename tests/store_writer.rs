@@ -202,3 +202,51 @@ async fn matches_and_rollups_are_written_with_the_rows() {
         assert_eq!(store.count_requests(0, i64::MAX).await.expect("count"), 0);
     }
 }
+
+/// Many batches whose NULLs fall in different places (no verdict, then a verdict with a
+/// score): each backend must take a value where an earlier batch had NULL, and keep the sums.
+#[tokio::test]
+async fn batches_with_nulls_in_different_places_all_commit() {
+    for t in temp_stores().await {
+        let v = Arc::new(verdict(gatehouse::detect::RiskLevel::Medium, false));
+        for b in 0..3usize {
+            let batch: Vec<_> = (b * 1024..(b + 1) * 1024)
+                .map(|i| {
+                    let mut ex = exchange(
+                        &format!("n{i}"),
+                        MONDAY_MS + i as i64 * 5,
+                        ["a", "b", "c"][i % 3],
+                        Some(&format!("user-{}", i % 500)),
+                        200 + (i % 900) as u64,
+                    );
+                    ex.cost = (i % 7 != 0).then_some(0.0004);
+                    if i % 100 == 0 {
+                        ex.verdict = Some(v.clone());
+                    }
+                    Arc::new(ex)
+                })
+                .collect();
+            t.store
+                .insert_batch(&batch, &CaptureConfig::default())
+                .await
+                .unwrap_or_else(|e| panic!("{} batch {b}: {e:?}", t.backend));
+        }
+        assert_eq!(
+            t.store.count_requests(0, i64::MAX).await.expect("count"),
+            3 * 1024,
+            "{}",
+            t.backend
+        );
+        let events = t
+            .store
+            .security_events(&Default::default(), None, 100)
+            .await
+            .expect("events");
+        assert_eq!(
+            events.items.len(),
+            31,
+            "{}: one match per verdict",
+            t.backend
+        );
+    }
+}

@@ -99,10 +99,16 @@ impl<'a> Sql<'a> {
     }
 
     /// The statement, ready to execute or fetch.
+    ///
+    /// On PostgreSQL the statement is not kept prepared: sqlx 0.8's `Any` driver declares a
+    /// NULL `f64` as `float4` (`AnyArguments::convert_to` swaps `Real` and `Double`), and a
+    /// cached statement keeps the types of its first execution, so a later batch with a value
+    /// where the first had NULL fails with "incorrect binary data format". Built statements
+    /// differ from batch to batch anyway (row counts, NULL patterns), so little is lost.
     pub(super) fn build(&mut self) -> sqlx::query::Query<'_, Any, AnyArguments<'_>> {
         // Arguments borrowing for `'a` also live for the shorter borrow of `self`.
         let args: AnyArguments<'_> = std::mem::take(&mut self.args);
-        sqlx::query_with(&self.text, args)
+        sqlx::query_with(&self.text, args).persistent(self.dialect == Dialect::Sqlite)
     }
 }
 
