@@ -34,9 +34,13 @@ pub fn start() -> anyhow::Result<(Handle, Done)> {
         .context("building the background runtime")?;
     let handle = rt.handle().clone();
     let (done, stop) = oneshot::channel::<()>();
+    // Logs from background tasks go where the starting thread's go (an embedder's or a test's
+    // scoped subscriber, not only the global one).
+    let logs = tracing::dispatcher::get_default(Clone::clone);
     std::thread::Builder::new()
         .name("gatehouse-bg".into())
         .spawn(move || {
+            let _logs = tracing::dispatcher::set_default(&logs);
             lower_priority();
             // Either a send or the sender's drop ends it; the runtime and its tasks go with it.
             let _ = rt.block_on(stop);
