@@ -19,7 +19,8 @@
 //! cores with gatehouse, so max throughput is a whole-machine figure, not gatehouse alone.
 //!
 //! Run: `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench proxy_overhead`
-//! (prefix `GATEHOUSE_DETECT__ENABLED=false` to see what detection costs). Takes ~90 s.
+//! (prefix `GATEHOUSE_DETECT__ENABLED=false` to see what detection costs, or
+//! `GATEHOUSE_BENCH_WORKERS=1` to give gatehouse, not this process, one tokio worker). ~90 s.
 
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
@@ -102,6 +103,7 @@ fn spawn_gatehouse(
         .env("GATEHOUSE_DETECT__ENABLED", detect)
         .env("OPENROUTER_API_KEY", "sk-bench-upstream")
         .env("NO_COLOR", "1")
+        .envs(std::env::var("GATEHOUSE_BENCH_WORKERS").map(|w| ("TOKIO_WORKER_THREADS", w)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

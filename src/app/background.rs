@@ -8,7 +8,7 @@
 //! Why: that work comes in bursts (a store batch is about a millisecond of query building on
 //! this thread and a few of SQLite on its own), and on the proxy's runtime a burst sits in front
 //! of whatever request lands on the same worker. On its own thread the kernel shares the cores
-//! instead of tokio, and at `NICE` a proxy worker that wakes up preempts it. Trade-off: under
+//! instead of tokio, and `NICE` steps below the proxy a proxy worker that wakes up preempts it. Trade-off: under
 //! full CPU saturation the background gets a smaller share, so its queues fill sooner (they
 //! are bounded and count their drops, as before); at nice 5 that share is still several times
 //! what the store needs at the proxy's peak rate on this 2-core machine.
@@ -17,7 +17,7 @@ use anyhow::Context;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-/// Nice value of the background thread (and the threads it starts): above the proxy's 0.
+/// How much nicer than the proxy the background thread (and the threads it starts) is.
 const NICE: i32 = 5;
 
 /// Keeps the background runtime running; dropping it stops the runtime (its tasks are dropped).
@@ -51,9 +51,12 @@ pub fn start() -> anyhow::Result<(Handle, Done)> {
 
 #[cfg(target_os = "linux")]
 fn lower_priority() {
-    // On Linux a thread id names one thread for setpriority(PRIO_PROCESS).
+    // On Linux a thread id names one thread for get/setpriority(PRIO_PROCESS). Relative to
+    // the process's own nice value, so a gatehouse started at -10 keeps its background at -5,
+    // still ahead of other users' work at 0.
     let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), NICE) {
+    let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), now + NICE) {
         tracing::debug!(error = %e, "background thread keeps the default priority");
     }
 }
