@@ -20,7 +20,7 @@
 //!
 //! Run: `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench proxy_overhead`
 //! (prefix `GATEHOUSE_DETECT__ENABLED=false` to see what detection costs, or
-//! `GATEHOUSE_BENCH_WORKERS=1` to give gatehouse, not this process, one tokio worker). ~90 s.
+//! `PROXY_BENCH_WORKERS=1` to give gatehouse, not this process, one tokio worker). ~90 s.
 
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
@@ -103,7 +103,7 @@ fn spawn_gatehouse(
         .env("GATEHOUSE_DETECT__ENABLED", detect)
         .env("OPENROUTER_API_KEY", "sk-bench-upstream")
         .env("NO_COLOR", "1")
-        .envs(std::env::var("GATEHOUSE_BENCH_WORKERS").map(|w| ("TOKIO_WORKER_THREADS", w)))
+        .envs(std::env::var("PROXY_BENCH_WORKERS").map(|w| ("TOKIO_WORKER_THREADS", w)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -360,7 +360,13 @@ async fn run(bin: &Path) -> Result<(), Error> {
     for mode in [Mode::Plain, Mode::Stream] {
         let latency = phase(&ctx, pid, mode, true).await?;
         loads.push(loadavg());
-        let throughput = phase(&ctx, pid, mode, false).await?;
+        // `PROXY_BENCH_ONLY=latency` skips the closed loop (e.g. for a run under a
+        // real-time scheduling class, where a saturating phase would starve the machine).
+        let throughput = if std::env::var("PROXY_BENCH_ONLY").is_ok_and(|v| v == "latency") {
+            [Side::default(), Side::default()]
+        } else {
+            phase(&ctx, pid, mode, false).await?
+        };
         loads.push(loadavg());
         results.push((mode, latency, throughput));
     }
