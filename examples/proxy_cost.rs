@@ -143,8 +143,8 @@ async fn load(
     c: usize,
     rate: u64,
 ) -> Result<(), Error> {
-    if rate > 0 {
-        let period = Duration::from_nanos(1_000_000_000 / rate);
+    if let Some(nanos) = 1_000_000_000u64.checked_div(rate) {
+        let period = Duration::from_nanos(nanos);
         let start = tokio::time::Instant::now();
         let mut tasks = Vec::with_capacity(n);
         for i in 0..n {
