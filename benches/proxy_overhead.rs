@@ -2,10 +2,12 @@
 //!
 //! Questions, answered side by side in one run for a ~1 KB chat completion request, plain and
 //! streamed (SSE: 10 small chunks, then `data: [DONE]`), against a fake upstream on loopback:
-//! 1. Added latency p50/p90/p99 at a fixed, open-loop 1,000 req/s (each request's full latency,
+//! 1. Added latency p50/p90/p99/p99.9 at a fixed, open-loop 1,000 req/s (each request's full latency,
 //!    whole body read). Target: added p99 ≤ 250 µs.
 //! 2. Max throughput (req/s) at concurrency 64, direct and through gatehouse.
 //! 3. gatehouse CPU time per request (utime+stime from /proc/<pid>/stat). Target: ≤ 30 µs.
+//!    For scale, the direct path's own CPU per request (this process: client and fake upstream,
+//!    the same socket calls a proxy makes once on each side).
 //! 4. gatehouse RSS: idle (VmRSS after start, before load; target ≤ 30 MB) and peak (VmHWM).
 //!
 //! Method: the fake upstream runs in this process; the release `gatehouse` binary runs as a
@@ -17,24 +19,27 @@
 //! cores with gatehouse, so max throughput is a whole-machine figure, not gatehouse alone.
 //!
 //! Run: `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench proxy_overhead`
-//! (prefix `GATEHOUSE_DETECT__ENABLED=false` to see what detection costs). Takes ~90 s.
+//! (prefix `GATEHOUSE_DETECT__ENABLED=false` to see what detection costs, or
+//! `PROXY_BENCH_WORKERS=1` to give gatehouse, not this process, one tokio worker). ~90 s.
 
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode, Uri};
+use hyper::{Request, StatusCode, Uri};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
+
+#[path = "support/upstream.rs"]
+mod upstream;
+
+use upstream::{request_body, start_upstream, Mode, ANSWER, DONE};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -47,90 +52,6 @@ const CONCURRENCY: usize = 64;
 const MAX_PER_TASK: u64 = 50_000; // count bound of one closed-loop task in one slice
 const TIMEOUT: Duration = Duration::from_secs(5); // one request, headers to last byte
 const WARMUP: usize = 300; // sequential requests per side and mode before measuring
-
-const ANSWER: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1767225600,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"finish_reason":"stop","logprobs":null,"message":{"role":"assistant","content":"The roadmap is on track; migration runbook owned by Alice.","refusal":null}}],"usage":{"prompt_tokens":260,"completion_tokens":14,"total_tokens":274},"system_fingerprint":"fp_bench"}"#;
-const DONE: &[u8] = b"data: [DONE]\n\n";
-
-/// 10 SSE chunks (role, 8 content words, finish + usage), then `[DONE]`.
-static SSE: LazyLock<Vec<Bytes>> = LazyLock::new(|| {
-    let head = r#"data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1767225600,"model":"gpt-4o-mini-2024-07-18","#;
-    let mut v = vec![format!("{head}\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\"}},\"finish_reason\":null}}],\"usage\":null}}\n\n")];
-    for word in [
-        "The ", "roadmap ", "is ", "on ", "track; ", "Alice ", "owns ", "it.",
-    ] {
-        v.push(format!("{head}\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{word}\"}},\"finish_reason\":null}}],\"usage\":null}}\n\n"));
-    }
-    v.push(format!("{head}\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}],\"usage\":{{\"prompt_tokens\":260,\"completion_tokens\":8,\"total_tokens\":268}}}}\n\n"));
-    v.push(String::from_utf8_lossy(DONE).into_owned());
-    v.into_iter().map(Bytes::from).collect()
-});
-
-const SYSTEM: &str = "You are a concise assistant for an engineering team. Answer in short bullet points and keep a neutral tone.";
-const USER: &str = "Please summarise the following meeting notes for the team. We discussed the quarterly roadmap, the hiring plan for the platform group, and the migration of our billing service to the new database cluster. Action items: Alice owns the migration runbook, Bob will draft the hiring rubric, and Carol will follow up with finance about the Q3 budget. The on-call rotation moves to weekly shifts next month, and the staging environment will be rebuilt from the new images on Thursday. Open questions: whether the analytics export can wait until after the migration, and who reviews the new alerting thresholds. Please also list any risks you see in the plan and suggest an owner for each of them.";
-
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Plain,
-    Stream,
-}
-
-impl Mode {
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Plain => "plain ",
-            Mode::Stream => "stream",
-        }
-    }
-}
-
-fn request_body(mode: Mode) -> Bytes {
-    let extra = match mode {
-        Mode::Plain => "",
-        Mode::Stream => r#","stream":true,"stream_options":{"include_usage":true}"#,
-    };
-    Bytes::from(format!(
-        r#"{{"model":"openai/gpt-4o-mini","messages":[{{"role":"system","content":"{SYSTEM}"}},{{"role":"user","content":"{USER}"}}],"temperature":0.2,"max_tokens":256{extra}}}"#
-    ))
-}
-
-// ---------------------------------------------------------------- fake upstream
-
-async fn start_upstream() -> std::io::Result<std::net::SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(answer))
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
-async fn answer(
-    req: Request<Incoming>,
-) -> Result<Response<BoxBody<Bytes, std::convert::Infallible>>, hyper::Error> {
-    let body = req.into_body().collect().await?.to_bytes();
-    let streamed = [&b"\"stream\":true"[..], b"\"stream\": true"]
-        .iter()
-        .any(|pat| body.windows(pat.len()).any(|w| w == *pat));
-    let (content_type, body) = if streamed {
-        let frames = SSE.iter().cloned().map(|c| Ok(Frame::data(c)));
-        let body = StreamBody::new(futures_util::stream::iter(frames));
-        ("text/event-stream", BodyExt::boxed(body))
-    } else {
-        let body = Full::new(Bytes::from_static(ANSWER.as_bytes()));
-        ("application/json", body.boxed())
-    };
-    let mut rsp = Response::new(body);
-    let value = hyper::header::HeaderValue::from_static(content_type);
-    rsp.headers_mut().insert(CONTENT_TYPE, value);
-    Ok(rsp)
-}
 
 // ---------------------------------------------------------------- gatehouse child
 
@@ -182,6 +103,7 @@ fn spawn_gatehouse(
         .env("GATEHOUSE_DETECT__ENABLED", detect)
         .env("OPENROUTER_API_KEY", "sk-bench-upstream")
         .env("NO_COLOR", "1")
+        .envs(std::env::var("PROXY_BENCH_WORKERS").map(|w| ("TOKIO_WORKER_THREADS", w)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -273,6 +195,8 @@ struct Side {
     elapsed: Duration,
     /// gatehouse CPU ticks during this side's slices.
     gate_ticks: u64,
+    /// This process's CPU ticks (load generator and fake upstream) during this side's slices.
+    own_ticks: u64,
     /// Open loop: how late each send started after its scheduled time.
     lags: Vec<Duration>,
 }
@@ -340,13 +264,15 @@ async fn closed_loop(ctx: &Arc<Ctx>, side: usize, mode: Mode, out: &mut Side) {
 async fn phase(ctx: &Arc<Ctx>, pid: u32, mode: Mode, open: bool) -> Result<[Side; 2], Error> {
     let mut sides = [Side::default(), Side::default()];
     for slice in 0..SLICES {
-        let (side, before) = (slice % 2, cpu_ticks(pid)?);
+        let me = std::process::id();
+        let (side, before, own) = (slice % 2, cpu_ticks(pid)?, cpu_ticks(me)?);
         if open {
             open_loop(ctx, side, mode, &mut sides[side]).await;
         } else {
             closed_loop(ctx, side, mode, &mut sides[side]).await;
         }
         sides[side].gate_ticks += cpu_ticks(pid)?.saturating_sub(before);
+        sides[side].own_ticks += cpu_ticks(me)?.saturating_sub(own);
     }
     for s in &mut sides {
         s.latencies.sort_unstable();
@@ -430,9 +356,18 @@ async fn run(bin: &Path) -> Result<(), Error> {
         }
     }
     let mut results = Vec::new();
+    let mut loads = Vec::new();
     for mode in [Mode::Plain, Mode::Stream] {
         let latency = phase(&ctx, pid, mode, true).await?;
-        let throughput = phase(&ctx, pid, mode, false).await?;
+        loads.push(loadavg());
+        // `PROXY_BENCH_ONLY=latency` skips the closed loop (e.g. for a run under a
+        // real-time scheduling class, where a saturating phase would starve the machine).
+        let throughput = if std::env::var("PROXY_BENCH_ONLY").is_ok_and(|v| v == "latency") {
+            [Side::default(), Side::default()]
+        } else {
+            phase(&ctx, pid, mode, false).await?
+        };
+        loads.push(loadavg());
         results.push((mode, latency, throughput));
     }
     let peak_rss_mb = proc_kb(pid, "VmHWM:")? as f64 / 1024.0;
@@ -442,12 +377,13 @@ async fn run(bin: &Path) -> Result<(), Error> {
     let (b0, b1) = (ctx.bodies[0].len(), ctx.bodies[1].len());
     println!("\ngatehouse proxy overhead (detection enabled={detect}; request {b0} B / {b1} B)");
     let load_end = loadavg();
-    println!("load average (1/5/15 min) at start: {load_start}; at end: {load_end}\n");
+    println!("load average (1/5/15 min) at start: {load_start}; at end: {load_end}");
+    println!("1-min load after each phase: {}\n", loads.join(" | "));
     let tick_us = 1e6 / clock_ticks_per_sec();
     println!("{:<38}   direct  gatehouse    added   target", "");
     for (mode, lat, thr) in &results {
         let name = mode.name();
-        for p in [50.0, 90.0, 99.0] {
+        for p in [50.0, 90.0, 99.0, 99.9] {
             let (d, g) = (pct(&lat[0].latencies, p), pct(&lat[1].latencies, p));
             let (added, label) = (g - d, format!("{name} p{p} latency µs @1000/s"));
             let target = (p == 99.0).then(|| verdict(added, 250.0));
@@ -458,13 +394,21 @@ async fn run(bin: &Path) -> Result<(), Error> {
         let (d, g) = (rate(&thr[0]), rate(&thr[1]));
         let label = format!("{name} max req/s, concurrency {CONCURRENCY}");
         let change = (g / d - 1.0) * 100.0;
-        println!("{label:<38}{d:>9.0}{g:>11.0}{change:>+8.0}%");
+        println!(
+            "{label:<38}{d:>9.0}{g:>11.0}{change:>+8.0}%   ratio {:.2}",
+            g / d
+        );
         for (at, s) in [("@1000/s", lat), ("c=64", thr)] {
             let cpu = s[1].gate_ticks as f64 * tick_us / s[1].ok().max(1) as f64;
             let label = format!("{name} gatehouse CPU µs/req {at}");
             let target = verdict(cpu, 30.0);
             println!("{label:<38}{cpu:>20.1}            {target}");
         }
+        // The direct path's own cost for scale: the client and fake upstream (this process)
+        // make the same socket calls a proxy makes once on each side.
+        let own = thr[0].own_ticks as f64 * tick_us / thr[0].ok().max(1) as f64;
+        let label = format!("{name} direct path CPU µs/req c=64");
+        println!("{label:<38}{own:>9.1}   (client + fake upstream, this process)");
     }
     let rss = format!("{idle_rss_mb:.1} / {peak_rss_mb:.1}");
     let target = verdict(idle_rss_mb, 30.0);

@@ -9,8 +9,7 @@
 //! does not understand. Trade-off: roles we do not know are scanned as user
 //! text (full weight) rather than skipped.
 
-use serde_json::Value;
-
+use super::json::{Doc, JsonView};
 use super::verdict::{Role, ScanInput, Segment};
 
 /// Which API a body belongs to.
@@ -28,7 +27,19 @@ pub enum ScanEndpoint {
 const MAX_SEGMENTS: usize = 4096;
 
 /// Builds the scan input for `body` sent to `endpoint`.
-pub fn extract(endpoint: ScanEndpoint, body: &Value) -> ScanInput {
+pub fn extract(endpoint: ScanEndpoint, body: &serde_json::Value) -> ScanInput {
+    extract_from(endpoint, body)
+}
+
+/// Builds the scan input straight from a body's bytes (the proxy's path: one borrowed parse,
+/// see [`super::json`]). `None` when the body is not JSON.
+pub fn extract_json(endpoint: ScanEndpoint, body: &[u8]) -> Option<ScanInput> {
+    Doc::parse(body)
+        .ok()
+        .map(|doc| extract_from(endpoint, &doc))
+}
+
+fn extract_from<J: JsonView>(endpoint: ScanEndpoint, body: &J) -> ScanInput {
     let mut out = Out::default();
     match endpoint {
         ScanEndpoint::ChatCompletions => chat(body, &mut out),
@@ -67,81 +78,129 @@ fn role_of(name: Option<&str>) -> Role {
     }
 }
 
-fn chat(body: &Value, out: &mut Out) {
-    let Some(msgs) = body.get("messages").and_then(Value::as_array) else {
+/// `v[a][b]` as a string.
+fn str_at<'v, J: JsonView>(v: &'v J, a: &str, b: &str) -> Option<&'v str> {
+    v.get(a)?.get(b)?.as_str()
+}
+
+fn chat<J: JsonView>(body: &J, out: &mut Out) {
+    let Some(msgs) = body.get("messages").and_then(J::as_array) else {
         return;
     };
     for msg in msgs {
-        let role = role_of(msg.get("role").and_then(Value::as_str));
+        let role = role_of(msg.get("role").and_then(J::as_str));
         content(msg.get("content"), role, out);
-        if let Some(calls) = msg.get("tool_calls").and_then(Value::as_array) {
+        if let Some(calls) = msg.get("tool_calls").and_then(J::as_array) {
             for call in calls {
-                let args = call.pointer("/function/arguments").and_then(Value::as_str);
+                let args = str_at(call, "function", "arguments");
                 out.push(Role::ToolArgs, args.unwrap_or(""));
             }
         }
-        let legacy = msg
-            .pointer("/function_call/arguments")
-            .and_then(Value::as_str);
+        let legacy = str_at(msg, "function_call", "arguments");
         out.push(Role::ToolArgs, legacy.unwrap_or(""));
     }
 }
 
 /// String content, or an array of parts with a `text` field.
-fn content(v: Option<&Value>, role: Role, out: &mut Out) {
-    match v {
-        Some(Value::String(s)) => out.push(role, s),
-        Some(Value::Array(parts)) => {
-            for p in parts {
-                match p {
-                    Value::String(s) => out.push(role, s),
-                    Value::Object(_) => {
-                        let text = p.get("text").and_then(Value::as_str);
-                        out.push(role, text.unwrap_or(""));
-                    }
-                    _ => {}
-                }
+fn content<J: JsonView>(v: Option<&J>, role: Role, out: &mut Out) {
+    let Some(v) = v else {
+        return;
+    };
+    if let Some(s) = v.as_str() {
+        out.push(role, s);
+    } else if let Some(parts) = v.as_array() {
+        for p in parts {
+            if let Some(s) = p.as_str() {
+                out.push(role, s);
+            } else if p.is_object() {
+                let text = p.get("text").and_then(J::as_str);
+                out.push(role, text.unwrap_or(""));
             }
         }
-        _ => {}
     }
 }
 
 /// A string, or an array of strings; token arrays (numbers) are ignored.
-fn strings(v: Option<&Value>, role: Role, out: &mut Out) {
-    match v {
-        Some(Value::String(s)) => out.push(role, s),
-        Some(Value::Array(items)) => {
-            for s in items.iter().filter_map(Value::as_str) {
-                out.push(role, s);
-            }
+fn strings<J: JsonView>(v: Option<&J>, role: Role, out: &mut Out) {
+    let Some(v) = v else {
+        return;
+    };
+    if let Some(s) = v.as_str() {
+        out.push(role, s);
+    } else if let Some(items) = v.as_array() {
+        for s in items.iter().filter_map(J::as_str) {
+            out.push(role, s);
         }
-        _ => {}
     }
 }
 
-fn responses(body: &Value, out: &mut Out) {
-    if let Some(s) = body.get("instructions").and_then(Value::as_str) {
+fn responses<J: JsonView>(body: &J, out: &mut Out) {
+    if let Some(s) = body.get("instructions").and_then(J::as_str) {
         out.push(Role::System, s);
     }
-    match body.get("input") {
-        Some(Value::String(s)) => out.push(Role::User, s),
-        Some(Value::Array(items)) => items.iter().for_each(|item| response_item(item, out)),
-        _ => {}
+    let Some(input) = body.get("input") else {
+        return;
+    };
+    if let Some(s) = input.as_str() {
+        out.push(Role::User, s);
+    } else if let Some(items) = input.as_array() {
+        items.iter().for_each(|item| response_item(item, out));
     }
 }
 
-fn response_item(item: &Value, out: &mut Out) {
-    let text = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or("");
-    match item.get("type").and_then(Value::as_str) {
+fn response_item<J: JsonView>(item: &J, out: &mut Out) {
+    let text = |k: &str| item.get(k).and_then(J::as_str).unwrap_or("");
+    match item.get("type").and_then(J::as_str) {
         Some("function_call_output" | "custom_tool_call_output") => {
             out.push(Role::Tool, text("output"))
         }
         Some("function_call") => out.push(Role::ToolArgs, text("arguments")),
         Some("custom_tool_call") => out.push(Role::ToolArgs, text("input")),
         _ => {
-            let role = role_of(item.get("role").and_then(Value::as_str));
+            let role = role_of(item.get("role").and_then(J::as_str));
             content(item.get("content"), role, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The borrowed path must see exactly what the `Value` path sees.
+    #[test]
+    fn borrowed_and_value_extraction_agree() {
+        let bodies = [
+            r#"{"model":"m","messages":[{"role":"system","content":"be nice"},{"role":"user","content":[{"type":"text","text":"hi \u0041\n"},"raw part",{"type":"image_url","image_url":{"url":"x"}}]},{"role":"assistant","content":null,"tool_calls":[{"id":"1","function":{"name":"f","arguments":"{\"a\":1}"}}],"function_call":{"arguments":"legacy"}},{"role":"tool","content":"result"}]}"#,
+            r#"{"prompt":["one","two",3],"input":"emb"}"#,
+            r#"{"instructions":"sys","input":[{"type":"function_call_output","output":"out"},{"type":"function_call","arguments":"args"},{"type":"custom_tool_call","input":"ci"},{"role":"developer","content":[{"type":"input_text","text":"dev"}]}]}"#,
+            r#"{"messages":"not an array","prompt":{"x":1},"input":[1,2]}"#,
+            r#"{"messages":[{"role":"user","content":"first"}],"messages":[{"role":"user","content":"second"}]}"#,
+        ];
+        let endpoints = [
+            ScanEndpoint::ChatCompletions,
+            ScanEndpoint::Completions,
+            ScanEndpoint::Embeddings,
+            ScanEndpoint::Responses,
+            ScanEndpoint::Other,
+        ];
+        for body in bodies {
+            let value: serde_json::Value = serde_json::from_str(body).expect("valid");
+            for e in endpoints {
+                let want: Vec<(Role, String)> = extract(e, &value)
+                    .segments
+                    .into_iter()
+                    .map(|s| (s.role, s.text))
+                    .collect();
+                let got: Vec<(Role, String)> = extract_json(e, body.as_bytes())
+                    .expect("valid")
+                    .segments
+                    .into_iter()
+                    .map(|s| (s.role, s.text))
+                    .collect();
+                assert_eq!(got, want, "{e:?} {body}");
+            }
+        }
+        assert!(extract_json(ScanEndpoint::Other, b"{not json").is_none());
     }
 }

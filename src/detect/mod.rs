@@ -19,6 +19,7 @@ pub mod confusables;
 pub mod decode;
 pub mod eval;
 pub mod extract;
+pub mod json;
 mod lanes;
 pub mod learned;
 pub mod matcher;
@@ -41,7 +42,7 @@ use std::sync::Arc;
 
 pub use behaviour::{Behaviour, BehaviourConfig, Escalation};
 pub use eval::{evaluate, split_is_holdout, EvalReport};
-pub use extract::{extract, ScanEndpoint};
+pub use extract::{extract, extract_json, ScanEndpoint};
 pub use learned::LearnedModel;
 pub use policy::{OnError, Problem};
 pub use train::train;

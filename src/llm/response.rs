@@ -1,6 +1,8 @@
 //! Reading upstream answers: usage, cost, the model used, and for streams which event carries
 //! the first token, the usage, or an error. Read-only; the bytes are forwarded as received.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -156,33 +158,44 @@ pub struct StreamEvent {
     pub done: bool,
 }
 
+/// One stream event as read: strings borrow from the event's bytes unless they hold escapes
+/// (a stream has one event per token, so per-event allocations add up).
 #[derive(Deserialize)]
 struct WireChunk<'a> {
-    model: Option<String>,
-    #[serde(default)]
-    choices: Option<Vec<ChunkChoice>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<ChunkChoice<'a>>>,
     usage: Option<WireUsage>,
     #[serde(borrow)]
     error: Option<&'a RawValue>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    delta: Option<String>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    delta: Option<Cow<'a, str>>,
     response: Option<WireResponse>,
 }
 
 #[derive(Deserialize)]
-struct ChunkChoice {
-    delta: Option<Delta>,
-    text: Option<String>,
-    finish_reason: Option<String>,
+struct ChunkChoice<'a> {
+    #[serde(borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct Delta {
-    content: Option<String>,
-    refusal: Option<String>,
-    reasoning: Option<String>,
-    reasoning_content: Option<String>,
+struct Delta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
     tool_calls: Option<serde::de::IgnoredAny>,
     function_call: Option<serde::de::IgnoredAny>,
 }
@@ -212,7 +225,7 @@ pub fn inspect_event(kind: StreamKind, data: &[u8]) -> StreamEvent {
 
 fn inspect_chunk(chunk: WireChunk) -> StreamEvent {
     let mut ev = StreamEvent {
-        model: chunk.model,
+        model: chunk.model.map(Cow::into_owned),
         error: chunk.error.is_some_and(|e| e.get() != "null"),
         ..StreamEvent::default()
     };
@@ -227,7 +240,7 @@ fn inspect_chunk(chunk: WireChunk) -> StreamEvent {
             let content = d.content.as_deref().unwrap_or("");
             ev.text_chars += content.chars().count() as u64;
             ev.text.push_str(content);
-            let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+            let non_empty = |s: &Option<Cow<str>>| s.as_deref().is_some_and(|s| !s.is_empty());
             ev.token |= !content.is_empty()
                 || non_empty(&d.refusal)
                 || non_empty(&d.reasoning)

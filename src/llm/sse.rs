@@ -64,6 +64,11 @@ impl SseSplitter {
         // Step back so a terminator pair split across pushes is still found.
         let mut i = self.scanned.saturating_sub(3);
         while i < b.len() {
+            // Jump to the next line terminator (memchr scans a word at a time).
+            let Some(skip) = memchr::memchr2(b'\n', b'\r', &b[i..]) else {
+                break;
+            };
+            i += skip;
             let after_first = match (b[i], b.get(i + 1)) {
                 (b'\n', _) => i + 1,
                 (b'\r', Some(b'\n')) => i + 2,
@@ -105,7 +110,7 @@ pub struct Fields<'a> {
 /// Reads `event:` and `data:` from one whole event.
 pub fn fields(event: &[u8]) -> Fields<'_> {
     let mut out = Fields::default();
-    for line in event.split(|b| *b == b'\n' || *b == b'\r') {
+    for line in lines(event) {
         if line.is_empty() || line[0] == b':' {
             continue;
         }
@@ -130,6 +135,28 @@ pub fn fields(event: &[u8]) -> Fields<'_> {
         }
     }
     out
+}
+
+/// The pieces between `\n` and `\r` bytes (as `split` on either would give them), found with
+/// memchr rather than a byte-at-a-time closure.
+fn lines(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match memchr::memchr2(b'\n', b'\r', rest) {
+            Some(i) => {
+                let line = &rest[..i];
+                rest = &rest[i + 1..];
+                Some(line)
+            }
+            None => {
+                done = true;
+                Some(rest)
+            }
+        }
+    })
 }
 
 fn strip_space(v: &[u8]) -> &[u8] {

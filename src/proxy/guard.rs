@@ -133,10 +133,9 @@ pub async fn inspect(
     ex: &mut Exchange,
     body: &Bytes,
 ) -> Result<(), ProxyError> {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+    let Some(input) = detect::extract_json(scan_endpoint(ex.endpoint), body) else {
         return Ok(());
     };
-    let input = detect::extract(scan_endpoint(ex.endpoint), &value);
     ex.prompt_chars = Some(
         input
             .segments

@@ -31,7 +31,7 @@ pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<Proxy
         _ => {}
     }
     let rt = proxy.runtime.load_full();
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = super::id::request_id();
     let ex = Exchange::new(id, req.method().as_str(), req.uri().path());
     let mut rec = Recorder::begin(proxy.records.clone(), proxy.metrics.clone(), ex);
     let result = match route {

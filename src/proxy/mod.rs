@@ -11,6 +11,7 @@ mod extras;
 mod guard;
 mod handle;
 mod headers;
+mod id;
 mod record;
 mod route;
 mod runtime;
