@@ -183,11 +183,13 @@ def live(repo, binary, prometheus, dashboard_rules):
         send(attack)
         time.sleep(2.5)
         for round_ in range(4):
-            for payload in [body] * 10 + [attack] * 2:
+            # Attacks well above the rule's 5 (increase() extrapolates over a young series, and a
+            # loaded machine delays scrapes): 16 attacks, 2 categories each.
+            for payload in [body] * 10 + [attack] * 4:
                 send(payload)
             time.sleep(1.5)
         print(f"traffic: {statuses} (502 = the unreachable upstream, 403 = blocked)")
-        firing, deadline = set(), time.monotonic() + 20
+        firing, deadline = set(), time.monotonic() + 45
         want = {"GatehouseErrorRate", "GatehouseUpstreamFailing", "GatehouseCriticalThreat", "GatehouseSecurityThreats"}
         while time.monotonic() < deadline and not want <= firing:
             time.sleep(1)

@@ -73,6 +73,22 @@ impl Store {
     }
 }
 
+/// Splits `rows` into statements of a few fixed sizes (`max`, then 64, 16, 4, 1 rows), so the
+/// same handful of statement texts recur batch after batch and SQLite's prepared-statement
+/// cache keeps them; a chunk of any length would be a new text, parsed again, for every batch.
+fn statement_chunks<T>(rows: &[T], max: usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = rows;
+    for size in [max, 64, 16, 4, 1] {
+        while rest.len() >= size {
+            let (head, tail) = rest.split_at(size);
+            out.push(head);
+            rest = tail;
+        }
+    }
+    out
+}
+
 /// Per-record values that must be computed (and owned) before binding.
 struct Derived {
     categories: Option<String>,
@@ -105,7 +121,7 @@ async fn insert_requests(
 ) -> Result<(), sqlx::Error> {
     let derived: Vec<Derived> = batch.iter().map(|ex| derive(ex, capture)).collect();
     let rows: Vec<(&Exchange, &Derived)> = batch.iter().map(|e| &**e).zip(&derived).collect();
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    for chunk in statement_chunks(&rows, ROWS_PER_INSERT) {
         let mut qb = Sql::new(d, format!("INSERT INTO requests ({REQUEST_COLUMNS})"));
         qb.values(chunk, |b, &(ex, d)| {
             let v = ex.verdict.as_deref();
@@ -197,7 +213,7 @@ async fn insert_matches(
             });
         }
     }
-    for chunk in rows.chunks(ROWS_PER_INSERT * 2) {
+    for chunk in statement_chunks(&rows, ROWS_PER_INSERT * 2) {
         let mut qb = Sql::new(d, format!("INSERT INTO security_matches ({MATCH_COLUMNS})"));
         qb.values(chunk, |b, r| {
             b.bind(r.ex.id.as_str())
@@ -282,7 +298,7 @@ async fn upsert_rollups(
     for (map, (head, tail)) in [&r.minute, &r.hour].into_iter().zip(rollup_statements()) {
         let mut rows: Vec<(&(i64, String, &'static str), &Agg)> = map.iter().collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for chunk in rows.chunks(ROLLUPS_PER_UPSERT) {
+        for chunk in statement_chunks(&rows, ROLLUPS_PER_UPSERT) {
             let mut qb = Sql::new(d, head.as_str());
             qb.values(chunk, |b, (k, a)| {
                 b.bind(k.0).bind(k.1.as_str()).bind(k.2);
@@ -319,7 +335,7 @@ async fn upsert_users(
 ) -> Result<(), sqlx::Error> {
     let mut rows: Vec<(&(i64, String), &UserAgg)> = users.iter().collect();
     rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    for chunk in rows.chunks(ROWS_PER_INSERT * 2) {
+    for chunk in statement_chunks(&rows, ROWS_PER_INSERT * 2) {
         let mut qb = Sql::new(
             d,
             format!(
@@ -357,4 +373,19 @@ async fn upsert_users(
         qb.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statement_chunks;
+
+    #[test]
+    fn statements_come_in_a_few_fixed_sizes_and_cover_every_row() {
+        let rows: Vec<u32> = (0..1_000).collect();
+        let sizes: Vec<usize> = statement_chunks(&rows, 400).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [400, 400, 64, 64, 64, 4, 4]);
+        let joined: Vec<u32> = statement_chunks(&rows, 400).concat();
+        assert_eq!(joined, rows);
+        assert!(statement_chunks::<u32>(&[], 400).is_empty());
+    }
 }
