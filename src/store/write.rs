@@ -382,7 +382,10 @@ mod tests {
     #[test]
     fn statements_come_in_a_few_fixed_sizes_and_cover_every_row() {
         let rows: Vec<u32> = (0..1_000).collect();
-        let sizes: Vec<usize> = statement_chunks(&rows, 400).iter().map(|c| c.len()).collect();
+        let sizes: Vec<usize> = statement_chunks(&rows, 400)
+            .iter()
+            .map(|c| c.len())
+            .collect();
         assert_eq!(sizes, [400, 400, 64, 64, 64, 4, 4]);
         let joined: Vec<u32> = statement_chunks(&rows, 400).concat();
         assert_eq!(joined, rows);
