@@ -7,25 +7,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine as _;
-use hmac::Mac;
-use serde_json::Value;
-
 use gatehouse::config::{Config, WebhookConfig};
 
+use crate::alerts::{json, verify, write, SECRET};
 use crate::report::{
     gateway_with, generate, traffic, upstream, ADVICE, PROMPT_MARKER, UPSTREAM_KEY,
 };
 use crate::support::*;
 
-const SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const ADMIN_URL: &str = "https://gw-admin.example.com";
-
-fn write(dir: &Path, name: &str, value: &str) -> std::path::PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, value).expect("write secret file");
-    p
-}
 
 /// Every alert channel on loopback (Alertmanager too, which digests skip), no alert rules, the
 /// digest on, reports in Paris time.
@@ -55,38 +45,6 @@ fn digest_config(c: &mut Config, rx: &Receiver, smtp: &SmtpSink, dir: &Path) {
         secret_file: Some(write(dir, "whsec", SECRET)),
     }];
     ch.alertmanager.url = Some(rx.url("/am"));
-}
-
-fn json(b: &[u8]) -> Value {
-    serde_json::from_slice(b).expect("json body")
-}
-
-/// Checks the Standard Webhooks signature over the exact body.
-fn verify(hook: &Hook) {
-    let h = |n: &str| {
-        hook.headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .expect(n)
-            .to_owned()
-    };
-    let (id, ts, sig) = (
-        h("webhook-id"),
-        h("webhook-timestamp"),
-        h("webhook-signature"),
-    );
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(SECRET.trim_start_matches("whsec_"))
-        .expect("key");
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
-    mac.update(format!("{id}.{ts}.").as_bytes());
-    mac.update(&hook.body);
-    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    assert_eq!(
-        sig,
-        format!("v1,{expected}"),
-        "signature over the exact body"
-    );
 }
 
 /// Decodes a quoted-printable body (lettre picks it for lines over 76 characters).
