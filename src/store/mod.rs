@@ -30,7 +30,7 @@ mod retention;
 mod rollup_read;
 mod row;
 mod security;
-pub mod sql;
+mod sql;
 mod write;
 mod writer;
 
@@ -101,11 +101,13 @@ pub struct Store {
 const READ_CONNECTIONS: u32 = 4;
 /// PostgreSQL connections per replica (writer, retention, alerts, analytics, admin).
 const PG_CONNECTIONS: u32 = 8;
-/// How long a statement waits for a lock before failing (the retention task and the writer
-/// share the one write connection, so this only matters for external tools holding the file).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a PostgreSQL replica waits for a pooled connection before a query fails.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Per-connection SQLite settings (the `Any` driver connects by URL, so they are set here).
+/// `busy_timeout`: how long a statement waits for a lock before failing (the retention task
+/// and the writer share the one write connection, so this only matters for external tools
+/// holding the file).
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
     PRAGMA cache_size = -65536; PRAGMA temp_store = memory;";
 
@@ -189,7 +191,7 @@ impl Store {
             .map_err(open_err)?;
         let pool = AnyPoolOptions::new()
             .max_connections(PG_CONNECTIONS)
-            .acquire_timeout(BUSY_TIMEOUT * 2)
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
             .connect(url)
             .await
             .map_err(open_err)?;

@@ -145,12 +145,7 @@ impl Store {
         .await
         .map_err(query_err("threats by category"))?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("category")?,
-                    r.try_get::<i64, _>("n")?.max(0) as u64,
-                ))
-            })
+            .map(|r| Ok((r.try_get("category")?, count(r, "n")?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(query_err("threats by category"))
     }
@@ -179,15 +174,14 @@ impl Store {
         .fetch_all(&self.read)
         .await
         .map_err(query_err("top offenders"))?;
-        let u = |r: &AnyRow, c: &str| r.try_get::<i64, _>(c).map(|v| v.max(0) as u64);
         rows.iter()
             .map(|r| {
-                let lvl = u(r, "lvl")? as usize;
+                let lvl = count(r, "lvl")? as usize;
                 Ok(Offender {
                     user: r.try_get("user")?,
-                    requests: u(r, "requests")?,
-                    matches: u(r, "matches")?,
-                    blocked: u(r, "blocked")?,
+                    requests: count(r, "requests")?,
+                    matches: count(r, "matches")?,
+                    blocked: count(r, "blocked")?,
                     max_level: LEVELS.get(lvl).copied().unwrap_or("none").to_owned(),
                 })
             })
