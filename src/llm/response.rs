@@ -76,14 +76,128 @@ struct WireAnswer<'a> {
 
 #[derive(Deserialize)]
 struct WireChoice<'a> {
-    #[serde(borrow)]
-    message: Option<&'a RawValue>,
-    text: Option<String>,
+    #[serde(borrow, default)]
+    message: MessageText<'a>,
+    #[serde(borrow, default)]
+    text: Text<'a>,
 }
 
-#[derive(Deserialize)]
-struct WireMessage {
-    content: Option<String>,
+/// A string, borrowed from the body when it has no escapes; any other JSON value reads as
+/// nothing (skipped in place, no error), so an unusual shape never costs the usage.
+#[derive(Default)]
+struct Text<'a>(Option<Cow<'a, str>>);
+
+/// A chat `message` object's `content` when it is a string; any other value reads as nothing.
+#[derive(Default)]
+struct MessageText<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Some(Cow::Owned(v))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Text(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for MessageText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = MessageText<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut content = None;
+                while let Some(key) = a.next_key::<Cow<'_, str>>()? {
+                    if key == "content" {
+                        content = a.next_value::<Text<'a>>()?.0;
+                    } else {
+                        a.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(MessageText(content))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(MessageText(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(MessageText(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MessageText(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MessageText(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MessageText(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MessageText(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MessageText(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -103,13 +217,12 @@ pub fn parse_answer(body: &[u8]) -> Answer {
     let Ok(wire) = serde_json::from_slice::<WireAnswer>(body) else {
         return Answer::default();
     };
+    // One pass over the body: the answer text is borrowed where it has no escapes, and any
+    // shape we do not know is skipped in place (it was the upstream's to choose).
     let mut text = String::new();
     for c in &wire.choices {
-        let msg = c
-            .message
-            .and_then(|m| serde_json::from_str::<WireMessage>(m.get()).ok());
-        if let Some(t) = msg.and_then(|m| m.content).or_else(|| c.text.clone()) {
-            text.push_str(&t);
+        if let Some(t) = c.message.0.as_deref().or(c.text.0.as_deref()) {
+            text.push_str(t);
         }
     }
     for o in &wire.output {
@@ -347,6 +460,35 @@ mod tests {
 }
 #[cfg(test)]
 mod more_tests {
+    use super::parse_answer;
+
+    #[test]
+    fn unusual_answer_shapes_keep_the_usage() {
+        // Escapes are decoded; several choices are joined.
+        let a = parse_answer(br#"{"choices":[{"message":{"content":"a\"b\u00e9"}},{"message":{"role":"assistant","content":"!"}}],"usage":{"prompt_tokens":1}}"#);
+        assert_eq!(a.text, "a\"b\u{e9}!");
+        assert_eq!(a.text_chars, 5);
+        // Content as parts, a null message, a string message or a numeric text read as no
+        // text; the completions `text` is the fallback; the usage is never lost.
+        for body in [
+            &br#"{"choices":[{"message":{"content":[{"type":"text","text":"x"}]},"text":"t"}],"usage":{"prompt_tokens":2}}"#[..],
+            br#"{"choices":[{"message":null,"text":"t"}],"usage":{"prompt_tokens":2}}"#,
+            br#"{"choices":[{"message":"odd","text":"t"}],"usage":{"prompt_tokens":2}}"#,
+            br#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"c"}]},"text":"t"}],"usage":{"prompt_tokens":2}}"#,
+        ] {
+            let a = parse_answer(body);
+            assert_eq!(a.text, "t", "{}", String::from_utf8_lossy(body));
+            assert_eq!(a.usage.expect("usage").prompt_tokens, Some(2));
+        }
+        let a = parse_answer(
+            br#"{"choices":[{"text":7,"message":[1,{"a":2}]}],"usage":{"prompt_tokens":3}}"#,
+        );
+        assert_eq!(
+            (a.text.as_str(), a.usage.expect("usage").prompt_tokens),
+            ("", Some(3))
+        );
+    }
+
     #[test]
     fn openrouter_cost() {
         let a = super::parse_answer(br#"{"id":"gen-1","model":"deepseek/deepseek-r1-distill-qwen-32b","choices":[{"message":{"role":"assistant","content":"ok"}}],"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12,"cost":0.000095}}"#);
