@@ -2,7 +2,9 @@
 //! what throughput (MB/s) does the whole pipeline (normalise → match →
 //! decode → learned → score) reach? Targets: p50 ≤ 10 µs for a 1 KB prompt,
 //! ≤ 100 µs for 32 KB, ≥ 200 MB/s. Also: how long does building the
-//! detector from the shipped policies take?
+//! detector from the shipped policies take? And what does a chat turn cost when the client
+//! resends the conversation (as chat clients do): the whole history scanned again, or only the
+//! new message with the rest from the segment cache?
 //!
 //! Run: `cargo bench --bench detect_scan` (criterion prints time and MB/s).
 
@@ -36,9 +38,62 @@ fn sized(unit: &str, n: usize) -> String {
     s
 }
 
+/// The shipped detector with the segment cache off, so repeated inputs measure a scan.
 fn detector() -> Detector {
+    with_cache(0)
+}
+
+fn with_cache(bytes: usize) -> Detector {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    Detector::from_dir(&dir, Settings::default()).expect("shipped policies load")
+    let settings = Settings {
+        segment_cache_bytes: bytes,
+        ..Settings::default()
+    };
+    Detector::from_dir(&dir, settings).expect("shipped policies load")
+}
+
+/// One turn of a 20-turn conversation (a 1 KB system prompt, then 1 KB user and assistant
+/// messages alternating, ~21 KB in all) whose last user message is new each time.
+fn bench_conversation(c: &mut Criterion) {
+    let mut history = vec![Segment {
+        role: Role::System,
+        text: sized(PROSE, 1024),
+    }];
+    for i in 0..19 {
+        let (role, unit) = if i % 2 == 0 {
+            (Role::User, CODE)
+        } else {
+            (Role::Assistant, PROSE)
+        };
+        history.push(Segment {
+            role,
+            text: format!("turn {i}: {}", sized(unit, 1024)),
+        });
+    }
+    let mut g = c.benchmark_group("conversation_turn");
+    g.throughput(Throughput::Bytes(21 * 1024));
+    for (name, det) in [
+        ("rescan_all", detector()),
+        ("segment_cache", with_cache(16 << 20)),
+    ] {
+        let mut n = 0u64;
+        let mut input = ScanInput {
+            segments: history.clone(),
+        };
+        input.segments.push(Segment {
+            role: Role::User,
+            text: String::new(),
+        });
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                n += 1;
+                let last = input.segments.last_mut().expect("has a last turn");
+                last.text = format!("new question {n}: {}", sized(PROSE, 1000));
+                det.scan(black_box(&input))
+            })
+        });
+    }
+    g.finish();
 }
 
 fn bench_scan(c: &mut Criterion) {
@@ -95,6 +150,6 @@ fn bench_build(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
-    targets = bench_scan, bench_build
+    targets = bench_scan, bench_conversation, bench_build
 }
 criterion_main!(benches);

@@ -154,7 +154,8 @@ struct Ctx {
     client: HttpClient,
     /// `[direct, gatehouse]` chat completion URIs.
     uris: [Uri; 2],
-    bodies: [Bytes; 2],
+    /// Numbers the requests: each carries its own user message (see `request_body`).
+    seq: std::sync::atomic::AtomicU64,
 }
 
 /// One request, whole body read. Err: transport error, timeout, non-200 or a truncated body.
@@ -164,7 +165,10 @@ async fn one(ctx: &Ctx, side: usize, mode: Mode) -> Result<Duration, String> {
         let req = Request::post(ctx.uris[side].clone())
             .header(CONTENT_TYPE, "application/json")
             .header(AUTHORIZATION, "Bearer sk-bench-client")
-            .body(Full::new(ctx.bodies[mode as usize].clone()))
+            .body(Full::new(request_body(
+                mode,
+                ctx.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            )))
             .map_err(|e| e.to_string())?;
         let rsp = ctx.client.request(req).await;
         let rsp = rsp.map_err(|e| format!("{e:?}"))?;
@@ -314,7 +318,7 @@ async fn start(bin: &Path, detect: &str) -> Result<(Gatehouse, Arc<Ctx>), Error>
             format!("http://{upstream}/v1/chat/completions").parse()?,
             format!("http://127.0.0.1:{proxy}/v1/chat/completions").parse()?,
         ],
-        bodies: [request_body(Mode::Plain), request_body(Mode::Stream)],
+        seq: std::sync::atomic::AtomicU64::new(0),
     };
     Ok((gate, Arc::new(ctx)))
 }
@@ -374,7 +378,10 @@ async fn run(bin: &Path) -> Result<(), Error> {
     let log = std::fs::read_to_string(gate.dir.join("gatehouse.log"))?;
     drop(gate);
 
-    let (b0, b1) = (ctx.bodies[0].len(), ctx.bodies[1].len());
+    let (b0, b1) = (
+        request_body(Mode::Plain, 0).len(),
+        request_body(Mode::Stream, 0).len(),
+    );
     println!("\ngatehouse proxy overhead (detection enabled={detect}; request {b0} B / {b1} B)");
     let load_end = loadavg();
     println!("load average (1/5/15 min) at start: {load_start}; at end: {load_end}");

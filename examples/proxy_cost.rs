@@ -135,10 +135,16 @@ async fn one(client: &HttpClient, uri: &Uri, body: &Bytes) -> Result<(), Error> 
 }
 
 /// `n` requests: `c` at a time, or (when `rate` > 0) one every 1/`rate` seconds, open loop.
+/// The next request body: each request carries its own user message (see `request_body`).
+fn numbered(mode: Mode) -> Bytes {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    request_body(mode, SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
 async fn load(
     client: &HttpClient,
     uri: &Uri,
-    body: &Bytes,
+    mode: Mode,
     n: usize,
     c: usize,
     rate: u64,
@@ -149,7 +155,7 @@ async fn load(
         let mut tasks = Vec::with_capacity(n);
         for i in 0..n {
             tokio::time::sleep_until(start + period * u32::try_from(i)?).await;
-            let (client, uri, body) = (client.clone(), uri.clone(), body.clone());
+            let (client, uri, body) = (client.clone(), uri.clone(), numbered(mode));
             tasks.push(tokio::spawn(async move { one(&client, &uri, &body).await }));
         }
         for t in tasks {
@@ -160,10 +166,10 @@ async fn load(
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..c {
-        let (client, uri, body, next) = (client.clone(), uri.clone(), body.clone(), next.clone());
+        let (client, uri, next) = (client.clone(), uri.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
-                one(&client, &uri, &body).await?;
+                one(&client, &uri, &numbered(mode)).await?;
             }
             Ok::<_, Error>(())
         }));
@@ -230,8 +236,7 @@ async fn run(n: usize, c: usize, rate: u64) -> Result<(), Error> {
     println!("gatehouse pid {pid}; idle VmRSS {}", rss("VmRSS:"));
     let tick_us = 1e6 / 100.0;
     for mode in [Mode::Plain, Mode::Stream] {
-        let body = request_body(mode);
-        load(&client, &uri, &body, WARMUP, c.max(1), 0).await?;
+        load(&client, &uri, mode, WARMUP, c.max(1), 0).await?;
         tokio::time::sleep(SETTLE).await;
         if wrapped {
             callgrind(pid, "-z");
@@ -239,7 +244,7 @@ async fn run(n: usize, c: usize, rate: u64) -> Result<(), Error> {
         let attached = attach(pid, mode)?;
         let before = thread_ticks(pid);
         let t0 = Instant::now();
-        load(&client, &uri, &body, n, c, rate).await?;
+        load(&client, &uri, mode, n, c, rate).await?;
         let took = t0.elapsed();
         tokio::time::sleep(SETTLE).await;
         let after = thread_ticks(pid);
@@ -282,13 +287,12 @@ async fn run(n: usize, c: usize, rate: u64) -> Result<(), Error> {
     let direct: Uri = format!("http://{up}/v1/chat/completions").parse()?;
     let me = std::process::id();
     for mode in [Mode::Plain, Mode::Stream] {
-        let body = request_body(mode);
-        load(&client, &direct, &body, WARMUP, c.max(1), 0).await?;
+        load(&client, &direct, mode, WARMUP, c.max(1), 0).await?;
         let sum = |m: &BTreeMap<String, (u64, u64)>| {
             m.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1))
         };
         let (u0, s0) = sum(&thread_ticks(me));
-        load(&client, &direct, &body, n, c, rate).await?;
+        load(&client, &direct, mode, n, c, rate).await?;
         let (u1, s1) = sum(&thread_ticks(me));
         let per = |t: u64| t as f64 * tick_us / n as f64;
         println!(

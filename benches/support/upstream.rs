@@ -50,13 +50,17 @@ impl Mode {
 }
 
 /// The ~1 KB chat completion request body.
-pub fn request_body(mode: Mode) -> Bytes {
+/// The ~1 KB chat request for `mode`. `n` numbers its user message, so no two requests of a run
+/// carry the same message, as in real traffic: gatehouse keeps the scans of messages it has seen
+/// (the detector's segment cache), and one message sent over and over would measure that cache,
+/// not a scan.
+pub fn request_body(mode: Mode, n: u64) -> Bytes {
     let extra = match mode {
         Mode::Plain => "",
         Mode::Stream => r#","stream":true,"stream_options":{"include_usage":true}"#,
     };
     Bytes::from(format!(
-        r#"{{"model":"openai/gpt-4o-mini","messages":[{{"role":"system","content":"{SYSTEM}"}},{{"role":"user","content":"{USER}"}}],"temperature":0.2,"max_tokens":256{extra}}}"#
+        r#"{{"model":"openai/gpt-4o-mini","messages":[{{"role":"system","content":"{SYSTEM}"}},{{"role":"user","content":"[{n:010}] {USER}"}}],"temperature":0.2,"max_tokens":256{extra}}}"#
     ))
 }
 

@@ -279,6 +279,9 @@ pub struct DetectConfig {
     pub behaviour: BehaviourSection,
     /// Scanning of answers for leaked secrets and canaries (off by default; free when off).
     pub responses: ResponseScanConfig,
+    /// MiB of per-message scan results kept for messages sent again (the conversation history
+    /// and system prompt that clients resend on every turn); 0 turns the cache off. Default 16.
+    pub segment_cache_mb: usize,
 }
 
 impl Default for DetectConfig {
@@ -293,6 +296,7 @@ impl Default for DetectConfig {
             block_status: 403,
             behaviour: BehaviourSection::default(),
             responses: ResponseScanConfig::default(),
+            segment_cache_mb: crate::detect::DEFAULT_SEGMENT_CACHE_MB,
         }
     }
 }

@@ -258,6 +258,12 @@ fn check_detect(c: &Config, p: &mut Vec<String>) {
             "detect.thresholds must be positive and rising: low < medium < high < critical".into(),
         );
     }
+    if d.segment_cache_mb > 65_536 {
+        p.push(format!(
+            "detect.segment_cache_mb {} is more than 65536 (64 GiB); 0 turns the cache off",
+            d.segment_cache_mb
+        ));
+    }
     if !(400..=499).contains(&d.block_status) {
         p.push(format!(
             "detect.block_status {} must be a 4xx status",

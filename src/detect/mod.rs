@@ -15,6 +15,7 @@
 //! and replaced whole on reload.
 
 pub mod behaviour;
+pub mod cache;
 pub mod confusables;
 pub mod decode;
 pub mod eval;
@@ -48,6 +49,7 @@ pub use policy::{OnError, Problem};
 pub use train::train;
 pub use verdict::{
     Action, Category, LevelActions, Match, RiskLevel, Role, ScanInput, Segment, Settings, Verdict,
+    DEFAULT_SEGMENT_CACHE_MB,
 };
 pub use window::ResponseWindow;
 
@@ -97,6 +99,8 @@ pub struct PolicyInfo {
 pub struct Detector {
     matcher: matcher::Matcher,
     model: Option<LearnedModel>,
+    /// Per-segment scans kept for segments sent again; `None` when configured off.
+    cache: Option<cache::SegmentCache>,
     response: Arc<window::ResponseRules>,
     policies: Vec<PolicyInfo>,
     settings: Settings,
@@ -156,6 +160,7 @@ impl Detector {
         Ok(Detector {
             matcher,
             model,
+            cache: cache::SegmentCache::new(settings.segment_cache_bytes),
             response,
             policies,
             settings,
@@ -166,7 +171,12 @@ impl Detector {
     /// Scans every segment of a request. Pure; never panics.
     pub fn scan(&self, input: &ScanInput) -> Verdict {
         let started = Instant::now();
-        let findings = scan::scan(&self.matcher, self.model.as_ref(), input);
+        let findings = scan::scan(
+            &self.matcher,
+            self.model.as_ref(),
+            self.cache.as_ref(),
+            input,
+        );
         let mut v = scoring::score(findings, self.model.as_ref(), input, &self.settings);
         v.scan_us = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
         v
@@ -175,6 +185,14 @@ impl Detector {
     /// Scans one user segment.
     pub fn scan_text(&self, text: &str) -> Verdict {
         self.scan(&ScanInput::user(text))
+    }
+
+    /// The segment cache's hits and misses (zero when it is off).
+    pub fn cache_stats(&self) -> cache::CacheStats {
+        self.cache
+            .as_ref()
+            .map(cache::SegmentCache::stats)
+            .unwrap_or_default()
     }
 
     /// Time spent loading and compiling.

@@ -63,6 +63,16 @@ enum OffsetMap {
 const MAX_TAG_PAYLOAD: usize = 4096;
 
 impl Normalised {
+    /// Heap bytes held (the segment cache's weight).
+    pub fn heap_bytes(&self) -> usize {
+        let map = match &self.map {
+            OffsetMap::Identity => 0,
+            OffsetMap::Shifts(v) => v.capacity() * std::mem::size_of::<(u32, u32)>(),
+            OffsetMap::Full(v) => v.capacity() * std::mem::size_of::<u32>(),
+        };
+        self.text.capacity() + map + self.flags.tag_payload.capacity()
+    }
+
     /// Original byte offset of the char that produced normalised byte `i`.
     pub fn orig_offset(&self, i: usize) -> usize {
         match &self.map {

@@ -2,13 +2,18 @@
 //!
 //! Owns the per-request pipeline that turns a [`ScanInput`] into matches and
 //! a learned probability; [`super::scoring`] turns those into a verdict.
-//! Each segment is scanned alone; then the seams between consecutive
-//! segments are scanned (a bounded window either side) so a payload split
-//! across messages is still seen without scanning the conversation twice.
+//! Each segment is scanned alone ([`scan_segment`], a function of its role
+//! and text only, which [`super::cache`] keeps for segments sent again); then
+//! the seams between consecutive segments are scanned (a bounded window either
+//! side) so a payload split across messages is still seen without scanning the
+//! conversation twice.
 //! Encoded runs and tag-smuggled ASCII are decoded and rescanned up to
 //! [`MAX_DEPTH`] levels within a per-segment byte budget. Trade-off: hits in
 //! decoded text are reported at the span of the whole encoded run.
 
+use std::sync::Arc;
+
+use super::cache::SegmentCache;
 use super::decode::{decode_runs, Decoded};
 use super::learned::LearnedModel;
 use super::matcher::{Hit, Matcher};
@@ -35,41 +40,94 @@ pub struct Findings {
     pub matches: Vec<Match>,
     /// Highest learned probability over the segments the model reads, and where.
     pub learned: Option<(f32, u32)>,
-    norms: Vec<Normalised>,
+    segs: Vec<Arc<SegmentScan>>,
 }
 
 impl Findings {
     /// The normalised text of segment `i` (for a second learned pass).
     pub fn norm(&self, i: u32) -> Option<&str> {
-        self.norms.get(i as usize).map(|n| n.text.as_str())
+        self.segs.get(i as usize).map(|s| s.norm.text.as_str())
     }
 }
 
-/// Scans every segment and the seams between them.
-pub fn scan(m: &Matcher, model: Option<&LearnedModel>, input: &ScanInput) -> Findings {
+/// What scanning one segment alone found. A function of the segment's role and text (and the
+/// compiled policies and model), so it can be kept and reused.
+pub struct SegmentScan {
+    norm: Normalised,
+    /// The segment's own matches, numbered as segment 0.
+    matches: Vec<Match>,
+    /// Learned probability, for the roles the model reads.
+    learned: Option<f32>,
+}
+
+impl SegmentScan {
+    /// Heap bytes held, beyond the segment's own text.
+    pub fn heap_bytes(&self) -> usize {
+        let matches: usize = self
+            .matches
+            .iter()
+            .map(|m| std::mem::size_of::<Match>() + m.snippet.capacity())
+            .sum();
+        self.norm.heap_bytes() + matches
+    }
+}
+
+/// Scans one segment alone: normalise, match, decode and rescan, learned probability.
+pub fn scan_segment(
+    m: &Matcher,
+    model: Option<&LearnedModel>,
+    role: Role,
+    text: &str,
+) -> SegmentScan {
+    let norm = normalise(text);
+    let mut matches = Vec::new();
+    let mut ctx = Ctx {
+        m,
+        matches: &mut matches,
+        seg: 0,
+        role,
+        orig: text,
+    };
+    ctx.segment(&norm);
+    let learned = model
+        .filter(|_| reads_learned(role))
+        .map(|model| model.probability(&norm.text));
+    SegmentScan {
+        norm,
+        matches,
+        learned,
+    }
+}
+
+/// Scans every segment (through `cache` when given) and the seams between them.
+pub fn scan(
+    m: &Matcher,
+    model: Option<&LearnedModel>,
+    cache: Option<&SegmentCache>,
+    input: &ScanInput,
+) -> Findings {
     let mut f = Findings {
         matches: Vec::new(),
         learned: None,
-        norms: Vec::with_capacity(input.segments.len()),
+        segs: Vec::with_capacity(input.segments.len()),
     };
     for (i, seg) in input.segments.iter().enumerate() {
         let si = u32::try_from(i).unwrap_or(u32::MAX);
-        let norm = normalise(&seg.text);
-        let mut ctx = Ctx {
-            m,
-            f: &mut f,
-            seg: si,
-            role: seg.role,
-            orig: &seg.text,
+        let fresh = || scan_segment(m, model, seg.role, &seg.text);
+        let s = match cache {
+            Some(c) => c.get_or_scan(seg.role, &seg.text, fresh),
+            None => Arc::new(fresh()),
         };
-        ctx.segment(&norm);
-        if let Some(model) = model.filter(|_| reads_learned(seg.role)) {
-            let p = model.probability(&norm.text);
+        f.matches.extend(s.matches.iter().map(|x| Match {
+            segment: si,
+            ..x.clone()
+        }));
+        if let Some(p) = s.learned {
             if f.learned.is_none_or(|(best, _)| p > best) {
                 f.learned = Some((p, si));
             }
         }
-        f.norms.push(norm);
+        f.segs.push(s);
     }
     seams(m, input, &mut f);
     f
@@ -81,7 +139,8 @@ fn reads_learned(role: Role) -> bool {
 
 struct Ctx<'a> {
     m: &'a Matcher,
-    f: &'a mut Findings,
+    /// Where matches go; duplicates are checked against this segment's entries in it.
+    matches: &'a mut Vec<Match>,
     seg: u32,
     role: Role,
     orig: &'a str,
@@ -163,7 +222,6 @@ impl Ctx<'_> {
 
     fn push(&mut self, rule: std::sync::Arc<str>, cat: Category, w: f32, span: (usize, usize)) {
         let dup = self
-            .f
             .matches
             .iter()
             .any(|x| x.segment == self.seg && x.rule == rule);
@@ -175,7 +233,7 @@ impl Ctx<'_> {
         } else {
             cat
         };
-        self.f.matches.push(Match {
+        self.matches.push(Match {
             category,
             rule,
             weight: w * self.role.weight(),
@@ -189,8 +247,8 @@ impl Ctx<'_> {
 /// Scans the seam between each pair of consecutive segments; keeps only hits
 /// that cross it, reported on the earlier segment.
 fn seams(m: &Matcher, input: &ScanInput, f: &mut Findings) {
-    for i in 1..f.norms.len() {
-        let (a, b) = (&f.norms[i - 1].text, &f.norms[i].text);
+    for i in 1..f.segs.len() {
+        let (a, b) = (&f.segs[i - 1].norm.text, &f.segs[i].norm.text);
         if a.is_empty() || b.is_empty() {
             continue;
         }
@@ -203,13 +261,14 @@ fn seams(m: &Matcher, input: &ScanInput, f: &mut Findings) {
         m.phrase_hits(&joined, &mut hits);
         let prev = &input.segments[i - 1];
         for h in hits.iter().filter(|h| h.start < seam && h.end > seam + 1) {
-            let start = f.norms[i - 1]
+            let start = f.segs[i - 1]
+                .norm
                 .orig_span(&prev.text, tail_start + h.start, a_len)
                 .0;
             let span = (start, prev.text.len());
             let mut ctx = Ctx {
                 m,
-                f: &mut *f,
+                matches: &mut f.matches,
                 seg: u32::try_from(i - 1).unwrap_or(u32::MAX),
                 role: prev.role,
                 orig: &prev.text,

@@ -10,7 +10,7 @@
 //! cannot express "these two rules are the same evidence"; policies avoid
 //! overlapping rules instead.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::learned::LearnedModel;
@@ -38,7 +38,10 @@ pub fn score(
     if let (Some((p, seg)), Some(model)) = (f.learned, model) {
         add_learned(&mut f, model, input, p, seg);
     }
-    let mut best: HashMap<&str, f32> = HashMap::new();
+    // Summed in rule order: float addition is not associative, and a hash map's order differs
+    // between two maps, so the same findings could score a few ulps apart (and, at a threshold,
+    // land on two levels).
+    let mut best: BTreeMap<&str, f32> = BTreeMap::new();
     for m in &f.matches {
         let w = best.entry(&m.rule).or_insert(0.0);
         *w = w.max(m.weight);

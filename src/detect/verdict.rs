@@ -145,6 +145,9 @@ impl LevelActions {
     }
 }
 
+/// The segment cache's default size, in MiB.
+pub const DEFAULT_SEGMENT_CACHE_MB: usize = 16;
+
 /// Scan settings, built by the app from config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -156,6 +159,8 @@ pub struct Settings {
     pub shadow: bool,
     /// System-prompt canary strings looked for in responses.
     pub canaries: Vec<String>,
+    /// Bytes of per-segment scans kept for segments sent again (`super::cache`); 0 = off.
+    pub segment_cache_bytes: usize,
 }
 
 impl Default for Settings {
@@ -165,6 +170,7 @@ impl Default for Settings {
             actions: LevelActions::default(),
             shadow: false,
             canaries: Vec::new(),
+            segment_cache_bytes: DEFAULT_SEGMENT_CACHE_MB * 1024 * 1024,
         }
     }
 }

@@ -68,6 +68,7 @@ pub fn settings(c: &DetectConfig) -> Settings {
         actions: level_actions(&c.actions),
         shadow: c.shadow,
         canaries: c.responses.canaries.clone(),
+        segment_cache_bytes: c.segment_cache_mb.saturating_mul(1024 * 1024),
     }
 }
 
