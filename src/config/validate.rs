@@ -472,6 +472,30 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_segment_cache_is_refused_and_zero_is_off() {
+        let mut c = Config::default();
+        c.detect.segment_cache_mb = 70_000;
+        let problems = validate(&c).expect_err("too big").0;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("detect.segment_cache_mb 70000")),
+            "{problems:#?}"
+        );
+        c.detect.segment_cache_mb = 0;
+        assert!(validate(&c).is_ok());
+        assert_eq!(
+            crate::proxy::detect_settings(&c.detect).segment_cache_bytes,
+            0
+        );
+        c.detect.segment_cache_mb = 16;
+        assert_eq!(
+            crate::proxy::detect_settings(&c.detect).segment_cache_bytes,
+            16 << 20
+        );
+    }
+
+    #[test]
     fn public_admin_needs_token() {
         let mut c = Config::default();
         c.admin.listen = "0.0.0.0:8001".into();
