@@ -5,14 +5,16 @@
 //! ([`normalise`], [`confusables`]), bounded decoding ([`decode`]), the
 //! compiled matcher ([`matcher`]), the learned stage ([`learned`]), scoring
 //! ([`scoring`]), per-user behaviour ([`behaviour`]), response scanning
-//! ([`window`]), request-body extraction ([`extract`]) and the offline
-//! tooling ([`train`], [`eval`]).
+//! ([`window`]), request-body extraction ([`extract`]), the per-message scan
+//! cache ([`cache`]) and the offline tooling ([`train`], [`eval`]).
 //!
-//! The scan path is pure and synchronous: no IO, no async, no locks (the
-//! behaviour tracker takes a short std mutex, outside [`Detector::scan`]).
-//! Files are read only when a [`Detector`] is built. A `Detector` is
-//! immutable after build, `Send + Sync`, and meant to be shared in an `Arc`
-//! and replaced whole on reload.
+//! The scan path is synchronous and pure in its result: no IO, no async; its
+//! only shared state is the segment cache (short read locks on a shard, a
+//! write lock to insert), which changes what a scan costs, never its verdict
+//! (the behaviour tracker takes a short std mutex, outside [`Detector::scan`]).
+//! Files are read only when a [`Detector`] is built. A `Detector`'s rules are
+//! immutable after build; it is `Send + Sync`, meant to be shared in an `Arc`
+//! and replaced whole (with an empty cache) on reload.
 
 pub mod behaviour;
 pub mod cache;
@@ -168,7 +170,8 @@ impl Detector {
         })
     }
 
-    /// Scans every segment of a request. Pure; never panics.
+    /// Scans every segment of a request. Pure in its result (the segment cache changes only
+    /// what it costs); never panics.
     pub fn scan(&self, input: &ScanInput) -> Verdict {
         let started = Instant::now();
         let findings = scan::scan(
