@@ -16,7 +16,8 @@
 //! Bounded by bytes: `quick_cache`'s S3-FIFO, weighted by the bytes an entry holds, so one-off
 //! messages pass through its probation queue without pushing out a system prompt that every
 //! request repeats. Segments shorter than [`MIN_BYTES`] are scanned again instead: for them the
-//! bookkeeping costs about what the scan does. Trade-off: recently seen segment text stays in
+//! bookkeeping costs about what the scan does. Segments over a sixteenth of the cache are
+//! scanned and not kept: one would push out many ordinary messages. Trade-off: recently seen segment text stays in
 //! the process's memory (never on disk) until evicted; `detect.segment_cache_mb: 0` turns the
 //! cache off.
 
@@ -96,6 +97,9 @@ pub struct CacheStats {
 /// The memo. Shared by every request a detector serves.
 pub struct SegmentCache {
     inner: Cache<Key, Entry, Bytes>,
+    /// Segments longer than this are scanned but not kept: one huge message would push out
+    /// many ordinary ones, and copying it into the key costs for nothing.
+    max_entry: usize,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -110,6 +114,7 @@ impl SegmentCache {
         let items = (max_bytes / 4096).max(16);
         Some(SegmentCache {
             inner: Cache::with_weighter(items, max_bytes as u64, Bytes),
+            max_entry: max_bytes / 16,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         })
@@ -122,7 +127,7 @@ impl SegmentCache {
         text: &str,
         scan: impl FnOnce() -> SegmentScan,
     ) -> Arc<SegmentScan> {
-        if text.len() < MIN_BYTES {
+        if text.len() < MIN_BYTES || text.len() > self.max_entry {
             return Arc::new(scan());
         }
         if let Some(hit) = self.inner.get(&Probe { role, text }) {
@@ -139,7 +144,6 @@ impl SegmentCache {
             role,
             text: text.into(),
         };
-        // An entry heavier than the cache's share for it is simply not kept by quick_cache.
         self.inner.insert(key, entry);
         fresh
     }
@@ -238,6 +242,16 @@ mod tests {
         let c = d.cache.as_ref().expect("on");
         assert!(c.bytes() <= max as u64, "{} > {max}", c.bytes());
         assert!(c.bytes() > 0);
+        let small = detector(max);
+        small.scan_text(
+            &"a fairly long message that is not worth a sixteenth of the cache ".repeat(80),
+        );
+        assert_eq!(
+            small.cache_stats(),
+            CacheStats::default(),
+            "too big to keep, not looked up"
+        );
+        assert_eq!(small.cache.as_ref().expect("on").bytes(), 0);
         let off = detector(0);
         off.scan_text(&long("x"));
         assert_eq!(off.cache_stats(), CacheStats::default());
