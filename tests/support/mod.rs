@@ -263,6 +263,15 @@ impl TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = config;
         config.store.path = dir.path().join("gatehouse.db");
+        // The crate's own files by absolute path: the config tests' `figment::Jail` moves the
+        // process's working directory for a moment, and a gateway starting in that moment
+        // would look for `policies/` in the jail.
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for path in [&mut config.detect.policies, &mut config.prices] {
+            if path.is_relative() {
+                *path = here.join(&*path);
+            }
+        }
         if std::env::var("TEST_STORE").as_deref() == Ok("postgres") {
             let server = pg::postgres_url().expect("TEST_STORE=postgres needs a server");
             config.store.url = Some(gatehouse::config::Secret::new(
