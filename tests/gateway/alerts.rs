@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use hmac::Mac;
 
-use gatehouse::config::{Config, RuleConfig, RuleKind, WebhookConfig};
+use gatehouse::config::{ChannelsConfig, Config, RuleConfig, RuleKind, WebhookConfig};
 
 use crate::support::*;
 
@@ -36,12 +36,34 @@ fn alert_config(up: &FakeUpstream, rx: &Receiver, smtp: &SmtpSink, dir: &Path) -
         level: gatehouse::config::AlertLevel::Critical,
         ..RuleConfig::default()
     }];
-    let ch = &mut a.channels;
+    point_channels(
+        &mut a.channels,
+        rx,
+        smtp,
+        dir,
+        (
+            "gatehouse <alerts@gw.test>",
+            &["oncall@example.com", "sec@example.com"],
+        ),
+    );
+    c
+}
+
+/// Every channel pointed at the test's sinks: e-mail (`from`, `to`) at `smtp`; Slack, Teams,
+/// a signed webhook (secret [`SECRET`]) and Alertmanager at `rx`, their URLs in files in `dir`;
+/// the ambient environment cannot add any.
+pub(crate) fn point_channels(
+    ch: &mut ChannelsConfig,
+    rx: &Receiver,
+    smtp: &SmtpSink,
+    dir: &Path,
+    (from, to): (&str, &[&str]),
+) {
     ch.email.host = Some("127.0.0.1".into());
     ch.email.port = smtp.addr.port();
     ch.email.starttls = false;
-    ch.email.from = "gatehouse <alerts@gw.test>".into();
-    ch.email.to = vec!["oncall@example.com".into(), "sec@example.com".into()];
+    ch.email.from = from.into();
+    ch.email.to = to.iter().map(|t| (*t).to_owned()).collect();
     ch.email.user_env = "GATEHOUSE_TEST_SMTP_USER_UNSET".into();
     ch.slack.webhook_url_env = Some("GATEHOUSE_TEST_SLACK_UNSET".into());
     ch.slack.webhook_url_file = Some(write(dir, "slack", &rx.url("/slack")));
@@ -53,7 +75,6 @@ fn alert_config(up: &FakeUpstream, rx: &Receiver, smtp: &SmtpSink, dir: &Path) -
         secret_file: Some(write(dir, "whsec", SECRET)),
     }];
     ch.alertmanager.url = Some(rx.url("/am"));
-    c
 }
 
 /// Slack 200 ok, Teams 202, the rest 200; `/am` down (503) when `am_down`.

@@ -121,6 +121,19 @@ pub(crate) async fn generate(gw: &TestGateway, query: &str) -> Value {
     rsp.json().await.expect("report json")
 }
 
+/// A generated report (as `generate` returns it) rendered as Markdown.
+pub(crate) async fn markdown(gw: &TestGateway, report: &Value) -> String {
+    let id = report["id"].as_str().expect("id");
+    client()
+        .get(format!("{}/api/reports/{id}?format=md", gw.admin_url))
+        .send()
+        .await
+        .expect("md")
+        .text()
+        .await
+        .expect("text")
+}
+
 #[tokio::test]
 async fn the_llm_gets_the_figures_and_no_prompt_text_or_secrets() {
     let up = upstream(ADVICE).await;
@@ -208,18 +221,7 @@ async fn an_invalid_answer_is_retried_once_then_the_rules_write_the_report() {
     assert_eq!(report["engine"]["kind"], "rules");
     let reason = report["engine"]["reason"].as_str().expect("reason");
     assert!(reason.contains("failed twice"), "{reason}");
-    let md = client()
-        .get(format!(
-            "{}/api/reports/{}?format=md",
-            gw.admin_url,
-            report["id"].as_str().expect("id")
-        ))
-        .send()
-        .await
-        .expect("md")
-        .text()
-        .await
-        .expect("text");
+    let md = markdown(&gw, &report).await;
     assert!(md.contains("Written by: **rules**"), "{md}");
     gw.shutdown().await;
 }

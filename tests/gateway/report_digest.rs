@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use gatehouse::config::{Config, WebhookConfig};
+use gatehouse::config::Config;
 
-use crate::alerts::{json, verify, write, SECRET};
+use crate::alerts::{json, point_channels, verify};
 use crate::report::{
     gateway_with, generate, traffic, upstream, ADVICE, PROMPT_MARKER, UPSTREAM_KEY,
 };
@@ -28,23 +28,13 @@ fn digest_config(c: &mut Config, rx: &Receiver, smtp: &SmtpSink, dir: &Path) {
     a.gateway_name = "test-gw".into();
     a.delivery.retries = 1;
     a.delivery.backoff_ms = 10;
-    let ch = &mut a.channels;
-    ch.email.host = Some("127.0.0.1".into());
-    ch.email.port = smtp.addr.port();
-    ch.email.starttls = false;
-    ch.email.from = "gatehouse <reports@gw.test>".into();
-    ch.email.to = vec!["ops@example.com".into()];
-    ch.email.user_env = "GATEHOUSE_TEST_SMTP_USER_UNSET".into();
-    ch.slack.webhook_url_env = Some("GATEHOUSE_TEST_SLACK_UNSET".into());
-    ch.slack.webhook_url_file = Some(write(dir, "slack", &rx.url("/slack")));
-    ch.teams.webhook_url_env = Some("GATEHOUSE_TEST_TEAMS_UNSET".into());
-    ch.teams.webhook_url_file = Some(write(dir, "teams", &rx.url("/teams")));
-    ch.webhooks = vec![WebhookConfig {
-        url: rx.url("/hook"),
-        secret_env: None,
-        secret_file: Some(write(dir, "whsec", SECRET)),
-    }];
-    ch.alertmanager.url = Some(rx.url("/am"));
+    point_channels(
+        &mut a.channels,
+        rx,
+        smtp,
+        dir,
+        ("gatehouse <reports@gw.test>", &["ops@example.com"]),
+    );
 }
 
 /// Decodes a quoted-printable body (lettre picks it for lines over 76 characters).

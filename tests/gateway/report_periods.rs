@@ -7,7 +7,7 @@ use serde_json::Value;
 use gatehouse::report::Period;
 use gatehouse::store::StoredReport;
 
-use crate::report::generate;
+use crate::report::{generate, markdown};
 use crate::support::*;
 
 const DAY_MS: i64 = 86_400_000;
@@ -83,18 +83,7 @@ async fn generated_reports_state_local_calendar_periods_and_their_zone() {
             r["figures"]["from"], from,
             "the figures cover the same period: {q}"
         );
-        let md = client()
-            .get(format!(
-                "{}/api/reports/{}?format=md",
-                gw.admin_url,
-                r["id"].as_str().expect("id")
-            ))
-            .send()
-            .await
-            .expect("md")
-            .text()
-            .await
-            .expect("text");
+        let md = markdown(&gw, &r).await;
         assert!(
             md.contains(&format!("Period {from} – {to} (Europe/Paris).")),
             "{md}"
