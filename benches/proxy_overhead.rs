@@ -22,9 +22,8 @@
 //! (prefix `GATEHOUSE_DETECT__ENABLED=false` to see what detection costs, or
 //! `PROXY_BENCH_WORKERS=1` to give gatehouse, not this process, one tokio worker). ~90 s.
 
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +35,12 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/upstream.rs"]
 mod upstream;
+
+use child::{free_port, Gatehouse};
 
 use upstream::{request_body, start_upstream, Mode, ANSWER, DONE};
 
@@ -55,29 +58,11 @@ const WARMUP: usize = 300; // sequential requests per side and mode before measu
 
 // ---------------------------------------------------------------- gatehouse child
 
-/// The gatehouse child process and its temp dir; killed and removed on drop.
-struct Gatehouse {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Gatehouse {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn gatehouse_binary() -> PathBuf {
     option_env!("CARGO_BIN_EXE_gatehouse").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/gatehouse"),
         PathBuf::from,
     )
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn spawn_gatehouse(
@@ -86,29 +71,10 @@ fn spawn_gatehouse(
     proxy: u16,
     detect: &str,
 ) -> Result<Gatehouse, Error> {
-    let dir = std::env::temp_dir().join(format!("gatehouse-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let log = std::fs::File::create(dir.join("gatehouse.log"))?;
-    let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let admin = format!("127.0.0.1:{}", free_port()?);
-    let child = Command::new(bin)
-        .arg("serve")
-        .current_dir(&dir)
-        .env("GATEHOUSE_PROXY__LISTEN", format!("127.0.0.1:{proxy}"))
-        .env("GATEHOUSE_ADMIN__LISTEN", admin)
-        .env("GATEHOUSE_UPSTREAMS__OPENROUTER__BASE_URL", upstream)
-        .env("GATEHOUSE_STORE__PATH", dir.join("gatehouse.db"))
-        .env("GATEHOUSE_DETECT__POLICIES", policies)
-        .env("GATEHOUSE_DETECT__ENABLED", detect)
-        .env("OPENROUTER_API_KEY", "sk-bench-upstream")
-        .env("NO_COLOR", "1")
-        .envs(std::env::var("PROXY_BENCH_WORKERS").map(|w| ("TOKIO_WORKER_THREADS", w)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()?;
-    Ok(Gatehouse { child, dir })
+    let mut cmd = Command::new(bin);
+    cmd.env("GATEHOUSE_DETECT__ENABLED", detect)
+        .envs(std::env::var("PROXY_BENCH_WORKERS").map(|w| ("TOKIO_WORKER_THREADS", w)));
+    Ok(child::spawn(cmd, "bench", upstream, proxy)?)
 }
 
 /// A `kB` field of /proc/<pid>/status, e.g. `VmRSS:`.
@@ -307,7 +273,7 @@ async fn start(bin: &Path, detect: &str) -> Result<(Gatehouse, Arc<Ctx>), Error>
         }
         let exited = gate.child.try_wait()?;
         if exited.is_some() || started.elapsed() > Duration::from_secs(15) {
-            let log = std::fs::read_to_string(gate.dir.join("gatehouse.log"))?;
+            let log = gate.log()?;
             return Err(format!("gatehouse not healthy (exit {exited:?}); log:\n{log}").into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -375,7 +341,7 @@ async fn run(bin: &Path) -> Result<(), Error> {
         results.push((mode, latency, throughput));
     }
     let peak_rss_mb = proc_kb(pid, "VmHWM:")? as f64 / 1024.0;
-    let log = std::fs::read_to_string(gate.dir.join("gatehouse.log"))?;
+    let log = gate.log()?;
     drop(gate);
 
     let (b0, b1) = (

@@ -16,7 +16,6 @@
 //! argument paces the requests open-loop at that many per second instead (`5000 1 1000`).
 
 use std::collections::BTreeMap;
-use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -29,8 +28,12 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+#[path = "../benches/support/child.rs"]
+mod child;
 #[path = "../benches/support/upstream.rs"]
 mod upstream;
+
+use child::{free_port, Gatehouse};
 
 use upstream::{request_body, Mode};
 
@@ -41,27 +44,8 @@ const WARMUP: usize = 200;
 /// Background work (the store writer's last flush) finishes within this after the load.
 const SETTLE: Duration = Duration::from_millis(1500);
 
-struct Gate {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn spawn(upstream: &str, proxy: u16) -> Result<Gate, Error> {
-    let dir = std::env::temp_dir().join(format!("gatehouse-cost-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+/// The release binary (`GATEHOUSE_BIN`, else the target dir's), under `PROXY_COST_WRAP` if set.
+fn spawn(upstream: &str, proxy: u16) -> Result<Gatehouse, Error> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bin = std::env::var("GATEHOUSE_BIN").map_or_else(
         |_| {
@@ -75,26 +59,8 @@ fn spawn(upstream: &str, proxy: u16) -> Result<Gate, Error> {
     let mut words: Vec<String> = wrap.split_whitespace().map(str::to_owned).collect();
     words.push(bin.display().to_string());
     let mut cmd = Command::new(&words[0]);
-    cmd.args(&words[1..])
-        .arg("serve")
-        .current_dir(&dir)
-        .env("GATEHOUSE_PROXY__LISTEN", format!("127.0.0.1:{proxy}"))
-        .env(
-            "GATEHOUSE_ADMIN__LISTEN",
-            format!("127.0.0.1:{}", free_port()?),
-        )
-        .env("GATEHOUSE_UPSTREAMS__OPENROUTER__BASE_URL", upstream)
-        .env("GATEHOUSE_STORE__PATH", dir.join("gatehouse.db"))
-        .env("GATEHOUSE_DETECT__POLICIES", root.join("policies"))
-        .env("OPENROUTER_API_KEY", "sk-bench-upstream")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("gatehouse.log"))?);
-    Ok(Gate {
-        child: cmd.spawn()?,
-        dir,
-    })
+    cmd.args(&words[1..]);
+    Ok(child::spawn(cmd, "cost", upstream, proxy)?)
 }
 
 /// utime and stime ticks per thread name (`comm`), summed over threads of the same name.
@@ -221,7 +187,7 @@ async fn run(n: usize, c: usize, rate: u64) -> Result<(), Error> {
             }
         }
         if gate.child.try_wait()?.is_some() || started.elapsed() > Duration::from_secs(300) {
-            let log = std::fs::read_to_string(gate.dir.join("gatehouse.log"))?;
+            let log = gate.log()?;
             return Err(format!("gatehouse did not become healthy:\n{log}").into());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
