@@ -98,6 +98,15 @@ struct Lenient<'a> {
     _text: std::marker::PhantomData<&'a str>,
 }
 
+impl Lenient<'_> {
+    fn new(message: bool) -> Self {
+        Lenient {
+            message,
+            _text: std::marker::PhantomData,
+        }
+    }
+}
+
 impl<'de: 'a, 'a> serde::de::Visitor<'de> for Lenient<'a> {
     type Value = Option<Cow<'a, str>>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -146,21 +155,13 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for Lenient<'a> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Lenient {
-            message: false,
-            _text: std::marker::PhantomData,
-        };
-        d.deserialize_any(v).map(Text)
+        d.deserialize_any(Lenient::new(false)).map(Text)
     }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for MessageText<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Lenient {
-            message: true,
-            _text: std::marker::PhantomData,
-        };
-        d.deserialize_any(v).map(MessageText)
+        d.deserialize_any(Lenient::new(true)).map(MessageText)
     }
 }
 
