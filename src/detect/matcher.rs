@@ -343,8 +343,25 @@ mod tests {
     use super::super::lanes::Phrases;
     use super::super::normalise::normalise;
     use super::super::policy::load_dir;
-    use super::Builder;
+    use super::{Builder, Matcher};
     use aho_corasick::{AhoCorasick, MatchKind};
+
+    /// The shipped policies' automata stay small: the letters-only one runs only on split-out
+    /// text and must not cost the idle process megabytes (as a DFA it was 2.2 MB).
+    #[test]
+    fn the_automata_of_the_shipped_policies_stay_small() {
+        let (policies, problems) =
+            load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"));
+        assert!(problems.is_empty(), "{problems:?}");
+        let m = Matcher::build(&policies).expect("builds");
+        let (phrases, letters) = (m.phrases.memory_usage(), m.squash_ac.memory_usage());
+        eprintln!("phrase automaton {phrases} bytes, letters-only automaton {letters} bytes");
+        assert!(
+            letters < 256 * 1024,
+            "letters-only automaton {letters} bytes"
+        );
+        assert!(phrases < 8 << 20, "phrase automaton {phrases} bytes");
+    }
 
     /// The shipped patterns on corpus-like text (prose, code, attacks,
     /// several scripts), at lengths that take the one-chain and the laned
