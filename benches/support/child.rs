@@ -1,6 +1,6 @@
 //! The `gatehouse` binary as a child process, shared by `benches/proxy_overhead.rs` and
 //! `examples/proxy_cost.rs`: a fresh temp dir (its store and `gatehouse.log`), loopback
-//! listeners, the fake upstream as the default `openrouter` upstream, this repo's policies.
+//! listeners, the fake upstream as the default `openrouter` upstream, this repo's policies and price table.
 //! Killed, and its dir removed, on drop.
 
 use std::net::TcpListener;
@@ -56,6 +56,7 @@ pub fn spawn(
         )
         .env("GATEHOUSE_UPSTREAMS__OPENROUTER__BASE_URL", upstream)
         .env("GATEHOUSE_STORE__PATH", dir.join("gatehouse.db"))
+        .env("GATEHOUSE_PRICES", policies.join("prices.yaml"))
         .env("GATEHOUSE_DETECT__POLICIES", policies)
         .env("OPENROUTER_API_KEY", "sk-bench-upstream")
         .env("NO_COLOR", "1")
