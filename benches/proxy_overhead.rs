@@ -287,7 +287,7 @@ struct Proxies {
 async fn start(bin: &Path, detect: &str) -> Result<(Proxies, Arc<Ctx>), Error> {
     let upstream = start_upstream().await?;
     let (relay_port, proxy) = (free_port()?, free_port()?);
-    let mut relay = relay::spawn(upstream, relay_port)?;
+    let mut relay = relay::spawn(Command::new(std::env::current_exe()?), upstream, relay_port)?;
     let mut gate = spawn_gatehouse(bin, &format!("http://{upstream}/v1"), proxy, detect)?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);

@@ -14,6 +14,8 @@
 //! target/release/examples/proxy_cost 2000 1`, then `callgrind_annotate /tmp/cg.<pid>.1`
 //! (plain) and `.2` (streamed). `GATEHOUSE_DETECT__ENABLED=false` turns detection off. A third
 //! argument paces the requests open-loop at that many per second instead (`5000 1 1000`).
+//! `PROXY_COST_RELAY=1` measures the proxy bench's bare relay (`benches/support/relay.rs`, this
+//! example run again as a child) instead of gatehouse: the floor of any proxy on this stack.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,6 +32,8 @@ use hyper_util::rt::TokioExecutor;
 
 #[path = "../benches/support/child.rs"]
 mod child;
+#[path = "../benches/support/relay.rs"]
+mod relay;
 #[path = "../benches/support/upstream.rs"]
 mod upstream;
 
@@ -44,8 +48,31 @@ const WARMUP: usize = 200;
 /// Background work (the store writer's last flush) finishes within this after the load.
 const SETTLE: Duration = Duration::from_millis(1500);
 
-/// The release binary (`GATEHOUSE_BIN`, else the target dir's), under `PROXY_COST_WRAP` if set.
-fn spawn(upstream: &str, proxy: u16) -> Result<Gatehouse, Error> {
+/// The measured child: gatehouse or the bare relay.
+enum Proxy {
+    Gate(Gatehouse),
+    Relay(relay::Relay),
+}
+
+impl Proxy {
+    fn child(&mut self) -> &mut Child {
+        match self {
+            Proxy::Gate(g) => &mut g.child,
+            Proxy::Relay(r) => &mut r.child,
+        }
+    }
+
+    fn log(&self) -> String {
+        match self {
+            Proxy::Gate(g) => g.log().unwrap_or_default(),
+            Proxy::Relay(_) => String::new(),
+        }
+    }
+}
+
+/// The release binary (`GATEHOUSE_BIN`, else the target dir's), or with `PROXY_COST_RELAY` the
+/// bare relay; under `PROXY_COST_WRAP` if set.
+fn spawn(upstream: std::net::SocketAddr, proxy: u16) -> Result<Proxy, Error> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bin = std::env::var("GATEHOUSE_BIN").map_or_else(
         |_| {
@@ -55,12 +82,18 @@ fn spawn(upstream: &str, proxy: u16) -> Result<Gatehouse, Error> {
         },
         PathBuf::from,
     );
+    let relay = std::env::var_os("PROXY_COST_RELAY").is_some();
+    let bin = if relay { std::env::current_exe()? } else { bin };
     let wrap = std::env::var("PROXY_COST_WRAP").unwrap_or_default();
     let mut words: Vec<String> = wrap.split_whitespace().map(str::to_owned).collect();
     words.push(bin.display().to_string());
     let mut cmd = Command::new(&words[0]);
     cmd.args(&words[1..]);
-    Ok(child::spawn(cmd, "cost", upstream, proxy)?)
+    if relay {
+        return Ok(Proxy::Relay(relay::spawn(cmd, upstream, proxy)?));
+    }
+    let upstream = format!("http://{upstream}/v1");
+    Ok(Proxy::Gate(child::spawn(cmd, "cost", &upstream, proxy)?))
 }
 
 /// utime and stime ticks per thread name (`comm`), summed over threads of the same name.
@@ -172,8 +205,8 @@ async fn run(n: usize, c: usize, rate: u64) -> Result<(), Error> {
     let wrapped = std::env::var("PROXY_COST_WRAP").is_ok_and(|w| w.contains("callgrind"));
     let up = upstream::start_upstream().await?;
     let port = free_port()?;
-    let mut gate = spawn(&format!("http://{up}/v1"), port)?;
-    let pid = gate.child.id();
+    let mut gate = spawn(up, port)?;
+    let pid = gate.child().id();
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
@@ -186,9 +219,9 @@ async fn run(n: usize, c: usize, rate: u64) -> Result<(), Error> {
                 break;
             }
         }
-        if gate.child.try_wait()?.is_some() || started.elapsed() > Duration::from_secs(300) {
-            let log = gate.log()?;
-            return Err(format!("gatehouse did not become healthy:\n{log}").into());
+        if gate.child().try_wait()?.is_some() || started.elapsed() > Duration::from_secs(300) {
+            let log = gate.log();
+            return Err(format!("the proxy did not become healthy:\n{log}").into());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -270,11 +303,14 @@ async fn run(n: usize, c: usize, rate: u64) -> Result<(), Error> {
         );
     }
     println!("peak VmHWM {}", rss("VmHWM:"));
-    gate.child.kill()?;
+    gate.child().kill()?;
     Ok(())
 }
 
 fn main() -> std::process::ExitCode {
+    if relay::serve_if_asked() {
+        return std::process::ExitCode::SUCCESS;
+    }
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

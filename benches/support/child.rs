@@ -1,6 +1,7 @@
 //! The `gatehouse` binary as a child process, shared by `benches/proxy_overhead.rs` and
 //! `examples/proxy_cost.rs`: a fresh temp dir (its store and `gatehouse.log`), loopback
-//! listeners, the fake upstream as the default `openrouter` upstream, this repo's policies and price table.
+//! listeners, the fake upstream as the default `openrouter` upstream, this repo's policies and
+//! price table.
 //! Killed, and its dir removed, on drop.
 
 use std::net::TcpListener;

@@ -37,9 +37,10 @@ impl Drop for Relay {
     }
 }
 
-/// Starts this executable again as a relay on `port` in front of `upstream`.
-pub fn spawn(upstream: SocketAddr, port: u16) -> std::io::Result<Relay> {
-    let child = Command::new(std::env::current_exe()?)
+/// Starts `cmd`, which runs this executable again (directly, or under a wrapper such as
+/// valgrind), as a relay on `port` in front of `upstream`.
+pub fn spawn(mut cmd: Command, upstream: SocketAddr, port: u16) -> std::io::Result<Relay> {
+    let child = cmd
         .env(ENV, format!("{upstream},{port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())

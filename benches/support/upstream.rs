@@ -49,7 +49,6 @@ impl Mode {
     }
 }
 
-/// The ~1 KB chat completion request body.
 /// The ~1 KB chat request for `mode`. `n` numbers its user message, so no two requests of a run
 /// carry the same message, as in real traffic: gatehouse keeps the scans of messages it has seen
 /// (the detector's segment cache), and one message sent over and over would measure that cache,

@@ -214,18 +214,19 @@ pub fn parse_usage(json: &[u8]) -> Option<(Usage, Option<f64>)> {
     it.next()?.ok().map(WireUsage::into_usage)
 }
 
-/// What one stream event tells.
+/// What one stream event tells. Text and model borrow from the event's bytes where they can:
+/// a stream has one event per token, so per-event allocations add up.
 #[derive(Debug, Default, PartialEq)]
-pub struct StreamEvent {
+pub struct StreamEvent<'a> {
     /// The event carries the first content, refusal, reasoning or tool-call data.
     pub token: bool,
     /// Characters of answer text in this event.
     pub text_chars: u64,
     /// The answer text this event adds (content or text deltas), for response scanning.
-    pub text: String,
+    pub text: Cow<'a, str>,
     pub usage: Option<Usage>,
     pub cost: Option<f64>,
-    pub model: Option<String>,
+    pub model: Option<Cow<'a, str>>,
     /// A chunk that only carries usage (`choices: []`): the one stripped when gatehouse asked
     /// for usage on the client's behalf.
     pub usage_only: bool,
@@ -240,16 +241,16 @@ pub struct StreamEvent {
 /// (a stream has one event per token, so per-event allocations add up).
 #[derive(Deserialize)]
 struct WireChunk<'a> {
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_str")]
     model: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     choices: Option<Vec<ChunkChoice<'a>>>,
     usage: Option<WireUsage>,
     #[serde(borrow)]
     error: Option<&'a RawValue>,
-    #[serde(rename = "type", borrow)]
+    #[serde(rename = "type", default, borrow, deserialize_with = "opt_str")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_str")]
     delta: Option<Cow<'a, str>>,
     response: Option<WireResponse>,
 }
@@ -258,24 +259,35 @@ struct WireChunk<'a> {
 struct ChunkChoice<'a> {
     #[serde(borrow)]
     delta: Option<Delta<'a>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_str")]
     text: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_str")]
     finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct Delta<'a> {
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_str")]
     content: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_str")]
     refusal: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_str")]
     reasoning: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_str")]
     reasoning_content: Option<Cow<'a, str>>,
     tool_calls: Option<serde::de::IgnoredAny>,
     function_call: Option<serde::de::IgnoredAny>,
+}
+
+/// An optional string that borrows from the event when it has no escapes. serde's `borrow`
+/// covers a bare `Cow<str>` field but not one inside an `Option`, which it always copies.
+fn opt_str<'de: 'a, 'a, D>(d: D) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
 }
 
 #[derive(Deserialize)]
@@ -285,14 +297,19 @@ struct WireResponse {
 }
 
 /// Reads one stream event's data.
-pub fn inspect_event(kind: StreamKind, data: &[u8]) -> StreamEvent {
+pub fn inspect_event(kind: StreamKind, data: &[u8]) -> StreamEvent<'_> {
     if data == b"[DONE]" {
         return StreamEvent {
             done: true,
             ..StreamEvent::default()
         };
     }
-    let Ok(chunk) = serde_json::from_slice::<WireChunk>(data) else {
+    // One UTF-8 check of the whole event, then `from_str`, which trusts it: `from_slice` checks
+    // every string on its own, a call per string and a dozen strings per event.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return StreamEvent::default();
+    };
+    let Ok(chunk) = serde_json::from_str::<WireChunk>(text) else {
         return StreamEvent::default();
     };
     match kind {
@@ -301,26 +318,26 @@ pub fn inspect_event(kind: StreamKind, data: &[u8]) -> StreamEvent {
     }
 }
 
-fn inspect_chunk(chunk: WireChunk) -> StreamEvent {
+fn inspect_chunk(chunk: WireChunk<'_>) -> StreamEvent<'_> {
     let mut ev = StreamEvent {
-        model: chunk.model.map(Cow::into_owned),
+        model: chunk.model,
         error: chunk.error.is_some_and(|e| e.get() != "null"),
         ..StreamEvent::default()
     };
-    let choices = chunk.choices.unwrap_or_default();
-    for c in &choices {
+    let mut choices = chunk.choices.unwrap_or_default();
+    for c in &mut choices {
         ev.error |= c.finish_reason.as_deref() == Some("error");
-        let text = c.text.as_deref().unwrap_or("");
+        let text = c.text.take().unwrap_or_default();
         ev.text_chars += text.chars().count() as u64;
         ev.token |= !text.is_empty();
-        ev.text.push_str(text);
-        if let Some(d) = &c.delta {
-            let content = d.content.as_deref().unwrap_or("");
+        append(&mut ev.text, text);
+        if let Some(d) = &mut c.delta {
+            let content = d.content.take().unwrap_or_default();
             ev.text_chars += content.chars().count() as u64;
-            ev.text.push_str(content);
+            ev.token |= !content.is_empty();
+            append(&mut ev.text, content);
             let non_empty = |s: &Option<Cow<str>>| s.as_deref().is_some_and(|s| !s.is_empty());
-            ev.token |= !content.is_empty()
-                || non_empty(&d.refusal)
+            ev.token |= non_empty(&d.refusal)
                 || non_empty(&d.reasoning)
                 || non_empty(&d.reasoning_content)
                 || d.tool_calls.is_some()
@@ -336,7 +353,17 @@ fn inspect_chunk(chunk: WireChunk) -> StreamEvent {
     ev
 }
 
-fn inspect_response_event(chunk: WireChunk) -> StreamEvent {
+/// Adds `more` to `text`, borrowing while only one piece is non-empty (the usual case).
+fn append<'a>(text: &mut Cow<'a, str>, more: Cow<'a, str>) {
+    if more.is_empty() {
+    } else if text.is_empty() {
+        *text = more;
+    } else {
+        text.to_mut().push_str(&more);
+    }
+}
+
+fn inspect_response_event(chunk: WireChunk<'_>) -> StreamEvent<'_> {
     let kind = chunk.kind.as_deref().unwrap_or("");
     let mut ev = StreamEvent {
         error: kind == "error" || kind == "response.failed",
@@ -347,15 +374,15 @@ fn inspect_response_event(chunk: WireChunk) -> StreamEvent {
         ..StreamEvent::default()
     };
     if kind.ends_with(".delta") {
-        let delta = chunk.delta.as_deref().unwrap_or("");
+        let delta = chunk.delta.unwrap_or_default();
         ev.token = !delta.is_empty();
         if kind == "response.output_text.delta" {
             ev.text_chars = delta.chars().count() as u64;
-            ev.text = delta.to_owned();
+            ev.text = delta;
         }
     }
     if let Some(r) = chunk.response {
-        ev.model = r.model;
+        ev.model = r.model.map(Cow::Owned);
         if let Some(u) = r.usage {
             let (usage, cost) = u.into_usage();
             ev.usage = Some(usage);
@@ -378,6 +405,18 @@ mod tests {
         let ev = inspect_event(StreamKind::Chunks, tok);
         assert!(ev.token);
         assert_eq!(ev.text_chars, 4);
+        assert!(
+            matches!(ev.text, Cow::Borrowed("Blue")),
+            "one piece is borrowed"
+        );
+        let two = br#"{"model":"m","choices":[{"index":0,"delta":{"content":"Bl"}},{"index":1,"delta":{"content":""}},{"index":2,"delta":{"content":"ue\n"}}]}"#;
+        let ev = inspect_event(StreamKind::Chunks, two);
+        assert_eq!((ev.text.as_ref(), ev.text_chars), ("Blue\n", 5));
+        assert_eq!(ev.model.as_deref(), Some("m"));
+        assert_eq!(
+            inspect_event(StreamKind::Chunks, b"{\"model\":\"\xff\"}"),
+            StreamEvent::default()
+        );
         let tool = br#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c"}]}}]}"#;
         assert!(inspect_event(StreamKind::Chunks, tool).token);
         let usage = br#"{"choices":[],"usage":{"prompt_tokens":1210,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":1024},"completion_tokens_details":{"reasoning_tokens":0},"cost":0.5}}"#;

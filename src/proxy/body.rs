@@ -342,7 +342,7 @@ impl Relay {
             ex.cost = ev.cost.or(ex.cost);
         }
         if ex.response_model.is_none() {
-            ex.response_model = ev.model;
+            ex.response_model = ev.model.map(std::borrow::Cow::into_owned);
         }
         if let Some(scan) = self.scan.as_mut() {
             if let Some(m) = scan.window.push(&ev.text) {
