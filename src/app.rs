@@ -216,6 +216,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         )));
     }
     let alerts = alerts.map(|(handle, _)| handle);
+    metrics.watch_segment_cache(segment_cache_stats(&proxy));
     let admin_state = crate::admin::AdminState {
         store: store.clone(),
         live,
@@ -389,6 +390,17 @@ fn admin_token(config: &Config) -> anyhow::Result<Option<crate::config::Secret>>
 
 /// The admin API's view of the live detector: scans like the proxy does, including the
 /// configured actions, without touching the user's behaviour window.
+/// The live detector's segment cache counts, for `/metrics`.
+fn segment_cache_stats(proxy: &Arc<Proxy>) -> crate::telemetry::metrics::CacheStatsFn {
+    // Weak, as in `scanner`.
+    let proxy = Arc::downgrade(proxy);
+    Arc::new(move || {
+        let rt = proxy.upgrade()?.runtime.load_full();
+        let stats = rt.guard.as_ref()?.detector.cache_stats();
+        Some((stats.hits, stats.misses))
+    })
+}
+
 fn scanner(proxy: Arc<Proxy>) -> crate::admin::ScanFn {
     // Weak: the admin API must not keep the proxy (and its record sender) alive at shutdown.
     let proxy = Arc::downgrade(&proxy);

@@ -19,6 +19,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -158,12 +159,15 @@ pub struct Metrics {
     traces_failed: Family<BackendLabels, Counter>,
     traces_dropped: Family<BackendLabels, Counter>,
     traces_queue: Family<BackendLabels, Gauge>,
+    segment_cache: Arc<scrape::SegmentCache>,
 }
 
 mod observe;
 mod register;
+mod scrape;
 
 pub use observe::InFlight;
+pub use scrape::{CacheStatsFn, SEGMENT_CACHE_LOOKUPS};
 
 impl Metrics {
     /// A registry with every metric registered (label-less series start at 0). `models` is the
@@ -204,6 +208,11 @@ impl Metrics {
         };
         let om = q_of("application/openmetrics-text");
         om > 0.0 && om >= q_of("text/plain")
+    }
+
+    /// Reports the detector's segment cache from `f` at every scrape (set once, at wiring).
+    pub fn watch_segment_cache(&self, f: CacheStatsFn) {
+        self.segment_cache.set(f);
     }
 
     /// Sets the store gauges and write histogram after one batch commit.

@@ -136,3 +136,55 @@ async fn requests_reach_metrics_analytics_and_feedback() {
     );
     gw.shutdown().await;
 }
+
+/// The detector's segment cache shows on `/metrics`: a long message sent three times is
+/// scanned once (a miss) and found twice (hits); a short one is never kept, so not counted.
+#[tokio::test]
+async fn segment_cache_lookups_reach_metrics() {
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let gw = TestGateway::with_upstream(&up).await;
+    let long = "Please summarise these meeting notes for the platform team. ".repeat(6);
+    for content in [long.as_str(), long.as_str(), "hello", long.as_str()] {
+        let body = serde_json::json!({"model": "qwendeepseek", "messages": [{"role": "user", "content": content}]});
+        let rsp = client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("rsp");
+        assert_eq!(rsp.status(), 200);
+    }
+    for openmetrics in [false, true] {
+        let accept = if openmetrics {
+            "application/openmetrics-text"
+        } else {
+            "text/plain"
+        };
+        let text = client()
+            .get(format!("{}/metrics", gw.admin_url))
+            .header("accept", accept)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        let name = "gatehouse_detect_segment_cache_lookups";
+        // OpenMetrics names the family; the 0.0.4 text format names the sample.
+        let family = if openmetrics {
+            name.to_owned()
+        } else {
+            format!("{name}_total")
+        };
+        assert!(text.contains(&format!("# TYPE {family} counter")), "{text}");
+        for (result, n) in [("hit", 2), ("miss", 1)] {
+            let line = format!("{name}_total{{result=\"{result}\"}} {n}\n");
+            assert!(text.contains(&line), "want {line:?} in:\n{text}");
+        }
+        if !openmetrics {
+            let lines = text.lines().map(|l| Ok(l.to_owned()));
+            prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+        }
+    }
+    gw.shutdown().await;
+}

@@ -33,6 +33,7 @@ pub(super) fn build(models: HashSet<String>) -> Metrics {
         traces_failed: Family::default(),
         traces_dropped: Family::default(),
         traces_queue: Family::default(),
+        segment_cache: Arc::default(),
     };
     // A fresh process has loaded its config successfully.
     m.reload_success.set(1);
@@ -146,5 +147,6 @@ fn register(mut m: Metrics) -> Metrics {
         "Spans waiting to be exported, per backend",
         m.traces_queue.clone(),
     );
+    r.register_collector(Box::new(m.segment_cache.clone()));
     m
 }
