@@ -355,10 +355,9 @@ fn inspect_chunk(chunk: WireChunk<'_>) -> StreamEvent<'_> {
 
 /// Adds `more` to `text`, borrowing while only one piece is non-empty (the usual case).
 fn append<'a>(text: &mut Cow<'a, str>, more: Cow<'a, str>) {
-    if more.is_empty() {
-    } else if text.is_empty() {
+    if text.is_empty() {
         *text = more;
-    } else {
+    } else if !more.is_empty() {
         text.to_mut().push_str(&more);
     }
 }
