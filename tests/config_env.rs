@@ -1,0 +1,144 @@
+//! Configuration from files and the environment: the shipped file parses, env overrides win,
+//! fleet settings come from env and foreign `GATEHOUSE_*` variables are left alone, a bad file
+//! is refused with all its problems.
+//!
+//! Its own test binary, so its own process: these tests set environment variables
+//! (`figment::Jail`, which serialises them with one another), and in a shared process a
+//! gateway test that loads its config at the same moment would read them (it once started on
+//! this file's PostgreSQL URL). Every test here runs inside a jail.
+#![allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+
+use std::path::Path;
+
+use gatehouse::config::{load, validate};
+
+#[test]
+fn shipped_gateway_yaml_parses_and_validates() {
+    // In a jail too: the jail's lock keeps the other tests' variables out while this one reads
+    // the environment. The jail's working directory is a temp dir, so the file's relative
+    // `policies` path is given whole.
+    figment::Jail::expect_with(|jail| {
+        jail.set_env(
+            "GATEHOUSE_DETECT__POLICIES",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        );
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.yaml");
+        let c = load(Some(&path)).expect("gateway.yaml parses");
+        validate(&c).expect("gateway.yaml validates");
+        assert_eq!(c.proxy.listen, "127.0.0.1:8000");
+        assert_eq!(c.admin.listen, "127.0.0.1:8001");
+        assert_eq!(
+            c.upstreams["openrouter"].base_url,
+            "https://openrouter.ai/api/v1"
+        );
+        assert_eq!(
+            c.upstreams["openrouter"].key_env("openrouter"),
+            "OPENROUTER_API_KEY"
+        );
+        assert!(c.models.aliases["qwendeepseek"].model.contains("qwen"));
+        Ok(())
+    });
+}
+
+#[test]
+fn env_overrides_win_over_the_file() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "g.yaml",
+            "proxy:\n  listen: 127.0.0.1:7000\nstore:\n  path: a.db\n",
+        )?;
+        jail.set_env("GATEHOUSE_PROXY__LISTEN", "0.0.0.0:8000");
+        jail.set_env("GATEHOUSE_ADMIN__LISTEN", "127.0.0.1:9001");
+        jail.set_env(
+            "GATEHOUSE_UPSTREAMS__OPENROUTER__BASE_URL",
+            "http://127.0.0.1:1/v1",
+        );
+        jail.set_env("GATEHOUSE_STORE__PATH", "/tmp/other.db");
+        jail.set_env("GATEHOUSE_AUTH__MODE", "open");
+        jail.set_env("MODEL_NAMES", "fast=openai/gpt-4o-mini");
+        jail.set_env(
+            "GATEHOUSE_DETECT__POLICIES",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        );
+        let c = load(Some(Path::new("g.yaml"))).expect("loads");
+        assert_eq!(c.proxy.listen, "0.0.0.0:8000");
+        assert_eq!(c.admin.listen, "127.0.0.1:9001");
+        assert_eq!(c.upstreams["openrouter"].base_url, "http://127.0.0.1:1/v1");
+        assert_eq!(c.store.path, Path::new("/tmp/other.db"));
+        assert_eq!(c.models.aliases["fast"].model, "openai/gpt-4o-mini");
+        validate(&c).expect("open auth on a public address validates, with a warning");
+        Ok(())
+    });
+}
+
+#[test]
+fn fleet_settings_come_from_env_and_foreign_gatehouse_variables_are_left_alone() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("GATEHOUSE_STORE__URL", "postgres://gh:pw@db:5432/gatehouse");
+        jail.set_env("GATEHOUSE_INSTANCE", "gatehouse-7f9c-abcde");
+        // Read by logging, and what Kubernetes injects for a Service named `gatehouse`.
+        jail.set_env("GATEHOUSE_LOG_FORMAT", "json");
+        jail.set_env("GATEHOUSE_PORT", "tcp://10.0.0.7:8000");
+        jail.set_env("GATEHOUSE_SERVICE_HOST", "10.0.0.7");
+        jail.set_env("GATEHOUSE_PORT_8000_TCP_ADDR", "10.0.0.7");
+        jail.set_env(
+            "GATEHOUSE_DETECT__POLICIES",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        );
+        let c = load(None).expect("loads");
+        assert_eq!(
+            c.store.url.as_ref().map(|u| u.expose()),
+            Some("postgres://gh:pw@db:5432/gatehouse")
+        );
+        assert_eq!(c.instance_name(), "gatehouse-7f9c-abcde");
+        validate(&c).expect("validates");
+        // A misspelt key inside a section is still refused, and a bad URL is named, not echoed.
+        jail.set_env("GATEHOUSE_STORE__URLL", "x");
+        assert!(load(None).is_err(), "unknown store key");
+        jail.set_env("GATEHOUSE_STORE__URLL", "");
+        Ok(())
+    });
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("GATEHOUSE_STORE__URL", "mysql://root:hunter2@db/x");
+        jail.set_env(
+            "GATEHOUSE_DETECT__POLICIES",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        );
+        let c = load(None).expect("loads");
+        let problems = validate(&c).expect_err("not a PostgreSQL URL").to_string();
+        assert!(
+            problems.contains("store.url must be a postgres://"),
+            "{problems}"
+        );
+        assert!(
+            !problems.contains("hunter2"),
+            "the password never appears: {problems}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_file_is_refused_with_every_problem() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "bad.yaml",
+            "proxy:\n  listen: nowhere\nadmin:\n  listen: 0.0.0.0:8001\nmodels:\n  default_upstream: ghost\n  aliases:\n    a:\n      model: ''\n",
+        )?;
+        jail.set_env(
+            "GATEHOUSE_DETECT__POLICIES",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        );
+        let c = load(Some(Path::new("bad.yaml"))).expect("parses");
+        let problems = validate(&c).expect_err("refused").0;
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        jail.create_file("typo.yaml", "proxy:\n  lisen: 127.0.0.1:1\n")?;
+        let err = load(Some(Path::new("typo.yaml"))).expect_err("unknown field");
+        assert!(err.to_string().contains("lisen"), "{err}");
+        assert!(
+            load(Some(Path::new("missing.yaml"))).is_err(),
+            "a missing --config is an error"
+        );
+        Ok(())
+    });
+}
