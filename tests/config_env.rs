@@ -12,16 +12,21 @@ use std::path::Path;
 
 use gatehouse::config::{load, validate};
 
+/// The crate's policies by absolute path: a jail's working directory is a temp dir, where the
+/// configs' relative `policies` would not be found.
+fn shipped_policies(jail: &mut figment::Jail) {
+    jail.set_env(
+        "GATEHOUSE_DETECT__POLICIES",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+    );
+}
+
 #[test]
 fn shipped_gateway_yaml_parses_and_validates() {
     // In a jail too: the jail's lock keeps the other tests' variables out while this one reads
-    // the environment. The jail's working directory is a temp dir, so the file's relative
-    // `policies` path is given whole.
+    // the environment.
     figment::Jail::expect_with(|jail| {
-        jail.set_env(
-            "GATEHOUSE_DETECT__POLICIES",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
-        );
+        shipped_policies(jail);
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.yaml");
         let c = load(Some(&path)).expect("gateway.yaml parses");
         validate(&c).expect("gateway.yaml validates");
@@ -56,10 +61,7 @@ fn env_overrides_win_over_the_file() {
         jail.set_env("GATEHOUSE_STORE__PATH", "/tmp/other.db");
         jail.set_env("GATEHOUSE_AUTH__MODE", "open");
         jail.set_env("MODEL_NAMES", "fast=openai/gpt-4o-mini");
-        jail.set_env(
-            "GATEHOUSE_DETECT__POLICIES",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
-        );
+        shipped_policies(jail);
         let c = load(Some(Path::new("g.yaml"))).expect("loads");
         assert_eq!(c.proxy.listen, "0.0.0.0:8000");
         assert_eq!(c.admin.listen, "127.0.0.1:9001");
@@ -81,10 +83,7 @@ fn fleet_settings_come_from_env_and_foreign_gatehouse_variables_are_left_alone()
         jail.set_env("GATEHOUSE_PORT", "tcp://10.0.0.7:8000");
         jail.set_env("GATEHOUSE_SERVICE_HOST", "10.0.0.7");
         jail.set_env("GATEHOUSE_PORT_8000_TCP_ADDR", "10.0.0.7");
-        jail.set_env(
-            "GATEHOUSE_DETECT__POLICIES",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
-        );
+        shipped_policies(jail);
         let c = load(None).expect("loads");
         assert_eq!(
             c.store.url.as_ref().map(|u| u.expose()),
@@ -100,10 +99,7 @@ fn fleet_settings_come_from_env_and_foreign_gatehouse_variables_are_left_alone()
     });
     figment::Jail::expect_with(|jail| {
         jail.set_env("GATEHOUSE_STORE__URL", "mysql://root:hunter2@db/x");
-        jail.set_env(
-            "GATEHOUSE_DETECT__POLICIES",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
-        );
+        shipped_policies(jail);
         let c = load(None).expect("loads");
         let problems = validate(&c).expect_err("not a PostgreSQL URL").to_string();
         assert!(
@@ -125,10 +121,7 @@ fn a_bad_file_is_refused_with_every_problem() {
             "bad.yaml",
             "proxy:\n  listen: nowhere\nadmin:\n  listen: 0.0.0.0:8001\nmodels:\n  default_upstream: ghost\n  aliases:\n    a:\n      model: ''\n",
         )?;
-        jail.set_env(
-            "GATEHOUSE_DETECT__POLICIES",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
-        );
+        shipped_policies(jail);
         let c = load(Some(Path::new("bad.yaml"))).expect("parses");
         let problems = validate(&c).expect_err("refused").0;
         assert_eq!(problems.len(), 4, "{problems:#?}");

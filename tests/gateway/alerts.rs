@@ -90,13 +90,7 @@ fn receiver_script(am_down: bool) -> impl Fn(&str, usize) -> (u16, &'static str)
 async fn send_attack(gw: &TestGateway) {
     let body = serde_json::json!({"model": "openai/gpt-4o-mini", "user": "mallory",
         "messages": [{"role": "user", "content": ATTACK}]});
-    let rsp = client()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .json(&body)
-        .send()
-        .await
-        .expect("rsp");
-    assert_eq!(rsp.status(), 403, "the attack is blocked");
+    assert_eq!(gw.chat(&body).await.status(), 403, "the attack is blocked");
 }
 
 /// Verifies a Standard Webhooks signature the way a consumer does.

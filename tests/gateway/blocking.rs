@@ -12,12 +12,7 @@ async fn a_critical_prompt_is_blocked_before_the_upstream_plain_and_streamed() {
     let mut gw = TestGateway::with_upstream(&up).await;
     for stream in [false, true] {
         let body = serde_json::json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": ATTACK}]});
-        let rsp = client()
-            .post(format!("{}/v1/chat/completions", gw.url))
-            .json(&body)
-            .send()
-            .await
-            .expect("rsp");
+        let rsp = gw.chat(&body).await;
         assert_eq!(rsp.status(), 403, "stream={stream}");
         assert_eq!(rsp.headers()["x-gatehouse-error"], "prompt_blocked");
         assert!(

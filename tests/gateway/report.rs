@@ -92,13 +92,7 @@ pub(crate) async fn traffic(gw: &mut TestGateway, n: usize, zone: &str) -> Strin
     for i in 0..n {
         let body = json!({"model": "openai/gpt-4o-mini", "user": format!("user{i}"),
             "messages": [{"role": "user", "content": format!("{PROMPT_MARKER} {UPSTREAM_KEY}?")}]});
-        let rsp = client()
-            .post(format!("{}/v1/chat/completions", gw.url))
-            .json(&body)
-            .send()
-            .await
-            .expect("chat");
-        assert_eq!(rsp.status(), 200);
+        assert_eq!(gw.chat(&body).await.status(), 200);
         last = gw.record().await.started_unix_ms();
     }
     stored(gw, n).await;
@@ -245,14 +239,7 @@ async fn an_upstream_that_is_down_falls_back_to_the_rules() {
 async fn chat_status(gw: &TestGateway, text: &str) -> u16 {
     let body =
         json!({"model": "m", "user": "mallory", "messages": [{"role": "user", "content": text}]});
-    client()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .json(&body)
-        .send()
-        .await
-        .expect("chat")
-        .status()
-        .as_u16()
+    gw.chat(&body).await.status().as_u16()
 }
 
 #[tokio::test]

@@ -302,6 +302,16 @@ impl TestGateway {
         TestGateway::start(config_for(&upstream.url())).await
     }
 
+    /// POSTs `body` to this gateway's `/v1/chat/completions`, with no key.
+    pub async fn chat(&self, body: &serde_json::Value) -> reqwest::Response {
+        client()
+            .post(format!("{}/v1/chat/completions", self.url))
+            .json(body)
+            .send()
+            .await
+            .expect("a response from the proxy")
+    }
+
     /// Opens this gateway's store (again), as an operator's tool would.
     pub async fn open_store(&self) -> gatehouse::store::Store {
         gatehouse::store::Store::from_config(&self.store_config)
