@@ -62,6 +62,13 @@ impl Proxy {
         }
     }
 
+    fn name(&self) -> &'static str {
+        match self {
+            Proxy::Gate(_) => "gatehouse",
+            Proxy::Relay(_) => "relay",
+        }
+    }
+
     fn log(&self) -> String {
         match self {
             Proxy::Gate(g) => g.log().unwrap_or_default(),
@@ -232,7 +239,8 @@ async fn run(n: usize, c: usize, rate: u64) -> Result<(), Error> {
             .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()))
             .unwrap_or_default()
     };
-    println!("gatehouse pid {pid}; idle VmRSS {}", rss("VmRSS:"));
+    let name = gate.name();
+    println!("{name} pid {pid}; idle VmRSS {}", rss("VmRSS:"));
     let tick_us = 1e6 / 100.0;
     for mode in [Mode::Plain, Mode::Stream] {
         load(&client, &uri, mode, WARMUP, c.max(1), 0).await?;
@@ -272,7 +280,7 @@ async fn run(n: usize, c: usize, rate: u64) -> Result<(), Error> {
         }
         let per_req = |t: u64| t as f64 * tick_us / n as f64;
         println!(
-            "{} {n} requests at c={c} rate={rate}/s in {:.2} s: gatehouse CPU µs/req user {:.1} + sys {:.1} = {:.1}; by thread: {}",
+            "{} {n} requests at c={c} rate={rate}/s in {:.2} s: {name} CPU µs/req user {:.1} + sys {:.1} = {:.1}; by thread: {}",
             mode.name(),
             took.as_secs_f64(),
             per_req(user),
