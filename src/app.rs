@@ -388,8 +388,6 @@ fn admin_token(config: &Config) -> anyhow::Result<Option<crate::config::Secret>>
     }
 }
 
-/// The admin API's view of the live detector: scans like the proxy does, including the
-/// configured actions, without touching the user's behaviour window.
 /// The live detector's segment cache counts, for `/metrics`.
 fn segment_cache_stats(proxy: &Arc<Proxy>) -> crate::telemetry::metrics::CacheStatsFn {
     // Weak, as in `scanner`.
@@ -401,6 +399,8 @@ fn segment_cache_stats(proxy: &Arc<Proxy>) -> crate::telemetry::metrics::CacheSt
     })
 }
 
+/// The admin API's view of the live detector: scans like the proxy does, including the
+/// configured actions, without touching the user's behaviour window.
 fn scanner(proxy: Arc<Proxy>) -> crate::admin::ScanFn {
     // Weak: the admin API must not keep the proxy (and its record sender) alive at shutdown.
     let proxy = Arc::downgrade(&proxy);
