@@ -15,9 +15,16 @@ const USAGE: &str = "usage: gatehouse [COMMAND] [--config PATH] [ARGS]
   check                         validate the configuration and exit
   health                        ask the running gatehouse (admin listener) for /health; exit 0 when healthy
   scan                          read JSONL ({\"text\": ...}) or text lines on stdin, print verdicts
-  eval ATTACKS BENIGN [--split holdout|training|all]
-                                recall per attack category, false positives per benign category
-  train CORPUS_DIR              fit the learned detector stage, write policies/model.bin
+  eval [PATH...] [--split holdout|training|all] [--errors]
+                                recall per attack category, family, source and language, false
+                                positives per benign group at medium+, high+ and critical, on
+                                labelled JSONL files or directories (default: the repository's
+                                hand-written fixtures in eval/handwritten)
+  eval --loso CORPUS_DIR [EXTRA...]
+                                leave-one-source-out: each source scanned by a learned stage
+                                trained on every other source
+  train CORPUS_DIR [EXTRA...]   fit the learned detector stage on the corpus's training split
+                                plus extra labelled files, write policies/model.bin
   report [--period daily|weekly|monthly] [--date YYYY-MM-DD]
                                 write one analysis report (stored; printed as Markdown) on the
                                 previous complete period, or the one containing --date, in
@@ -32,7 +39,7 @@ fn main() -> ExitCode {
     let mut command = None;
     let mut config_path: Option<PathBuf> = None;
     let mut positional: Vec<String> = Vec::new();
-    let mut split = String::from("holdout");
+    let mut eval_opts = gatehouse::tools::EvalOptions::default();
     let mut period = String::from("daily");
     let mut date: Option<String> = None;
     while let Some(arg) = args.next() {
@@ -46,9 +53,11 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             "--split" => match args.next() {
-                Some(s) => split = s,
+                Some(s) => eval_opts.split = s,
                 None => return usage("--split needs a value"),
             },
+            "--loso" => eval_opts.loso = true,
+            "--errors" => eval_opts.errors = true,
             "--period" => match args.next() {
                 Some(p) => period = p,
                 None => return usage("--period needs daily, weekly or monthly"),
@@ -83,18 +92,16 @@ fn main() -> ExitCode {
         }
         Some("health") => done(gatehouse::tools::health(&config)),
         Some("scan") => done(gatehouse::tools::scan(&config)),
-        Some("eval") => match positional.as_slice() {
-            [attacks, benign] => done(gatehouse::tools::eval(
-                &config,
-                attacks.as_ref(),
-                benign.as_ref(),
-                &split,
-            )),
-            _ => usage("eval needs ATTACKS and BENIGN files"),
-        },
-        Some("train") => match positional.as_slice() {
-            [corpus] => done(gatehouse::tools::train(&config, corpus.as_ref())),
-            _ => usage("train needs a CORPUS_DIR"),
+        Some("eval") => {
+            let paths: Vec<PathBuf> = positional.iter().map(PathBuf::from).collect();
+            done(gatehouse::tools::eval(&config, &paths, &eval_opts))
+        }
+        Some("train") => match positional.split_first() {
+            Some((corpus, extra)) => {
+                let extra: Vec<PathBuf> = extra.iter().map(PathBuf::from).collect();
+                done(gatehouse::tools::train(&config, corpus.as_ref(), &extra))
+            }
+            None => usage("train needs a CORPUS_DIR"),
         },
         Some("report") => {
             let Some(p) = gatehouse::report::Period::parse(&period) else {

@@ -3,12 +3,14 @@
 //! learned stage). File and stdin IO lives here, not in `detect`.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::detect::eval::{evaluate_split, Split};
+use crate::detect::eval::{evaluate_rows, leave_one_source_out, read_path, read_rows, Split};
+use crate::detect::policy::load_dir;
+use crate::detect::train::TrainConfig;
 use crate::detect::{Detector, MODEL_FILE};
 
 fn detector(config: &Config) -> anyhow::Result<Detector> {
@@ -45,37 +47,107 @@ pub fn scan(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints recall per attack category, false positives per benign category and latency
-/// percentiles for `attacks` and `benign` JSONL files (the corpus format).
+/// The repository's own hand-written evaluation fixtures, read by `gatehouse eval` with no
+/// files (relative to the working directory: run it from a clone).
+pub const FIXTURES: &str = "eval/handwritten";
+
+/// How `gatehouse eval` measures.
+#[derive(Clone, Debug, Default)]
+pub struct EvalOptions {
+    /// `all`, `holdout` or `training`: rows of the dev corpus's random split.
+    pub split: String,
+    /// Leave-one-source-out: the first path is the dev corpus directory, the rest extra
+    /// labelled files or directories.
+    pub loso: bool,
+    /// Print the rows it got wrong (never sealed or held-out rows).
+    pub errors: bool,
+}
+
+/// Prints recall per attack category, family, source and language, false positives per benign
+/// group at medium+, high+ and critical, and latency percentiles, for labelled JSONL files (or
+/// directories of them); with no paths, the repository's hand-written fixtures.
 ///
 /// # Errors
 /// The policies or the files cannot be read.
-pub fn eval(config: &Config, attacks: &Path, benign: &Path, split: &str) -> anyhow::Result<()> {
-    let det = detector(config)?;
-    let split = match split {
-        "all" => Split::All,
+pub fn eval(config: &Config, paths: &[PathBuf], opts: &EvalOptions) -> anyhow::Result<()> {
+    let split = match opts.split.as_str() {
+        "" | "all" => Split::All,
         "training" => Split::Training,
         "holdout" => Split::Holdout,
         other => anyhow::bail!("--split must be holdout, training or all, not {other:?}"),
     };
-    println!(
-        "detector: {} rules, learned model {}, built in {:.1} ms",
-        det.rule_count(),
-        if det.has_model() { "loaded" } else { "absent" },
-        det.build_time().as_secs_f64() * 1000.0
-    );
-    let report = evaluate_split(&det, attacks, benign, split)?;
+    let report = if opts.loso {
+        let Some((corpus, extra)) = paths.split_first() else {
+            anyhow::bail!("--loso needs the dev corpus directory (and optional extra files)");
+        };
+        let mut rows = corpus_rows(corpus)?;
+        for p in extra {
+            rows.extend(read_path(p)?);
+        }
+        let (policies, problems) = load_dir(&config.detect.policies);
+        if !problems.is_empty() {
+            anyhow::bail!(crate::detect::Error::Policies(problems));
+        }
+        let settings = crate::proxy::detect_settings(&config.detect);
+        println!("training one learned stage per held-out source…");
+        leave_one_source_out(&policies, &settings, &rows, TrainConfig::default())?
+    } else {
+        let det = detector(config)?;
+        println!(
+            "detector: {} rules, learned model {}, built in {:.1} ms",
+            det.rule_count(),
+            if det.has_model() { "loaded" } else { "absent" },
+            det.build_time().as_secs_f64() * 1000.0
+        );
+        let defaults = [PathBuf::from(FIXTURES)];
+        let paths = if paths.is_empty() {
+            &defaults[..]
+        } else {
+            paths
+        };
+        let mut rows = Vec::new();
+        for p in paths {
+            rows.extend(read_path(p).with_context(|| {
+                format!(
+                    "reading {} (run from a clone of the repository, or name the files)",
+                    p.display()
+                )
+            })?);
+        }
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        evaluate_rows(
+            &det,
+            &rows,
+            split,
+            &format!("{} ({split:?} rows)", names.join(" ")),
+        )
+    };
     print!("{report}");
+    if opts.errors {
+        for (cat, level, score, text) in &report.errors {
+            println!("{cat:<28} {:<8} {score:>5.1}  {text:?}", level.as_str());
+        }
+    }
     Ok(())
 }
 
-/// Trains the learned stage on the training split of a corpus directory and writes
-/// `model.bin` into the policies directory.
+/// Every row of a dev corpus directory (`attacks.jsonl`, `benign.jsonl`), or of a file.
+fn corpus_rows(path: &Path) -> anyhow::Result<Vec<crate::detect::eval::Row>> {
+    if !path.is_dir() {
+        return Ok(read_path(path)?);
+    }
+    let mut rows = read_rows(&path.join("attacks.jsonl"))?;
+    rows.extend(read_rows(&path.join("benign.jsonl"))?);
+    Ok(rows)
+}
+
+/// Trains the learned stage on the training split of a corpus directory plus every row of
+/// `extra`, and writes `model.bin` into the policies directory.
 ///
 /// # Errors
 /// The corpus cannot be read or the model cannot be written.
-pub fn train(config: &Config, corpus: &Path) -> anyhow::Result<()> {
-    let model = crate::detect::train(corpus)?;
+pub fn train(config: &Config, corpus: &Path, extra: &[PathBuf]) -> anyhow::Result<()> {
+    let model = crate::detect::train(corpus, extra)?;
     let out = config.detect.policies.join(MODEL_FILE);
     model.save(&out)?;
     println!("wrote {}", out.display());
