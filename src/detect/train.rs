@@ -9,14 +9,21 @@
 //! wrong boundary (as positives it learns "harmful topic" instead of
 //! "instruction attack" and flags security questions; as negatives it
 //! unlearns the cyber-attack asks we must catch).
-//! Optimiser: AdaGrad SGD over hashed sparse features, class-balanced, L2,
-//! fixed-seed shuffling, so a run is deterministic. A softmax head over the
+//! Extra labelled files (public data sets converted to the same schema, see
+//! `policies/SOURCES.md`) are added whole. Rows of categories that are not
+//! detection targets (`harmful_*` content-safety asks) are left out for the
+//! same reason.
+//! Optimiser: AdaGrad SGD over hashed sparse features, class-balanced and
+//! source-balanced (a source's rows weigh in proportion to the square root of
+//! its size, so one large templated source cannot teach its template as "the"
+//! attack), L2, fixed-seed shuffling, so a run is deterministic. A softmax head over the
 //! attack rows names the category. Trade-off: a linear model is tiny and
 //! fast; it cannot model interactions, which the rules do.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use super::eval::{read_rows, split_is_holdout, CorpusError, Row};
+use super::eval::{read_path, read_rows, split_is_holdout, CorpusError, Row};
 use super::learned::{features, quantise, sigmoid, FeatureConfig, LearnedModel};
 use super::normalise::normalise;
 use super::verdict::Category;
@@ -46,29 +53,76 @@ impl Default for TrainConfig {
 }
 
 /// One featurised example.
+#[derive(Clone)]
 pub struct Example {
     pub feats: Vec<u32>,
     pub label: bool,
     pub class: Option<usize>,
+    /// Sample weight (source balance); 1 when unweighted.
+    pub weight: f32,
 }
 
 /// Attack categories the softmax head predicts, in head order.
-pub const HEAD: [(&str, Category); 5] = [
+pub const HEAD: [(&str, Category); 6] = [
     ("prompt_injection", Category::PromptInjection),
+    ("indirect_injection", Category::IndirectInjection),
     ("jailbreak", Category::Jailbreak),
     ("data_extraction", Category::DataExtraction),
     ("code_injection", Category::CodeInjection),
     ("cyber_attack", Category::SuspiciousKeywords),
 ];
 
-/// Trains on the non-holdout rows of `corpus_dir` with default settings.
+/// Trains on the non-holdout rows of `corpus_dir` plus every row of `extra` (files, or
+/// directories of `*.jsonl`) with default settings.
 ///
 /// # Errors
 /// A corpus file is missing or malformed.
-pub fn train(corpus_dir: &Path) -> Result<LearnedModel, CorpusError> {
-    let rows = training_rows(corpus_dir)?;
-    let cfg = TrainConfig::default();
-    Ok(fit(&featurise(&rows, cfg.features), cfg))
+pub fn train(corpus_dir: &Path, extra: &[PathBuf]) -> Result<LearnedModel, CorpusError> {
+    let mut rows = training_rows(corpus_dir)?;
+    for p in extra {
+        rows.extend(read_path(p)?);
+    }
+    Ok(fit_rows(&rows, TrainConfig::default()))
+}
+
+/// True for rows the learned stage trains on: benign rows, and attacks of a detection
+/// category (content-safety asks such as `harmful_*` are neither).
+pub fn trainable(r: &Row) -> bool {
+    !r.is_attack() || HEAD.iter().any(|(name, _)| *name == r.category)
+}
+
+/// Fits a model on the trainable rows, source-balanced.
+pub fn fit_rows(rows: &[Row], cfg: TrainConfig) -> LearnedModel {
+    let rows: Vec<&Row> = rows.iter().filter(|r| trainable(r)).collect();
+    let mut ex = featurise_refs(&rows, cfg.features);
+    balance_sources(&rows, &mut ex);
+    fit(&ex, cfg)
+}
+
+/// Weights each row by 1/sqrt(its source's row count) within its label, normalised to mean 1
+/// per label: a source's total weight grows as the square root of its size.
+pub fn balance_sources(rows: &[&Row], ex: &mut [Example]) {
+    let mut count: HashMap<(&str, bool), usize> = HashMap::new();
+    for r in rows {
+        *count.entry((r.source.as_str(), r.is_attack())).or_default() += 1;
+    }
+    let raw: Vec<f32> = rows
+        .iter()
+        .map(|r| 1.0 / (count[&(r.source.as_str(), r.is_attack())] as f32).sqrt())
+        .collect();
+    for label in [true, false] {
+        let (sum, n) = rows
+            .iter()
+            .zip(&raw)
+            .filter(|(r, _)| r.is_attack() == label)
+            .fold((0f32, 0usize), |(s, n), (_, w)| (s + w, n + 1));
+        let mean = if n > 0 { sum / n as f32 } else { 1.0 };
+        for ((r, w), e) in rows.iter().zip(&raw).zip(ex.iter_mut()) {
+            if r.is_attack() == label {
+                e.weight = w / mean;
+            }
+        }
+    }
 }
 
 /// Attack and benign rows outside the holdout split.
@@ -84,6 +138,10 @@ pub fn training_rows(corpus_dir: &Path) -> Result<Vec<Row>, CorpusError> {
 
 /// Featurises rows with the scoring path's normaliser and hasher.
 pub fn featurise(rows: &[Row], cfg: FeatureConfig) -> Vec<Example> {
+    featurise_refs(&rows.iter().collect::<Vec<_>>(), cfg)
+}
+
+fn featurise_refs(rows: &[&Row], cfg: FeatureConfig) -> Vec<Example> {
     rows.iter()
         .map(|r| {
             let mut feats = Vec::new();
@@ -92,6 +150,7 @@ pub fn featurise(rows: &[Row], cfg: FeatureConfig) -> Vec<Example> {
                 feats,
                 label: r.is_attack(),
                 class: HEAD.iter().position(|(name, _)| *name == r.category),
+                weight: 1.0,
             }
         })
         .collect()
@@ -155,7 +214,7 @@ fn fit_binary(ex: &[Example], cfg: TrainConfig) -> (Vec<f32>, f32) {
             } else {
                 ex.len() as f32 / (2.0 * neg)
             };
-            let g = (sigmoid(z) - y) * balance;
+            let g = (sigmoid(z) - y) * balance * e.weight;
             for &h in &e.feats {
                 let k = (h & mask) as usize;
                 let grad = g * x + cfg.l2 * w[k];
@@ -195,7 +254,7 @@ fn fit_head(ex: &[Example], cfg: TrainConfig) -> (Vec<f32>, Vec<f32>) {
             let max = z.iter().fold(f32::MIN, |m, &v| m.max(v));
             let sum: f32 = z.iter().map(|&v| (v - max).exp()).sum();
             for c in 0..k {
-                let g = (z[c] - max).exp() / sum - if c == target { 1.0 } else { 0.0 };
+                let g = ((z[c] - max).exp() / sum - if c == target { 1.0 } else { 0.0 }) * e.weight;
                 for &h in &e.feats {
                     let idx = c * stride + (h & mask) as usize;
                     let grad = g * x;
@@ -219,11 +278,7 @@ pub fn cross_validate(examples: &[Example], cfg: TrainConfig, k: usize) -> Vec<f
             .iter()
             .enumerate()
             .filter(|(i, _)| i % k != fold)
-            .map(|(_, e)| Example {
-                feats: e.feats.clone(),
-                label: e.label,
-                class: e.class,
-            })
+            .map(|(_, e)| e.clone())
             .collect();
         let (w, bias) = fit_binary(&train, cfg);
         let mask = (w.len() - 1) as u32;
