@@ -153,7 +153,7 @@ impl Behaviour {
             {
                 s.recent.pop_front();
             }
-            if verdict.level >= RiskLevel::High && !verdict.escalated {
+            if verdict.counts_as_offence() {
                 s.recent.push_back(now);
                 s.highest = s.highest.max(verdict.level);
                 if s.recent.len() > cfg.high_risk_limit as usize {

@@ -94,6 +94,15 @@ impl Category {
         Category::PiiInPrompt,
     ];
 
+    /// True for categories that say someone is attacking (not a leaked secret, PII or an
+    /// encoding on its own).
+    pub fn is_hostile(self) -> bool {
+        !matches!(
+            self,
+            Category::Obfuscation | Category::SecretsInPrompt | Category::PiiInPrompt
+        )
+    }
+
     /// Wire name (snake_case), as in policies and records.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -245,6 +254,36 @@ impl Verdict {
     pub fn detected(&self) -> bool {
         self.level >= RiskLevel::Medium
     }
+
+    /// True when this verdict counts towards a user's repeat-offender cool-down: high or
+    /// critical on this request's own content, with corroborated hostile evidence
+    /// ([`corroborated`]). One weak signal, a pasted secret or an escalation never counts.
+    pub fn counts_as_offence(&self) -> bool {
+        self.level >= RiskLevel::High && !self.escalated && corroborated(&self.matches)
+    }
+}
+
+/// Rule id prefix of the learned stage's matches.
+pub const LEARNED_PREFIX: &str = "learned.";
+
+/// Rule weight from which one rule alone counts as corroborated (a policy author's "this alone
+/// is high risk").
+pub const SELF_EVIDENT_WEIGHT: f32 = 12.0;
+
+/// True when a verdict's hostile evidence is corroborated: two distinct hostile rules (the
+/// learned stage counts as one), or one hostile rule weighted [`SELF_EVIDENT_WEIGHT`] or more.
+/// Secrets, PII and obfuscation alone are not hostile: pasting an API key is a leak, not an
+/// attack.
+pub fn corroborated(matches: &[Match]) -> bool {
+    let hostile = |m: &&Match| m.category.is_hostile();
+    let mut rules: Vec<&str> = matches.iter().filter(hostile).map(|m| &*m.rule).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    rules.len() >= 2
+        || matches
+            .iter()
+            .filter(hostile)
+            .any(|m| m.weight >= SELF_EVIDENT_WEIGHT && !m.rule.starts_with(LEARNED_PREFIX))
 }
 
 /// Who wrote a segment; tool results and documents are indirect input.

@@ -2,6 +2,7 @@
 //! counts the security summary needs. A security event is one detector match; its request's
 //! level, action and blocked flag are copied onto it at write time so no join is needed.
 
+use crate::detect::Category;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -189,9 +190,11 @@ impl Store {
             .map_err(query_err("top offenders"))
     }
 
-    /// Per identified user: high-risk requests (level high or critical, behaviour escalations
-    /// not counted) since `since_ms`, and the newest one's time. What each replica's behaviour
-    /// window merges from the fleet (`detect::Behaviour::merge_fleet`).
+    /// Per identified user: offences since `since_ms` (the requests
+    /// `detect::Verdict::counts_as_offence` counts: level high or critical, not an escalation,
+    /// with two distinct hostile rules or one weighted as high on its own), and the newest one's
+    /// time. What each replica's behaviour window merges from the fleet
+    /// (`detect::Behaviour::merge_fleet`).
     ///
     /// # Errors
     /// The query fails.
@@ -200,10 +203,21 @@ impl Store {
             "SELECT \"user\", COUNT(*) AS n, MAX(ts_ms) AS last_ms FROM requests r \
              WHERE ts_ms >= $1 AND risk_level IN ('high', 'critical') AND \"user\" IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM security_matches m \
-             WHERE m.request_id = r.id AND m.rule = $2) GROUP BY \"user\"",
+             WHERE m.request_id = r.id AND m.rule = $2) \
+             AND ((SELECT COUNT(DISTINCT m.rule) FROM security_matches m \
+                   WHERE m.request_id = r.id AND m.category NOT IN ($3, $4, $5)) >= 2 \
+               OR EXISTS (SELECT 1 FROM security_matches m WHERE m.request_id = r.id \
+                   AND m.category NOT IN ($3, $4, $5) AND m.weight >= $6 \
+                   AND m.rule NOT LIKE $7)) \
+             GROUP BY \"user\"",
         )
         .bind(since_ms)
         .bind(crate::detect::behaviour::ESCALATION_RULE)
+        .bind(Category::Obfuscation.as_str())
+        .bind(Category::SecretsInPrompt.as_str())
+        .bind(Category::PiiInPrompt.as_str())
+        .bind(f64::from(crate::detect::verdict::SELF_EVIDENT_WEIGHT))
+        .bind(format!("{}%", crate::detect::verdict::LEARNED_PREFIX))
         .fetch_all(&self.read)
         .await
         .map_err(query_err("high-risk requests by user"))?;
