@@ -3,6 +3,8 @@
 //! Owns everything between "here are the texts the model will read" and "this
 //! is how risky they are": policy loading ([`policy`]), normalisation
 //! ([`normalise`], [`confusables`]), bounded decoding ([`decode`]), the
+//! benign-analysis framing of quoted attacks ([`framing`]), the system
+//! prompt's declared secrets ([`context`]), the
 //! compiled matcher ([`matcher`]), the learned stage ([`learned`]), scoring
 //! ([`scoring`]), per-user behaviour ([`behaviour`]), response scanning
 //! ([`window`]), request-body extraction ([`extract`]), the per-message scan
@@ -19,9 +21,11 @@
 pub mod behaviour;
 pub mod cache;
 pub mod confusables;
+pub mod context;
 pub mod decode;
 pub mod eval;
 pub mod extract;
+pub mod framing;
 pub mod json;
 mod lanes;
 pub mod learned;

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use super::cache::SegmentCache;
+use super::context;
 use super::decode::{decode_runs, Decoded};
 use super::learned::LearnedModel;
 use super::matcher::{Hit, Matcher};
@@ -28,6 +29,30 @@ const DECODE_BUDGET: usize = 64 * 1024;
 const SEAM: usize = 160;
 /// Longest snippet, in chars.
 const SNIPPET_CHARS: usize = 80;
+
+/// Longest normalised text tried with letter ciphers and reversal.
+const TRANSFORM_BUDGET: usize = 8 * 1024;
+/// Words that name ROT13 (normalised text; leetspeak folding turns "rot13" into "rotie").
+const ROT13_CUES: &[&str] = &["rot13", "rot-13", "rot 13", "rotie", "rot-ie", "rot ie"];
+/// Words that name a Caesar cipher of unknown shift.
+const CIPHER_CUES: &[&str] = &["caesar", "cipher", "shifted by", "shift of", "shift each"];
+/// Words that name reversed text.
+const REVERSE_CUES: &[&str] = &["revers", "backward", "right to left", "mirror", "invert"];
+
+/// Every Caesar shift, ROT13 first.
+const SHIFTS: [u8; 25] = [
+    13, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+];
+
+/// `c` shifted by `k` letters when it is an ASCII lowercase letter (normalised text is
+/// lowercase).
+fn caesar(c: char, k: u8) -> char {
+    if c.is_ascii_lowercase() {
+        char::from(b'a' + (c as u8 - b'a' + k) % 26)
+    } else {
+        c
+    }
+}
 
 /// Synthetic obfuscation evidence: (rule id, weight).
 const OBF_INVISIBLE: (&str, f32) = ("obfuscation.invisible_chars", 2.0);
@@ -130,6 +155,10 @@ pub fn scan(
         f.segs.push(s);
     }
     seams(m, input, &mut f);
+    let probes = context::secret_probes(input, |i| {
+        f.segs.get(i).map_or("", |s| s.norm.text.as_str())
+    });
+    f.matches.extend(probes);
     f
 }
 
@@ -165,6 +194,46 @@ impl Ctx<'_> {
         self.obfuscation(norm);
         let mut budget = DECODE_BUDGET;
         self.decoded(self.orig, None, 1, &mut budget);
+        self.transformed(norm);
+    }
+
+    /// Letter ciphers and reversed text, tried only when the text names one (a request to
+    /// decode is what makes such a payload an instruction): ROT13 and every Caesar shift over
+    /// the normalised text, and the text reversed (by characters and by words). Bounded by
+    /// [`TRANSFORM_BUDGET`] bytes per segment.
+    fn transformed(&mut self, norm: &Normalised) {
+        let t = &norm.text;
+        let cue = |words: &[&str]| words.iter().any(|w| t.contains(w));
+        if t.is_empty() || t.len() > TRANSFORM_BUDGET {
+            return;
+        }
+        let whole = (0, self.orig.len());
+        let mut found = 0;
+        let shifts: &[u8] = if cue(CIPHER_CUES) {
+            &SHIFTS
+        } else if cue(ROT13_CUES) {
+            &[13]
+        } else {
+            &[]
+        };
+        {
+            for &shift in shifts {
+                let shifted: String = t.chars().map(|c| caesar(c, shift)).collect();
+                found += self.rescan(&normalise(&shifted), whole);
+                if found > 0 {
+                    break;
+                }
+            }
+        }
+        if found == 0 && cue(REVERSE_CUES) {
+            let chars: String = t.chars().rev().collect();
+            found += self.rescan(&normalise(&chars), whole);
+            let words: Vec<&str> = t.split(' ').rev().collect();
+            found += self.rescan(&normalise(&words.join(" ")), whole);
+        }
+        if found > 0 {
+            self.push_synthetic(OBF_ENCODED, whole);
+        }
     }
 
     fn obfuscation(&mut self, norm: &Normalised) {
