@@ -360,7 +360,10 @@ mod tests {
             letters < 256 * 1024,
             "letters-only automaton {letters} bytes"
         );
-        assert!(phrases < 8 << 20, "phrase automaton {phrases} bytes");
+        // 26 languages of override, extraction and role-change phrasing (multilingual_core)
+        // and the indirect-injection rules took it from 3.7 to ~10.6 MB; idle RSS stays well
+        // under the 60 MB budget.
+        assert!(phrases < 12 << 20, "phrase automaton {phrases} bytes");
     }
 
     /// The shipped patterns on corpus-like text (prose, code, attacks,
