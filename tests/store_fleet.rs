@@ -10,7 +10,8 @@ use std::sync::Arc;
 use gatehouse::alerts::{run_engine, Engine, Message, NoticeKind};
 use gatehouse::analytics::Live;
 use gatehouse::config::{AlertLevel, AlertsConfig, CaptureConfig, RuleConfig, RuleKind};
-use gatehouse::detect::RiskLevel;
+use gatehouse::detect::{Category, RiskLevel};
+use gatehouse::event::Exchange;
 use gatehouse::store::Store;
 use support::*;
 
@@ -168,16 +169,38 @@ async fn two_engines_on_one_store_notify_a_critical_threat_once() {
 }
 
 #[tokio::test]
-async fn high_risk_counts_per_user_leave_out_escalations_and_low_risk() {
+async fn high_risk_counts_per_user_leave_out_escalations_low_risk_and_weak_evidence() {
     for t in temp_stores().await {
         let mut batch = Vec::new();
         for i in 0..3 {
-            let ex = blocked(
+            let ex = corroborated(blocked(
                 exchange(&format!("h{i}"), MONDAY_MS + i, "m", Some("eve"), 5),
                 RiskLevel::High,
-            );
+            ));
             batch.push(Arc::new(ex));
         }
+        // High on one weak rule alone (and a pasted secret beside it) is not an offence.
+        let mut weak = blocked(
+            exchange("weak", MONDAY_MS + 20, "m", Some("eve"), 5),
+            RiskLevel::High,
+        );
+        let mut v = verdict(RiskLevel::High, true);
+        let mut secret = v.matches[0].clone();
+        secret.category = Category::SecretsInPrompt;
+        secret.rule = Arc::from("secrets.openai_key");
+        secret.weight = 14.0;
+        v.matches.push(secret);
+        weak.verdict = Some(Arc::new(v));
+        batch.push(Arc::new(weak));
+        // One rule weighted as high on its own is.
+        let mut strong = blocked(
+            exchange("strong", MONDAY_MS + 21, "m", Some("dan"), 5),
+            RiskLevel::High,
+        );
+        let mut v = verdict(RiskLevel::High, true);
+        v.matches[0].weight = 14.0;
+        strong.verdict = Some(Arc::new(v));
+        batch.push(Arc::new(strong));
         let mut esc = blocked(
             exchange("esc", MONDAY_MS + 10, "m", Some("eve"), 5),
             RiskLevel::Critical,
@@ -195,10 +218,10 @@ async fn high_risk_counts_per_user_leave_out_escalations_and_low_risk() {
             exchange("old", MONDAY_MS - 60_000, "m", Some("eve"), 5),
             RiskLevel::High,
         )));
-        batch.push(Arc::new(blocked(
+        batch.push(Arc::new(corroborated(blocked(
             exchange("bob", MONDAY_MS + 12, "m", Some("bob"), 5),
             RiskLevel::Critical,
-        )));
+        ))));
         t.store
             .insert_batch(&batch, &CaptureConfig::default())
             .await
@@ -209,10 +232,21 @@ async fn high_risk_counts_per_user_leave_out_escalations_and_low_risk() {
             got,
             vec![
                 ("bob".to_owned(), 1, MONDAY_MS + 12),
+                ("dan".to_owned(), 1, MONDAY_MS + 21),
                 ("eve".to_owned(), 3, MONDAY_MS + 2)
             ],
             "{}",
             t.backend
         );
     }
+}
+
+/// `ex` with a second hostile rule beside the first: corroborated evidence.
+fn corroborated(mut ex: Exchange) -> Exchange {
+    let mut v = ex.verdict.as_deref().cloned().expect("a verdict");
+    let mut second = v.matches[0].clone();
+    second.rule = Arc::from("learned.prompt_injection");
+    v.matches.push(second);
+    ex.verdict = Some(Arc::new(v));
+    ex
 }

@@ -251,10 +251,42 @@ mod tests {
         })
     }
 
+    /// High with corroborated evidence: two hostile rules.
     fn high() -> Verdict {
         let mut v = Verdict::clean();
         v.level = RiskLevel::High;
+        for rule in ["injection.ignore_phrases", "learned.prompt_injection"] {
+            v.matches.push(Match {
+                category: Category::PromptInjection,
+                rule: rule.into(),
+                weight: 8.0,
+                segment: 0,
+                span: (0, 6),
+                snippet: "ignore".into(),
+            });
+        }
         v
+    }
+
+    #[test]
+    fn high_verdicts_on_weak_evidence_never_add_up_to_a_cool_down() {
+        let b = tracker();
+        let t0 = Instant::now();
+        let mut weak = high();
+        weak.matches.truncate(1);
+        let mut leak = high();
+        for m in &mut leak.matches {
+            m.category = Category::SecretsInPrompt;
+        }
+        for i in 0..200 {
+            let v = if i % 2 == 0 { &weak } else { &leak };
+            b.observe("ann", v, t0 + Duration::from_secs(i));
+        }
+        assert!(b.check("ann", t0 + Duration::from_secs(200)).is_none());
+        for i in 0..5 {
+            b.observe("ann", &high(), t0 + Duration::from_secs(201 + i));
+        }
+        assert!(b.check("ann", t0 + Duration::from_secs(207)).is_some());
     }
 
     #[test]

@@ -182,9 +182,14 @@ pub fn quoted_material(text: &str) -> Option<Vec<(usize, usize)>> {
     (!regions.is_empty()).then_some(regions)
 }
 
-/// True when `span` lies inside one of `regions`.
+/// True when `span` lies inside one of `regions`: it starts there and at least four fifths of
+/// it are there (a proximity match may run past the closing quote into its punctuation).
 pub fn inside(regions: &[(usize, usize)], span: (usize, usize)) -> bool {
-    regions.iter().any(|&(a, b)| span.0 >= a && span.1 <= b)
+    let len = span.1.saturating_sub(span.0).max(1);
+    regions.iter().any(|&(a, b)| {
+        let overlap = span.1.min(b).saturating_sub(span.0.max(a));
+        span.0 >= a && span.0 < b && 5 * overlap >= 4 * len
+    })
 }
 
 /// `text` without `regions` (each replaced by a space).

@@ -71,6 +71,7 @@ pub fn score(
     if let (Some((p, seg)), Some(model)) = (f.learned, model) {
         add_learned(&mut f, model, input, p, seg);
     }
+    damp_fragments(&mut f);
     discount_quoted(&mut f.matches, input, model);
     // Summed in rule order: float addition is not associative, and a hash map's order differs
     // between two maps, so the same findings could score a few ulps apart (and, at a threshold,
@@ -100,12 +101,44 @@ pub fn score(
     }
 }
 
+/// Words up to which a text is a fragment: too short to carry an instruction and its target,
+/// so its rule matches weigh [`FRAGMENT_FACTOR`] ("forget it", "olvida todo" as a whole turn).
+pub const FRAGMENT_WORDS: usize = 2;
+/// Weight factor for hostile rule matches in a fragment.
+pub const FRAGMENT_FACTOR: f32 = 0.5;
+/// Most that the quoted material of one framed turn adds up to, however many rules it trips:
+/// under medium, since the quote is one piece of evidence that is being discussed.
+pub const QUOTED_CAP: f32 = 6.0;
+
+fn damp_fragments(f: &mut Findings) {
+    let fragments: Vec<u32> = (0..)
+        .map_while(|i| f.norm(i).map(|n| (i, n)))
+        .filter(|(_, n)| word_count(n) <= FRAGMENT_WORDS)
+        .map(|(i, _)| i)
+        .collect();
+    if fragments.is_empty() {
+        return;
+    }
+    for m in &mut f.matches {
+        if m.category.is_hostile() && fragments.contains(&m.segment) {
+            m.weight *= FRAGMENT_FACTOR;
+        }
+    }
+}
+
 /// Weighs hostile matches inside the quoted material of a framed user turn at
 /// [`QUOTED_FACTOR`] (see [`super::framing`]); the learned stage's match, which spans the whole
 /// turn, is weighed again on the turn without its quoted material (the lower weight wins).
+/// Quoted byte ranges of one turn.
+type Regions = Vec<(usize, usize)>;
+
 fn discount_quoted(matches: &mut [Match], input: &ScanInput, model: Option<&LearnedModel>) {
-    let mut framed: Vec<(u32, Option<Vec<(usize, usize)>>)> = Vec::new();
-    for m in matches.iter_mut().filter(|m| m.category.is_hostile()) {
+    let mut framed: Vec<(u32, Option<Regions>)> = Vec::new();
+    let mut quoted: Vec<usize> = Vec::new();
+    for (i, m) in matches.iter_mut().enumerate() {
+        if !m.category.is_hostile() {
+            continue;
+        }
         let Some(seg) = input.segments.get(m.segment as usize) else {
             continue;
         };
@@ -129,6 +162,22 @@ fn discount_quoted(matches: &mut [Match], input: &ScanInput, model: Option<&Lear
             }
         } else if inside(regions, m.span) {
             m.weight *= QUOTED_FACTOR;
+            quoted.push(i);
+        }
+    }
+    // The quoted matches of a turn are one piece of evidence: their sum stays under QUOTED_CAP.
+    for (seg, _) in &framed {
+        let sum: f32 = quoted
+            .iter()
+            .filter(|&&i| matches[i].segment == *seg)
+            .map(|&i| matches[i].weight)
+            .sum();
+        if sum > QUOTED_CAP {
+            for &i in &quoted {
+                if matches[i].segment == *seg {
+                    matches[i].weight *= QUOTED_CAP / sum;
+                }
+            }
         }
     }
 }

@@ -228,3 +228,59 @@ async fn a_repeat_offender_is_blocked_for_the_cool_down_then_others_pass() {
     assert_eq!(up.count(), 1);
     gw.shutdown().await;
 }
+
+/// Short everyday turns, as people send them inside a conversation.
+const SHORT_TURNS: [&str; 20] = [
+    "continue",
+    "test",
+    "no",
+    "hello 2",
+    "stop",
+    "again",
+    "ok",
+    "thanks!",
+    "go on",
+    "more",
+    "why?",
+    "shorter please",
+    "yes",
+    "redo",
+    "next",
+    "fix it",
+    "ignore that",
+    "forget it",
+    "never mind",
+    "print",
+];
+
+#[tokio::test]
+async fn a_user_sending_200_ordinary_short_turns_is_never_escalated() {
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let mut gw = TestGateway::with_upstream(&up).await;
+    let url = format!("{}/v1/chat/completions", gw.url);
+    for i in 0..200 {
+        let turn = SHORT_TURNS[i % SHORT_TURNS.len()];
+        let body = serde_json::json!({"model": "m", "messages": [
+            {"role": "system", "content": "You are a helpful writing assistant."},
+            {"role": "user", "content": "Write a short poem about the sea."},
+            {"role": "assistant", "content": "The sea rolls in, the sea rolls out."},
+            {"role": "user", "content": turn}
+        ]});
+        let rsp = client()
+            .post(&url)
+            .header("x-gatehouse-user", "carol")
+            .json(&body)
+            .send()
+            .await
+            .expect("rsp");
+        assert_eq!(rsp.status(), 200, "turn {i} {turn:?}");
+        let rec = gw.record().await;
+        let v = rec.verdict.as_ref().expect("verdict");
+        assert!(
+            v.level <= gatehouse::detect::RiskLevel::Low && !v.escalated,
+            "turn {i} {turn:?}: {v:?}"
+        );
+    }
+    assert_eq!(up.count(), 200, "every turn reached the upstream");
+    gw.shutdown().await;
+}
