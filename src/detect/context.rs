@@ -13,7 +13,9 @@
 //! word lists, not understanding; a secret named by a word not listed here is
 //! only caught by the other rules.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use aho_corasick::AhoCorasick;
 
 use super::scan::snippet;
 use super::verdict::{Category, Match, Role, ScanInput};
@@ -238,51 +240,89 @@ const ASKS: &[&str] = &[
     "알려",
 ];
 
-/// Secret-probe matches for user turns that follow a system prompt declaring a secret.
-/// `norm(i)` is segment `i`'s normalised text.
-pub fn secret_probes<'a>(input: &'a ScanInput, norm: impl Fn(usize) -> &'a str) -> Vec<Match> {
+/// What one segment says about secrets: computed with its scan (and kept by the segment
+/// cache), so a request only combines these per segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Facts {
+    /// A system prompt that declares a secret or a restriction.
+    pub declares: bool,
+    /// A user turn that goes for a secret: the rule it would trip ([`ASK`] or [`PROBE`]).
+    pub goes_for: Option<(&'static str, f32)>,
+}
+
+/// One automaton per word list, built on first use.
+struct Lists {
+    declares: AhoCorasick,
+    targets: AhoCorasick,
+    evasive: AhoCorasick,
+    asks: AhoCorasick,
+}
+
+static LISTS: LazyLock<Lists> = LazyLock::new(|| {
+    let ac = |words: &[&str]| AhoCorasick::new(words).expect("fixed word lists compile");
+    Lists {
+        declares: ac(DECLARES),
+        targets: ac(TARGETS),
+        evasive: ac(EVASIVE),
+        asks: ac(ASKS),
+    }
+});
+
+/// The secret facts of a segment of `role` with normalised text `norm`.
+pub fn facts(role: Role, norm: &str) -> Facts {
+    let l = &*LISTS;
+    match role {
+        Role::System => Facts {
+            declares: l.declares.is_match(norm),
+            goes_for: None,
+        },
+        Role::User if has_word(&l.targets, norm) => Facts {
+            declares: false,
+            goes_for: if l.evasive.is_match(norm) {
+                Some(PROBE)
+            } else if l.asks.is_match(norm) {
+                Some(ASK)
+            } else {
+                None
+            },
+        },
+        _ => Facts::default(),
+    }
+}
+
+/// Secret-probe matches: user turns that go for a secret after a system prompt declared one.
+/// `facts` holds each segment's [`Facts`], in order.
+pub fn secret_probes(input: &ScanInput, facts: impl Iterator<Item = Facts>) -> Vec<Match> {
     let mut out = Vec::new();
     let mut declared = false;
-    for (i, seg) in input.segments.iter().enumerate() {
-        let text = norm(i);
-        match seg.role {
-            Role::System => declared |= DECLARES.iter().any(|d| text.contains(d)),
-            Role::User if declared => {
-                if !TARGETS.iter().any(|t| contains_word(text, t)) {
-                    continue;
-                }
-                let (rule, weight) = if EVASIVE.iter().any(|e| text.contains(e)) {
-                    PROBE
-                } else if ASKS.iter().any(|a| text.contains(a)) {
-                    ASK
-                } else {
-                    continue;
-                };
-                let span = (0, seg.text.len());
-                out.push(Match {
-                    category: Category::DataExtraction,
-                    rule: Arc::from(rule),
-                    weight,
-                    segment: u32::try_from(i).unwrap_or(u32::MAX),
-                    span,
-                    snippet: snippet(&seg.text, span),
-                });
-            }
-            _ => {}
-        }
+    for ((i, seg), f) in input.segments.iter().enumerate().zip(facts) {
+        declared |= f.declares;
+        let Some((rule, weight)) = f.goes_for.filter(|_| declared) else {
+            continue;
+        };
+        let span = (0, seg.text.len());
+        out.push(Match {
+            category: Category::DataExtraction,
+            rule: Arc::from(rule),
+            weight,
+            segment: u32::try_from(i).unwrap_or(u32::MAX),
+            span,
+            snippet: snippet(&seg.text, span),
+        });
     }
     out
 }
 
-/// `needle` in `hay` as a whole word for Latin-script needles (so "key" is not "keyboard"),
-/// as a substring otherwise.
-fn contains_word(hay: &str, needle: &str) -> bool {
-    if !needle.is_ascii() {
-        return hay.contains(needle);
-    }
-    hay.match_indices(needle).any(|(at, _)| {
-        let before = hay[..at].chars().next_back();
-        let after = hay[at + needle.len()..].chars().next();
+/// A match of `ac` in `hay` that is a whole word for Latin-script words (so "key" is not
+/// "keyboard"); any match for other scripts.
+fn has_word(ac: &AhoCorasick, hay: &str) -> bool {
+    ac.find_overlapping_iter(hay).any(|m| {
+        let word = &hay[m.start()..m.end()];
+        if !word.is_ascii() {
+            return true;
+        }
+        let before = hay[..m.start()].chars().next_back();
+        let after = hay[m.end()..].chars().next();
         !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
     })
 }
@@ -309,8 +349,11 @@ mod tests {
 
     fn rules(system: &str, user: &str) -> Vec<String> {
         let inp = input(system, user);
-        let lower: Vec<String> = inp.segments.iter().map(|s| s.text.to_lowercase()).collect();
-        secret_probes(&inp, |i| lower[i].as_str())
+        let facts = inp
+            .segments
+            .iter()
+            .map(|s| facts(s.role, &s.text.to_lowercase()));
+        secret_probes(&inp, facts)
             .iter()
             .map(|m| m.rule.to_string())
             .collect()

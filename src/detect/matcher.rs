@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::lanes::Phrases;
-use super::normalise::{normalise, squash};
+use super::normalise::{normalise, squash, written_without_spaces};
 use super::policy::Policy;
 use super::regexes::{RegexRules, RegexSpec};
 use super::verdict::Category;
@@ -325,11 +325,10 @@ fn words(norm: &str, from: usize, to: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Scripts written with spaces get whole-word matching; CJK and Hangul
-/// (often written without spaces) match as substrings.
+/// Scripts written with spaces get whole-word matching; CJK, Hangul and Thai
+/// (written without spaces) match as substrings.
 fn needs_boundary(c: char) -> bool {
-    c.is_alphanumeric()
-        && !matches!(c, '\u{1100}'..='\u{11FF}' | '\u{3000}'..='\u{9FFF}' | '\u{AC00}'..='\u{D7AF}' | '\u{F900}'..='\u{FAFF}')
+    c.is_alphanumeric() && !written_without_spaces(c)
 }
 
 fn is_word(b: u8) -> bool {

@@ -412,6 +412,22 @@ fn alnum_mask(blk: &[u8]) -> u64 {
     })
 }
 
+/// True for characters of scripts written without spaces between words: CJK ideographs, kana,
+/// Hangul and Thai. Phrase matching takes them as substrings, word counting two to a word.
+pub fn written_without_spaces(c: char) -> bool {
+    matches!(c, '\u{0E00}'..='\u{0E7F}' | '\u{1100}'..='\u{11FF}' | '\u{3000}'..='\u{9FFF}' | '\u{AC00}'..='\u{D7AF}' | '\u{F900}'..='\u{FAFF}')
+}
+
+/// Words in normalised text: space-separated tokens, plus one word for every two characters
+/// of a script written without spaces ([`written_without_spaces`]).
+pub fn word_count(norm: &str) -> usize {
+    let tokens = norm.split_whitespace().count();
+    if norm.is_ascii() {
+        return tokens;
+    }
+    tokens + norm.chars().filter(|&c| written_without_spaces(c)).count() / 2
+}
+
 #[cfg(test)]
 mod fast_path_tests {
     use super::{looks_split, normalise};

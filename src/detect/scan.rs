@@ -16,9 +16,11 @@ use std::sync::Arc;
 use super::cache::SegmentCache;
 use super::context;
 use super::decode::{decode_runs, Decoded};
+use super::framing::{quoted_material, without};
 use super::learned::LearnedModel;
 use super::matcher::{Hit, Matcher};
-use super::normalise::{looks_split, normalise, Normalised};
+use super::normalise::{looks_split, normalise, word_count, Normalised};
+use super::scoring::LEARNED_FLOOR;
 use super::verdict::{Category, Match, Role, ScanInput};
 
 /// Decoded text is rescanned at most this many levels deep.
@@ -73,6 +75,30 @@ impl Findings {
     pub fn norm(&self, i: u32) -> Option<&str> {
         self.segs.get(i as usize).map(|s| s.norm.text.as_str())
     }
+
+    /// Segment `i`'s scan.
+    pub fn segment(&self, i: u32) -> Option<&SegmentScan> {
+        self.segs.get(i as usize).map(Arc::as_ref)
+    }
+
+    /// Every segment's scan, in order.
+    pub fn segments(&self) -> impl Iterator<Item = &SegmentScan> {
+        self.segs.iter().map(Arc::as_ref)
+    }
+
+    /// The matches, to reweigh, beside every segment's scan.
+    pub fn matches_and_segments(&mut self) -> (&mut [Match], &[Arc<SegmentScan>]) {
+        (&mut self.matches, &self.segs)
+    }
+}
+
+/// A user turn that quotes what it analyses ([`super::framing`]): where the quotes are, and the
+/// learned probability of the turn without them.
+pub struct Quoted {
+    pub regions: Vec<(usize, usize)>,
+    pub learned_unquoted: Option<f32>,
+    /// Words of the turn without its quotes.
+    pub words_unquoted: usize,
 }
 
 /// What scanning one segment alone found. A function of the segment's role and text (and the
@@ -83,6 +109,12 @@ pub struct SegmentScan {
     matches: Vec<Match>,
     /// Learned probability, for the roles the model reads.
     learned: Option<f32>,
+    /// Words in the normalised text ([`word_count`]).
+    pub words: usize,
+    /// User turns with something to weigh only: the analysis frame and its quotes, if any.
+    pub quoted: Option<Quoted>,
+    /// What the turn says about secrets ([`context`]).
+    pub secrets: context::Facts,
 }
 
 impl SegmentScan {
@@ -93,7 +125,10 @@ impl SegmentScan {
             .iter()
             .map(|m| std::mem::size_of::<Match>() + m.snippet.capacity())
             .sum();
-        self.norm.heap_bytes() + matches
+        let quoted = self.quoted.as_ref().map_or(0, |q| {
+            q.regions.capacity() * std::mem::size_of::<(usize, usize)>()
+        });
+        self.norm.heap_bytes() + matches + quoted
     }
 }
 
@@ -117,10 +152,29 @@ pub fn scan_segment(
     let learned = model
         .filter(|_| reads_learned(role))
         .map(|model| model.probability(&norm.text));
+    // The frame is looked for only where there is something it could weigh down.
+    let weighable = matches.iter().any(|x| x.category.is_hostile())
+        || learned.is_some_and(|p| p > LEARNED_FLOOR);
+    let quoted = (role == Role::User && weighable)
+        .then(|| quoted_material(text))
+        .flatten()
+        .map(|regions| {
+            let rest = normalise(&without(text, &regions)).text;
+            Quoted {
+                learned_unquoted: model
+                    .filter(|_| learned.is_some())
+                    .map(|model| model.probability(&rest)),
+                words_unquoted: word_count(&rest),
+                regions,
+            }
+        });
     SegmentScan {
+        words: word_count(&norm.text),
+        secrets: context::facts(role, &norm.text),
         norm,
         matches,
         learned,
+        quoted,
     }
 }
 
@@ -155,9 +209,7 @@ pub fn scan(
         f.segs.push(s);
     }
     seams(m, input, &mut f);
-    let probes = context::secret_probes(input, |i| {
-        f.segs.get(i).map_or("", |s| s.norm.text.as_str())
-    });
+    let probes = context::secret_probes(input, f.segments().map(|s| s.secrets));
     f.matches.extend(probes);
     f
 }
@@ -208,7 +260,6 @@ impl Ctx<'_> {
             return;
         }
         let whole = (0, self.orig.len());
-        let mut found = 0;
         let shifts: &[u8] = if cue(CIPHER_CUES) {
             &SHIFTS
         } else if cue(ROT13_CUES) {
@@ -216,13 +267,12 @@ impl Ctx<'_> {
         } else {
             &[]
         };
-        {
-            for &shift in shifts {
-                let shifted: String = t.chars().map(|c| caesar(c, shift)).collect();
-                found += self.rescan(&normalise(&shifted), whole);
-                if found > 0 {
-                    break;
-                }
+        let mut found = 0;
+        for &shift in shifts {
+            let shifted: String = t.chars().map(|c| caesar(c, shift)).collect();
+            found = self.rescan(&normalise(&shifted), whole);
+            if found > 0 {
+                break;
             }
         }
         if found == 0 && cue(REVERSE_CUES) {

@@ -22,11 +22,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::framing::{inside, quoted_material, without, QUOTED_FACTOR};
+use super::framing::{inside, QUOTED_FACTOR};
 use super::learned::LearnedModel;
-use super::normalise::normalise;
 use super::scan::{snippet, Findings};
-use super::verdict::{Action, Category, Match, Role, ScanInput, Settings, Verdict, LEARNED_PREFIX};
+use super::verdict::{Action, Category, Match, ScanInput, Settings, Verdict, LEARNED_PREFIX};
 
 /// Probability below which the learned stage adds nothing.
 pub const LEARNED_FLOOR: f32 = 0.6;
@@ -49,17 +48,6 @@ pub fn short_text_factor(words: usize) -> f32 {
     ((words as f32 - 2.0) / (SHORT_TEXT_WORDS - 2.0)).clamp(0.0, 1.0)
 }
 
-/// Words in normalised text: space-separated tokens, and every two CJK, kana or Hangul
-/// characters (written without spaces) as one word.
-pub fn word_count(norm: &str) -> usize {
-    let tokens = norm.split_whitespace().count();
-    let dense = norm
-        .chars()
-        .filter(|c| matches!(c, '\u{3040}'..='\u{30FF}' | '\u{3400}'..='\u{9FFF}' | '\u{AC00}'..='\u{D7AF}' | '\u{0E00}'..='\u{0E7F}'))
-        .count();
-    tokens + dense / 2
-}
-
 /// Turns findings into a verdict (scan time is filled in by the caller).
 pub fn score(
     mut f: Findings,
@@ -72,7 +60,7 @@ pub fn score(
         add_learned(&mut f, model, input, p, seg);
     }
     damp_fragments(&mut f);
-    discount_quoted(&mut f.matches, input, model);
+    discount_quoted(&mut f);
     // Summed in rule order: float addition is not associative, and a hash map's order differs
     // between two maps, so the same findings could score a few ulps apart (and, at a threshold,
     // land on two levels).
@@ -111,71 +99,46 @@ pub const FRAGMENT_FACTOR: f32 = 0.5;
 pub const QUOTED_CAP: f32 = 6.0;
 
 fn damp_fragments(f: &mut Findings) {
-    let fragments: Vec<u32> = (0..)
-        .map_while(|i| f.norm(i).map(|n| (i, n)))
-        .filter(|(_, n)| word_count(n) <= FRAGMENT_WORDS)
-        .map(|(i, _)| i)
-        .collect();
-    if fragments.is_empty() {
-        return;
-    }
-    for m in &mut f.matches {
-        if m.category.is_hostile() && fragments.contains(&m.segment) {
+    let (matches, segs) = f.matches_and_segments();
+    for m in matches.iter_mut().filter(|m| m.category.is_hostile()) {
+        if segs
+            .get(m.segment as usize)
+            .is_some_and(|s| s.words <= FRAGMENT_WORDS)
+        {
             m.weight *= FRAGMENT_FACTOR;
         }
     }
 }
 
 /// Weighs hostile matches inside the quoted material of a framed user turn at
-/// [`QUOTED_FACTOR`] (see [`super::framing`]); the learned stage's match, which spans the whole
-/// turn, is weighed again on the turn without its quoted material (the lower weight wins).
-/// Quoted byte ranges of one turn.
-type Regions = Vec<(usize, usize)>;
-
-fn discount_quoted(matches: &mut [Match], input: &ScanInput, model: Option<&LearnedModel>) {
-    let mut framed: Vec<(u32, Option<Regions>)> = Vec::new();
-    let mut quoted: Vec<usize> = Vec::new();
-    for (i, m) in matches.iter_mut().enumerate() {
-        if !m.category.is_hostile() {
-            continue;
-        }
-        let Some(seg) = input.segments.get(m.segment as usize) else {
-            continue;
-        };
-        if seg.role != Role::User {
-            continue;
-        }
-        let regions = match framed.iter().find(|(i, _)| *i == m.segment) {
-            Some((_, r)) => r,
-            None => {
-                framed.push((m.segment, quoted_material(&seg.text)));
-                &framed[framed.len() - 1].1
+/// [`QUOTED_FACTOR`] (see [`super::framing`]), their sum at most [`QUOTED_CAP`] per turn; the
+/// learned stage's match, which spans the whole turn, takes the turn's probability without its
+/// quotes when that is lower. The frame and quotes come with the segment's scan (cached).
+fn discount_quoted(f: &mut Findings) {
+    let (matches, segs) = f.matches_and_segments();
+    for (seg, s) in (0u32..).zip(segs) {
+        let Some(q) = &s.quoted else { continue };
+        let mut sum = 0.0;
+        for m in matches.iter_mut().filter(|m| m.segment == seg) {
+            if !m.category.is_hostile() {
+                continue;
             }
-        };
-        let Some(regions) = regions else { continue };
-        if m.rule.starts_with(LEARNED_PREFIX) {
-            if let Some(model) = model {
-                let rest = normalise(&without(&seg.text, regions)).text;
-                let w =
-                    learned_weight(model.probability(&rest), word_count(&rest)) * seg.role.weight();
-                m.weight = m.weight.min(w);
+            if m.rule.starts_with(LEARNED_PREFIX) {
+                if let Some(p) = q.learned_unquoted {
+                    m.weight = m.weight.min(learned_weight(p, q.words_unquoted));
+                }
+            } else if inside(&q.regions, m.span) {
+                m.weight *= QUOTED_FACTOR;
+                sum += m.weight;
             }
-        } else if inside(regions, m.span) {
-            m.weight *= QUOTED_FACTOR;
-            quoted.push(i);
         }
-    }
-    // The quoted matches of a turn are one piece of evidence: their sum stays under QUOTED_CAP.
-    for (seg, _) in &framed {
-        let sum: f32 = quoted
-            .iter()
-            .filter(|&&i| matches[i].segment == *seg)
-            .map(|&i| matches[i].weight)
-            .sum();
         if sum > QUOTED_CAP {
-            for &i in &quoted {
-                if matches[i].segment == *seg {
-                    matches[i].weight *= QUOTED_CAP / sum;
+            for m in matches.iter_mut().filter(|m| m.segment == seg) {
+                if m.category.is_hostile()
+                    && !m.rule.starts_with(LEARNED_PREFIX)
+                    && inside(&q.regions, m.span)
+                {
+                    m.weight *= QUOTED_CAP / sum;
                 }
             }
         }
@@ -184,7 +147,7 @@ fn discount_quoted(matches: &mut [Match], input: &ScanInput, model: Option<&Lear
 
 fn add_learned(f: &mut Findings, model: &LearnedModel, input: &ScanInput, p: f32, seg: u32) {
     let role = input.segments.get(seg as usize).map(|s| s.role);
-    let words = f.norm(seg).map_or(0, word_count);
+    let words = f.segment(seg).map_or(0, |s| s.words);
     let w = learned_weight(p, words) * role.map_or(1.0, |r| r.weight());
     if w <= 0.0 {
         return;
@@ -192,7 +155,7 @@ fn add_learned(f: &mut Findings, model: &LearnedModel, input: &ScanInput, p: f32
     let from_rules = f
         .matches
         .iter()
-        .filter(|m| !matches!(m.category, Category::Obfuscation | Category::PiiInPrompt))
+        .filter(|m| m.category.is_hostile())
         .max_by(|a, b| a.weight.total_cmp(&b.weight))
         .map(|m| m.category);
     let category = from_rules
