@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::detect::eval::{evaluate_rows, leave_one_source_out, read_path, read_rows, Split};
+use crate::detect::eval::{corpus_rows, evaluate_rows, leave_one_source_out, read_path, Split};
 use crate::detect::policy::load_dir;
 use crate::detect::train::TrainConfig;
 use crate::detect::{Detector, MODEL_FILE};
@@ -80,7 +80,11 @@ pub fn eval(config: &Config, paths: &[PathBuf], opts: &EvalOptions) -> anyhow::R
         let Some((corpus, extra)) = paths.split_first() else {
             anyhow::bail!("--loso needs the dev corpus directory (and optional extra files)");
         };
-        let mut rows = corpus_rows(corpus)?;
+        let mut rows = if corpus.is_dir() {
+            corpus_rows(corpus)?
+        } else {
+            read_path(corpus)?
+        };
         for p in extra {
             rows.extend(read_path(p)?);
         }
@@ -129,16 +133,6 @@ pub fn eval(config: &Config, paths: &[PathBuf], opts: &EvalOptions) -> anyhow::R
         }
     }
     Ok(())
-}
-
-/// Every row of a dev corpus directory (`attacks.jsonl`, `benign.jsonl`), or of a file.
-fn corpus_rows(path: &Path) -> anyhow::Result<Vec<crate::detect::eval::Row>> {
-    if !path.is_dir() {
-        return Ok(read_path(path)?);
-    }
-    let mut rows = read_rows(&path.join("attacks.jsonl"))?;
-    rows.extend(read_rows(&path.join("benign.jsonl"))?);
-    Ok(rows)
 }
 
 /// Trains the learned stage on the training split of a corpus directory plus every row of

@@ -173,6 +173,16 @@ pub fn read_path(path: &Path) -> Result<Vec<Row>, CorpusError> {
     Ok(rows)
 }
 
+/// Every row of a dev corpus directory (`attacks.jsonl` then `benign.jsonl`).
+///
+/// # Errors
+/// A file cannot be read or has a bad row.
+pub fn corpus_rows(dir: &Path) -> Result<Vec<Row>, CorpusError> {
+    let mut rows = read_rows(&dir.join("attacks.jsonl"))?;
+    rows.extend(read_rows(&dir.join("benign.jsonl"))?);
+    Ok(rows)
+}
+
 /// Which rows of the dev corpus an evaluation covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
@@ -351,41 +361,6 @@ pub fn evaluate_rows(detector: &Detector, rows: &[Row], split: Split, method: &s
     }
     rep.latency_ns.sort_unstable();
     rep
-}
-
-/// Evaluates `detector` on an attacks file and a benign file of the dev corpus; `holdout_only`
-/// restricts to the holdout split.
-///
-/// # Errors
-/// A file cannot be read.
-pub fn evaluate(
-    detector: &Detector,
-    attacks: &Path,
-    benign: &Path,
-    holdout_only: bool,
-) -> Result<EvalReport, CorpusError> {
-    let split = if holdout_only {
-        Split::Holdout
-    } else {
-        Split::All
-    };
-    evaluate_split(detector, attacks, benign, split)
-}
-
-/// Evaluates on one split of an attacks file and a benign file.
-///
-/// # Errors
-/// A file cannot be read.
-pub fn evaluate_split(
-    detector: &Detector,
-    attacks: &Path,
-    benign: &Path,
-    split: Split,
-) -> Result<EvalReport, CorpusError> {
-    let mut rows = read_rows(attacks)?;
-    rows.extend(read_rows(benign)?);
-    let method = format!("random split of the dev corpus: {split:?}");
-    Ok(evaluate_rows(detector, &rows, split, &method))
 }
 
 /// Leave-one-source-out: for each source of `rows`, a learned stage trained (with `cfg`) on

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 pub use behaviour::{Behaviour, BehaviourConfig, Escalation};
-pub use eval::{evaluate, split_is_holdout, EvalReport};
+pub use eval::{evaluate_rows, split_is_holdout, EvalReport};
 pub use extract::{extract, extract_json, ScanEndpoint};
 pub use learned::LearnedModel;
 pub use policy::{OnError, Problem};

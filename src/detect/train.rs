@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::eval::{read_path, read_rows, split_is_holdout, CorpusError, Row};
+use super::eval::{corpus_rows, read_path, split_is_holdout, CorpusError, Row};
 use super::learned::{features, quantise, sigmoid, FeatureConfig, LearnedModel};
 use super::normalise::normalise;
 use super::verdict::Category;
@@ -130,8 +130,7 @@ pub fn balance_sources(rows: &[&Row], ex: &mut [Example]) {
 /// # Errors
 /// A corpus file is missing or malformed.
 pub fn training_rows(corpus_dir: &Path) -> Result<Vec<Row>, CorpusError> {
-    let mut rows = read_rows(&corpus_dir.join("attacks.jsonl"))?;
-    rows.extend(read_rows(&corpus_dir.join("benign.jsonl"))?);
+    let mut rows = corpus_rows(corpus_dir)?;
     rows.retain(|r| !split_is_holdout(&r.text));
     Ok(rows)
 }
