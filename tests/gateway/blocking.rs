@@ -192,23 +192,14 @@ async fn a_repeat_offender_is_blocked_for_the_cool_down_then_others_pass() {
     let mut c = config_for(&up.url());
     c.detect.behaviour.high_risk_limit = 2;
     let mut gw = TestGateway::start(c).await;
-    let url = format!("{}/v1/chat/completions", gw.url);
-    let send = |user: &str, content: &str| {
-        let body =
-            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": content}]});
-        client()
-            .post(&url)
-            .header("x-gatehouse-user", user)
-            .json(&body)
-            .send()
-    };
+    let body = |content: &str| serde_json::json!({"model": "m", "messages": [{"role": "user", "content": content}]});
     for _ in 0..2 {
-        assert_eq!(send("mallory", ATTACK).await.expect("rsp").status(), 403);
+        assert_eq!(gw.chat_as("mallory", &body(ATTACK)).await.status(), 403);
         gw.record().await;
     }
-    let rsp = send("mallory", "What is the capital of France?")
-        .await
-        .expect("rsp");
+    let rsp = gw
+        .chat_as("mallory", &body("What is the capital of France?"))
+        .await;
     assert_eq!(
         rsp.status(),
         403,
@@ -218,9 +209,8 @@ async fn a_repeat_offender_is_blocked_for_the_cool_down_then_others_pass() {
     let v = rec.verdict.as_ref().expect("verdict");
     assert!(v.escalated && v.blocked, "{v:?}");
     assert_eq!(
-        send("alice", "What is the capital of France?")
+        gw.chat_as("alice", &body("What is the capital of France?"))
             .await
-            .expect("rsp")
             .status(),
         200,
         "other users pass"
@@ -257,7 +247,6 @@ const SHORT_TURNS: [&str; 20] = [
 async fn a_user_sending_200_ordinary_short_turns_is_never_escalated() {
     let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
     let mut gw = TestGateway::with_upstream(&up).await;
-    let url = format!("{}/v1/chat/completions", gw.url);
     for i in 0..200 {
         let turn = SHORT_TURNS[i % SHORT_TURNS.len()];
         let body = serde_json::json!({"model": "m", "messages": [
@@ -266,13 +255,7 @@ async fn a_user_sending_200_ordinary_short_turns_is_never_escalated() {
             {"role": "assistant", "content": "The sea rolls in, the sea rolls out."},
             {"role": "user", "content": turn}
         ]});
-        let rsp = client()
-            .post(&url)
-            .header("x-gatehouse-user", "carol")
-            .json(&body)
-            .send()
-            .await
-            .expect("rsp");
+        let rsp = gw.chat_as("carol", &body).await;
         assert_eq!(rsp.status(), 200, "turn {i} {turn:?}");
         let rec = gw.record().await;
         let v = rec.verdict.as_ref().expect("verdict");

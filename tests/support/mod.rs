@@ -304,12 +304,25 @@ impl TestGateway {
 
     /// POSTs `body` to this gateway's `/v1/chat/completions`, with no key.
     pub async fn chat(&self, body: &serde_json::Value) -> reqwest::Response {
-        client()
-            .post(format!("{}/v1/chat/completions", self.url))
-            .json(body)
+        self.chat_request(body)
             .send()
             .await
             .expect("a response from the proxy")
+    }
+
+    /// [`TestGateway::chat`] as end user `user` (`X-Gatehouse-User`).
+    pub async fn chat_as(&self, user: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.chat_request(body)
+            .header("x-gatehouse-user", user)
+            .send()
+            .await
+            .expect("a response from the proxy")
+    }
+
+    fn chat_request(&self, body: &serde_json::Value) -> reqwest::RequestBuilder {
+        client()
+            .post(format!("{}/v1/chat/completions", self.url))
+            .json(body)
     }
 
     /// Opens this gateway's store (again), as an operator's tool would.
