@@ -41,7 +41,12 @@ fn main() {
         "mixed" => sized(&format!("{PROSE}{CODE}"), 32 * 1024),
         _ => sized(PROSE, 1024),
     };
-    let det = Detector::from_dir(Path::new(dir), Settings::default()).expect("policies load");
+    // No segment cache: the same input every iteration would measure a cache hit, not a scan.
+    let settings = Settings {
+        segment_cache_bytes: 0,
+        ..Settings::default()
+    };
+    let det = Detector::from_dir(Path::new(dir), settings).expect("policies load");
     println!("build {:?}", det.build_time());
     // Per-call timings: the median and minimum shrug off preemption on a
     // loaded machine better than a mean over the loop.

@@ -13,7 +13,7 @@
 //! word lists, not understanding; a secret named by a word not listed here is
 //! only caught by the other rules.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use aho_corasick::AhoCorasick;
 
@@ -240,14 +240,46 @@ const ASKS: &[&str] = &[
     "알려",
 ];
 
-/// What one segment says about secrets: computed with its scan (and kept by the segment
-/// cache), so a request only combines these per segment.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// What one segment says about secrets, kept with its scan (and so by the segment cache). A
+/// system prompt's declaration is read at once (short, and read by every request); what a user
+/// turn goes for is read only once a system prompt has declared a secret, then kept.
+#[derive(Debug, Default)]
 pub struct Facts {
     /// A system prompt that declares a secret or a restriction.
     pub declares: bool,
-    /// A user turn that goes for a secret: the rule it would trip ([`ASK`] or [`PROBE`]).
-    pub goes_for: Option<(&'static str, f32)>,
+    user: bool,
+    goes_for: OnceLock<Option<(&'static str, f32)>>,
+}
+
+impl Facts {
+    /// The facts of a segment of `role` with normalised text `norm`.
+    pub fn new(role: Role, norm: &str) -> Facts {
+        Facts {
+            declares: role == Role::System && LISTS.declares.is_match(norm),
+            user: role == Role::User,
+            goes_for: OnceLock::new(),
+        }
+    }
+
+    /// For a user turn (normalised text `norm`, the one these facts were made from): the rule
+    /// it trips by going for a secret, [`ASK`] or [`PROBE`].
+    pub fn goes_for(&self, norm: &str) -> Option<(&'static str, f32)> {
+        if !self.user {
+            return None;
+        }
+        *self.goes_for.get_or_init(|| {
+            let l = &*LISTS;
+            if !has_word(&l.targets, norm) {
+                None
+            } else if l.evasive.is_match(norm) {
+                Some(PROBE)
+            } else if l.asks.is_match(norm) {
+                Some(ASK)
+            } else {
+                None
+            }
+        })
+    }
 }
 
 /// One automaton per word list, built on first use.
@@ -268,36 +300,17 @@ static LISTS: LazyLock<Lists> = LazyLock::new(|| {
     }
 });
 
-/// The secret facts of a segment of `role` with normalised text `norm`.
-pub fn facts(role: Role, norm: &str) -> Facts {
-    let l = &*LISTS;
-    match role {
-        Role::System => Facts {
-            declares: l.declares.is_match(norm),
-            goes_for: None,
-        },
-        Role::User if has_word(&l.targets, norm) => Facts {
-            declares: false,
-            goes_for: if l.evasive.is_match(norm) {
-                Some(PROBE)
-            } else if l.asks.is_match(norm) {
-                Some(ASK)
-            } else {
-                None
-            },
-        },
-        _ => Facts::default(),
-    }
-}
-
 /// Secret-probe matches: user turns that go for a secret after a system prompt declared one.
-/// `facts` holds each segment's [`Facts`], in order.
-pub fn secret_probes(input: &ScanInput, facts: impl Iterator<Item = Facts>) -> Vec<Match> {
+/// `segments` holds each segment's [`Facts`] and normalised text, in order.
+pub fn secret_probes<'a>(
+    input: &ScanInput,
+    segments: impl Iterator<Item = (&'a Facts, &'a str)>,
+) -> Vec<Match> {
     let mut out = Vec::new();
     let mut declared = false;
-    for ((i, seg), f) in input.segments.iter().enumerate().zip(facts) {
-        declared |= f.declares;
-        let Some((rule, weight)) = f.goes_for.filter(|_| declared) else {
+    for ((i, seg), (facts, norm)) in input.segments.iter().enumerate().zip(segments) {
+        declared |= facts.declares;
+        let Some((rule, weight)) = declared.then(|| facts.goes_for(norm)).flatten() else {
             continue;
         };
         let span = (0, seg.text.len());
@@ -349,11 +362,14 @@ mod tests {
 
     fn rules(system: &str, user: &str) -> Vec<String> {
         let inp = input(system, user);
-        let facts = inp
+        let norms: Vec<String> = inp.segments.iter().map(|s| s.text.to_lowercase()).collect();
+        let facts: Vec<Facts> = inp
             .segments
             .iter()
-            .map(|s| facts(s.role, &s.text.to_lowercase()));
-        secret_probes(&inp, facts)
+            .zip(&norms)
+            .map(|(s, n)| Facts::new(s.role, n))
+            .collect();
+        secret_probes(&inp, facts.iter().zip(norms.iter().map(String::as_str)))
             .iter()
             .map(|m| m.rule.to_string())
             .collect()

@@ -16,13 +16,15 @@
 //! frames and act-on-it directives are short and English-leaning (plus
 //! "translate" in a dozen languages); an unframed quote is scanned as usual.
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+
 /// Weight factor for matches inside quoted material of a framed turn.
 pub const QUOTED_FACTOR: f32 = 0.3;
 
 /// Analysis frames, matched in the lowercased unquoted text.
 const FRAMES: &[&str] = &[
-    "translate",
-    "translation",
     "is this a prompt injection",
     "is this an injection",
     "is this prompt injection",
@@ -98,6 +100,13 @@ const FRAMES: &[&str] = &[
     "is that a",
     "write-up",
     "writeup",
+];
+
+/// Translation frames: what follows the first colon or line break is the material, quoted or
+/// not ("Translate into French: <text>").
+const TRANSLATE: &[&str] = &[
+    "translate",
+    "translation",
     "traduce",
     "traduis",
     "traduire",
@@ -163,24 +172,34 @@ const PAIRS: &[(&str, &str)] = &[
 /// Byte ranges of `text` that a framed turn quotes, or `None` when the turn is not framed as
 /// analysis (or also tells the assistant to act on what it quotes).
 pub fn quoted_material(text: &str) -> Option<Vec<(usize, usize)>> {
+    let l = &*LISTS;
     let mut regions = quoted_regions(text);
     let outside = unquoted_lower(text, &regions);
-    let frame = FRAMES.iter().find(|f| outside.contains(*f))?;
-    if ACT_ON_IT.iter().any(|d| outside.contains(d)) {
+    let mut frames = l.frames.find_overlapping_iter(&outside).peekable();
+    frames.peek()?;
+    let translating = frames.any(|m| m.pattern().as_usize() >= FRAMES.len());
+    if l.act_on_it.is_match(&outside) {
         return None;
     }
-    let translating = frame.starts_with("tra")
-        || !frame.is_ascii()
-        || ["ubersetze", "vertaal", "çevir"].contains(frame);
     if translating {
-        // "Translate into French: <text>": what follows the first colon or line break is the
-        // material, quoted or not.
         if let Some(at) = text.find([':', '\n', '\u{ff1a}']) {
             regions.push((at, text.len()));
         }
     }
     (!regions.is_empty()).then_some(regions)
 }
+
+/// The phrase lists as automata, built on first use: one pass over a turn each.
+struct Lists {
+    /// [`FRAMES`] then [`TRANSLATE`].
+    frames: AhoCorasick,
+    act_on_it: AhoCorasick,
+}
+
+static LISTS: LazyLock<Lists> = LazyLock::new(|| Lists {
+    frames: AhoCorasick::new(FRAMES.iter().chain(TRANSLATE)).expect("fixed lists compile"),
+    act_on_it: AhoCorasick::new(ACT_ON_IT).expect("fixed lists compile"),
+});
 
 /// True when `span` lies inside one of `regions`: it starts there and at least four fifths of
 /// it are there (a proximity match may run past the closing quote into its punctuation).

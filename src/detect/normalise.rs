@@ -421,7 +421,12 @@ pub fn written_without_spaces(c: char) -> bool {
 /// Words in normalised text: space-separated tokens, plus one word for every two characters
 /// of a script written without spaces ([`written_without_spaces`]).
 pub fn word_count(norm: &str) -> usize {
-    let tokens = norm.split_whitespace().count();
+    // Normalised text separates words with single ASCII spaces, so words are the non-space
+    // bytes that follow a space or the start.
+    let b = norm.as_bytes();
+    let tokens = (0..b.len())
+        .filter(|&i| b[i] != b' ' && (i == 0 || b[i - 1] == b' '))
+        .count();
     if norm.is_ascii() {
         return tokens;
     }

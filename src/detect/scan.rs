@@ -11,7 +11,9 @@
 //! [`MAX_DEPTH`] levels within a per-segment byte budget. Trade-off: hits in
 //! decoded text are reported at the span of the whole encoded run.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use aho_corasick::AhoCorasick;
 
 use super::cache::SegmentCache;
 use super::context;
@@ -40,6 +42,12 @@ const ROT13_CUES: &[&str] = &["rot13", "rot-13", "rot 13", "rotie", "rot-ie", "r
 const CIPHER_CUES: &[&str] = &["caesar", "cipher", "shifted by", "shift of", "shift each"];
 /// Words that name reversed text.
 const REVERSE_CUES: &[&str] = &["revers", "backward", "right to left", "mirror", "invert"];
+
+/// Every cue word of the three lists, in list order, as one automaton (one pass per segment).
+static CUES: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    let all = ROT13_CUES.iter().chain(CIPHER_CUES).chain(REVERSE_CUES);
+    AhoCorasick::new(all).expect("fixed cue lists compile")
+});
 
 /// Every Caesar shift, ROT13 first.
 const SHIFTS: [u8; 25] = [
@@ -170,7 +178,7 @@ pub fn scan_segment(
         });
     SegmentScan {
         words: word_count(&norm.text),
-        secrets: context::facts(role, &norm.text),
+        secrets: context::Facts::new(role, &norm.text),
         norm,
         matches,
         learned,
@@ -209,7 +217,10 @@ pub fn scan(
         f.segs.push(s);
     }
     seams(m, input, &mut f);
-    let probes = context::secret_probes(input, f.segments().map(|s| s.secrets));
+    let probes = context::secret_probes(
+        input,
+        f.segments().map(|s| (&s.secrets, s.norm.text.as_str())),
+    );
     f.matches.extend(probes);
     f
 }
@@ -255,14 +266,21 @@ impl Ctx<'_> {
     /// [`TRANSFORM_BUDGET`] bytes per segment.
     fn transformed(&mut self, norm: &Normalised) {
         let t = &norm.text;
-        let cue = |words: &[&str]| words.iter().any(|w| t.contains(w));
         if t.is_empty() || t.len() > TRANSFORM_BUDGET {
             return;
         }
+        let (mut rot13, mut cipher, mut reverse) = (false, false, false);
+        for m in CUES.find_overlapping_iter(t) {
+            match m.pattern().as_usize() {
+                i if i < ROT13_CUES.len() => rot13 = true,
+                i if i < ROT13_CUES.len() + CIPHER_CUES.len() => cipher = true,
+                _ => reverse = true,
+            }
+        }
         let whole = (0, self.orig.len());
-        let shifts: &[u8] = if cue(CIPHER_CUES) {
+        let shifts: &[u8] = if cipher {
             &SHIFTS
-        } else if cue(ROT13_CUES) {
+        } else if rot13 {
             &[13]
         } else {
             &[]
@@ -275,7 +293,7 @@ impl Ctx<'_> {
                 break;
             }
         }
-        if found == 0 && cue(REVERSE_CUES) {
+        if found == 0 && reverse {
             let chars: String = t.chars().rev().collect();
             found += self.rescan(&normalise(&chars), whole);
             let words: Vec<&str> = t.split(' ').rev().collect();
