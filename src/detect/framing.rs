@@ -231,7 +231,13 @@ pub fn without(text: &str, regions: &[(usize, usize)]) -> String {
 fn quoted_regions(text: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut i = 0;
-    while i < text.len() {
+    // Only bytes that can open a quote are looked at: ASCII quotes and the lead bytes of the
+    // typographic ones (every other byte, continuation bytes included, is skipped).
+    while let Some(skip) = text.as_bytes()[i..]
+        .iter()
+        .position(|&b| matches!(b, b'"' | b'`' | b'\'' | 0xC2 | 0xE2 | 0xE3))
+    {
+        i += skip;
         let rest = &text[i..];
         if rest.starts_with('\'') && !rest.starts_with("'''") {
             if let Some(end) = single_quote(text, i) {
