@@ -11,6 +11,7 @@
 
 mod alerts;
 mod load;
+pub mod passthrough;
 mod report;
 mod secret;
 mod store;
@@ -77,6 +78,10 @@ pub struct ProxyConfig {
     pub grace_period_secs: u64,
     /// Capacity of the record channel (records waiting for consumers). Default 65536.
     pub record_queue: usize,
+    /// The `/v1/*` paths other than the inference, model and feedback routes that pass through
+    /// to the default upstream unread, as `METHOD /v1/path` (a final `/*` matches deeper
+    /// paths). Anything else answers 404. Default: the read-only file listing routes.
+    pub passthrough: Vec<String>,
 }
 
 impl Default for ProxyConfig {
@@ -87,6 +92,7 @@ impl Default for ProxyConfig {
             max_body_bytes: 10 * 1024 * 1024,
             grace_period_secs: 30,
             record_queue: 65_536,
+            passthrough: vec!["GET /v1/files".into(), "GET /v1/files/*".into()],
         }
     }
 }

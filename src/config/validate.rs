@@ -50,6 +50,11 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
     if c.proxy.max_body_bytes == 0 {
         p.push("proxy.max_body_bytes must be greater than 0".into());
     }
+    for e in &c.proxy.passthrough {
+        if let Err(e) = super::passthrough::parse_rule(e) {
+            p.push(format!("proxy.passthrough: {e}"));
+        }
+    }
     if c.proxy.record_queue == 0 {
         p.push("proxy.record_queue must be greater than 0".into());
     }

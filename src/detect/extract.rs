@@ -31,41 +31,77 @@ pub fn extract(endpoint: ScanEndpoint, body: &serde_json::Value) -> ScanInput {
     extract_from(endpoint, body)
 }
 
+/// Why a body's texts could not all be read: the proxy refuses such a body rather than forward
+/// what it has not scanned.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    /// Not JSON text the detector can read: invalid UTF-8, a lone surrogate escape, nesting
+    /// deeper than the parser's limit.
+    #[error("the body is not JSON gatehouse can read: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the body has more than {MAX_SEGMENTS} texts")]
+    TooManyTexts,
+}
+
 /// Builds the scan input straight from a body's bytes (the proxy's path: one borrowed parse,
-/// see [`super::json`]). `None` when the body is not JSON.
-pub fn extract_json(endpoint: ScanEndpoint, body: &[u8]) -> Option<ScanInput> {
-    Doc::parse(body)
-        .ok()
-        .map(|doc| extract_from(endpoint, &doc))
+/// see [`super::json`]).
+///
+/// # Errors
+/// The body could not be read whole (see [`Unreadable`]).
+pub fn extract_json(endpoint: ScanEndpoint, body: &[u8]) -> Result<ScanInput, Unreadable> {
+    let doc = Doc::parse(body)?;
+    let mut out = Out::default();
+    extract_into(endpoint, &doc, &mut out);
+    if out.overflow {
+        return Err(Unreadable::TooManyTexts);
+    }
+    Ok(ScanInput {
+        segments: out.texts,
+    })
 }
 
 fn extract_from<J: JsonView>(endpoint: ScanEndpoint, body: &J) -> ScanInput {
     let mut out = Out::default();
+    extract_into(endpoint, body, &mut out);
+    ScanInput {
+        segments: out.texts,
+    }
+}
+
+fn extract_into<J: JsonView>(endpoint: ScanEndpoint, body: &J, out: &mut Out) {
     match endpoint {
-        ScanEndpoint::ChatCompletions => chat(body, &mut out),
-        ScanEndpoint::Completions => strings(body.get("prompt"), Role::User, &mut out),
-        ScanEndpoint::Embeddings => strings(body.get("input"), Role::User, &mut out),
-        ScanEndpoint::Responses => responses(body, &mut out),
+        ScanEndpoint::ChatCompletions => chat(body, out),
+        ScanEndpoint::Completions => strings(body.get("prompt"), Role::User, out),
+        ScanEndpoint::Embeddings => strings(body.get("input"), Role::User, out),
+        ScanEndpoint::Responses => responses(body, out),
         ScanEndpoint::Other => {
-            chat(body, &mut out);
-            strings(body.get("prompt"), Role::User, &mut out);
-            responses(body, &mut out);
+            chat(body, out);
+            strings(body.get("prompt"), Role::User, out);
+            responses(body, out);
         }
     }
-    ScanInput { segments: out.0 }
 }
 
 #[derive(Default)]
-struct Out(Vec<Segment>);
+struct Out {
+    texts: Vec<Segment>,
+    /// A text was left out because the body had more than `MAX_SEGMENTS`.
+    overflow: bool,
+}
 
 impl Out {
     fn push(&mut self, role: Role, text: &str) {
-        if !text.is_empty() && self.0.len() < MAX_SEGMENTS {
-            self.0.push(Segment {
-                role,
-                text: text.to_owned(),
-            });
+        if text.is_empty() {
+            return;
         }
+        if self.texts.len() >= MAX_SEGMENTS {
+            self.overflow = true;
+            return;
+        }
+        self.texts.push(Segment {
+            role,
+            text: text.to_owned(),
+        });
     }
 }
 
@@ -201,6 +237,6 @@ mod tests {
                 assert_eq!(got, want, "{e:?} {body}");
             }
         }
-        assert!(extract_json(ScanEndpoint::Other, b"{not json").is_none());
+        assert!(extract_json(ScanEndpoint::Other, b"{not json").is_err());
     }
 }

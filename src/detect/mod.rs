@@ -49,7 +49,7 @@ use std::sync::Arc;
 
 pub use behaviour::{Behaviour, BehaviourConfig, Escalation};
 pub use eval::{evaluate_rows, split_is_holdout, EvalReport};
-pub use extract::{extract, extract_json, ScanEndpoint};
+pub use extract::{extract, extract_json, ScanEndpoint, Unreadable};
 pub use learned::LearnedModel;
 pub use policy::{OnError, Problem};
 pub use train::train;

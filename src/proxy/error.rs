@@ -17,6 +17,10 @@ pub enum ProxyError {
     NotFound { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
+    #[error("the path has a \"..\" segment; gatehouse does not route such paths")]
+    BadPath,
+    #[error("gatehouse could not inspect this body ({reason}), so it was not forwarded")]
+    Unscannable { reason: String },
     #[error("missing or invalid gateway API key")]
     Unauthorized,
     #[error("content-type must be application/json")]
@@ -75,6 +79,7 @@ impl ProxyError {
         match self {
             ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::BadPath | ProxyError::Unscannable { .. } => StatusCode::BAD_REQUEST,
             ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
             ProxyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -99,6 +104,8 @@ impl ProxyError {
         match self {
             ProxyError::NotFound { .. } => "not_found",
             ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
+            ProxyError::BadPath => "invalid_path",
+            ProxyError::Unscannable { .. } => "unscannable_body",
             ProxyError::Unauthorized => "unauthorized",
             ProxyError::UnsupportedMediaType => "unsupported_media_type",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
@@ -122,6 +129,8 @@ impl ProxyError {
         match self {
             ProxyError::NotFound { .. }
             | ProxyError::MethodNotAllowed { .. }
+            | ProxyError::BadPath
+            | ProxyError::Unscannable { .. }
             | ProxyError::Unauthorized
             | ProxyError::UnsupportedMediaType
             | ProxyError::BodyTooLarge { .. }

@@ -126,17 +126,25 @@ fn scan_endpoint(e: Endpoint) -> ScanEndpoint {
 
 /// Scans a request body; records the verdict; refuses the request when it is blocked.
 ///
+/// Fails closed: a body whose texts the detector cannot all read (JSON the forwarding parse
+/// accepted but the detector's stricter one does not, such as a lone surrogate escape, a raw
+/// invalid UTF-8 byte or very deep nesting in any field, or more texts than it reads) is
+/// refused, never forwarded unscanned.
+///
 /// # Errors
-/// `ProxyError::Blocked` when the verdict blocks.
+/// `ProxyError::Blocked` when the verdict blocks; `ProxyError::Unscannable` when the body
+/// cannot be read whole.
 pub async fn inspect(
     guard: &Guard,
     behaviour: Option<&Behaviour>,
     ex: &mut Exchange,
     body: &Bytes,
 ) -> Result<(), ProxyError> {
-    let Some(input) = detect::extract_json(scan_endpoint(ex.endpoint), body) else {
-        return Ok(());
-    };
+    let input = detect::extract_json(scan_endpoint(ex.endpoint), body).map_err(|e| {
+        ProxyError::Unscannable {
+            reason: e.to_string(),
+        }
+    })?;
     ex.prompt_chars = Some(
         input
             .segments

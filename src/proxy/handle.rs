@@ -22,18 +22,22 @@ use crate::event::{Blame, Endpoint, Exchange, Outcome};
 use crate::llm::{RequestView, StreamKind};
 
 /// Entry point for every request on the proxy listener.
-pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<ProxyBody> {
-    let route = route(req.method(), req.uri().path());
+pub async fn handle(proxy: Arc<Proxy>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    let rt = proxy.runtime.load_full();
+    let normalised = normalise(&mut req);
+    let route = route(req.method(), req.uri().path(), &rt.passthrough);
     match route {
         Route::Health => return extras::health(),
         Route::Ready => return extras::ready(&proxy).await,
-        Route::Feedback => return extras::feedback(&proxy, req).await,
+        Route::Feedback if normalised.is_ok() => return extras::feedback(&proxy, req).await,
         _ => {}
     }
-    let rt = proxy.runtime.load_full();
     let id = super::id::request_id();
     let ex = Exchange::new(id, req.method().as_str(), req.uri().path());
     let mut rec = Recorder::begin(proxy.records.clone(), proxy.metrics.clone(), ex);
+    if let Err(e) = normalised {
+        return error_response(rec, &e);
+    }
     let result = match route {
         Route::Inference(endpoint) => inference(&proxy, &rt, &mut rec, endpoint, req).await,
         Route::Generate => extras::generate(&proxy, &rt, &mut rec, req).await,
@@ -55,6 +59,28 @@ pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<Proxy
         Ok(Done::Made(rsp)) => made(rec, rsp, Outcome::Ok),
         Err(e) => error_response(rec, &e),
     }
+}
+
+/// Rewrites the request's path to its canonical spelling (see [`super::route::normalise_path`])
+/// so routing, scanning, the record and the upstream all see one path.
+///
+/// # Errors
+/// `BadPath` for a `..` segment; the path is left as sent.
+fn normalise(req: &mut Request<Incoming>) -> Result<(), ProxyError> {
+    let uri = req.uri();
+    let path = match super::route::normalise_path(uri.path()) {
+        Ok(std::borrow::Cow::Borrowed(_)) => return Ok(()),
+        Ok(std::borrow::Cow::Owned(p)) => p,
+        Err(_) => return Err(ProxyError::BadPath),
+    };
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq.parse().map_err(|_| ProxyError::BadPath)?);
+    *req.uri_mut() = http::Uri::from_parts(parts).map_err(|_| ProxyError::BadPath)?;
+    Ok(())
 }
 
 /// What a phase sequence ends with.

@@ -38,6 +38,8 @@ pub struct Runtime {
     routes: Vec<(String, Arc<str>)>,
     default_upstream: Option<Arc<str>>,
     pub max_body: usize,
+    /// The `/v1/*` paths that pass through unread.
+    pub passthrough: super::route::Passthrough,
     /// The detector and its actions; `None` when detection is off.
     pub guard: Option<super::guard::Guard>,
     /// Prompt/answer text capture for the record; `None` (no copies) unless a consumer wants it.
@@ -60,6 +62,9 @@ impl Runtime {
                 (None, None) => continue,
             };
             match source.read() {
+                Ok(secret) if secret.expose().trim().is_empty() => {
+                    problems.push(format!("auth.keys[{i}]: the key is empty"));
+                }
                 Ok(secret) => {
                     let id = Identity {
                         user: Arc::from(k.user.as_str()),
@@ -78,6 +83,12 @@ impl Runtime {
             upstreams.insert(up.name.clone(), Arc::new(up));
         }
         let guard = build_guard(&config, &mut problems, &mut warnings);
+        // Validated with the rest of the config; an entry that fails here was never checked.
+        let passthrough = super::route::Passthrough::parse(&config.proxy.passthrough)
+            .unwrap_or_else(|e| {
+                problems.push(format!("proxy.passthrough: {e}"));
+                super::route::Passthrough::default()
+            });
         if !problems.is_empty() {
             return Err(Problems(problems));
         }
@@ -110,6 +121,7 @@ impl Runtime {
             routes,
             default_upstream: config.models.default_upstream.as_deref().map(Arc::from),
             max_body: config.proxy.max_body_bytes,
+            passthrough,
             guard,
             capture: super::capture::TextCapture::from_config(&config),
             config,

@@ -171,13 +171,15 @@ async fn seed_generate_endpoint_answers_in_its_own_shape() {
 }
 
 #[tokio::test]
-async fn other_v1_paths_pass_through() {
+async fn allow_listed_v1_paths_pass_through() {
     let up = FakeUpstream::always(Reply::Json(
         200,
         r#"{"id":"resp_1","status":"completed"}"#.into(),
     ))
     .await;
-    let mut gw = TestGateway::with_upstream(&up).await;
+    let mut c = config_for(&up.url());
+    c.proxy.passthrough = vec!["GET /v1/responses/*".into()];
+    let mut gw = TestGateway::start(c).await;
     let rsp = client()
         .get(format!("{}/v1/responses/resp_1?include=x", gw.url))
         .send()

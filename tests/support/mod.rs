@@ -560,3 +560,73 @@ async fn smtp_session(stream: tokio::net::TcpStream, tx: mpsc::UnboundedSender<M
         let _ = w.write_all(reply).await;
     }
 }
+
+/// An HTTP/1.1 answer read off a raw socket.
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// Sends `method path` with `body` as raw HTTP/1.1 bytes (so the path reaches the server exactly
+/// as written: no client normalises it) and reads the answer until the server closes.
+pub async fn raw_request(base: &str, method: &str, path: &str, body: &[u8]) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("write head");
+    tcp.write_all(body).await.expect("write body");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut raw))
+        .await
+        .expect("answer within 20 s")
+        .expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if let Some(h) = std::collections::HashMap::<String, String>::get(&headers, "transfer-encoding")
+    {
+        if h.contains("chunked") {
+            body = dechunk(&body);
+        }
+    }
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&raw[..end]).unwrap_or("0").trim(), 16)
+                .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = end + 2;
+        out.extend_from_slice(&raw[start..(start + size).min(raw.len())]);
+        raw = raw.get(start + size + 2..).unwrap_or(&[]);
+    }
+    out
+}
