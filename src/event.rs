@@ -141,7 +141,11 @@ pub struct Exchange {
     pub id: String,
     /// When the request arrived.
     pub started_at: SystemTime,
+    /// The end user: the gateway key's user, or with `end_users: trusted` keys (and without
+    /// keys) the id the client sent (`X-Gatehouse-User`, `user`, `metadata.user_id`).
     pub user: Option<String>,
+    /// The user of the gateway key that authenticated the request, when keys are in use.
+    pub key_user: Option<String>,
     pub team: Option<String>,
     /// Session id when the client sent one (`x-gatehouse-session` or `metadata.session_id`).
     pub session: Option<String>,
@@ -196,6 +200,7 @@ impl Exchange {
             id,
             started_at: SystemTime::now(),
             user: None,
+            key_user: None,
             team: None,
             session: None,
             endpoint: Endpoint::Other,

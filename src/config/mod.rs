@@ -168,6 +168,20 @@ pub struct KeyConfig {
     pub user: String,
     /// Team recorded for requests with this key.
     pub team: Option<String>,
+    /// Whether the end-user id a client sends (`X-Gatehouse-User`, `user`,
+    /// `metadata.user_id`) is recorded as the end user: `ignored` (default; the key's user is
+    /// recorded) or `trusted` (for a backend that serves many users through one key).
+    /// Escalation applies to the key's user either way.
+    pub end_users: EndUsers,
+}
+
+/// What a key does with the end-user ids its clients send.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndUsers {
+    #[default]
+    Ignored,
+    Trusted,
 }
 
 /// One named upstream: an OpenAI-compatible base URL.

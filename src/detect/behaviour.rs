@@ -65,6 +65,8 @@ struct UserState {
     recent: VecDeque<Instant>,
     highest: RiskLevel,
     blocked_until: Option<Instant>,
+    /// The high-risk count that started the current cool-down.
+    tripped_with: u32,
     last_seen: Instant,
     /// The fleet's high-risk count for this user at the last sync, and when that was.
     fleet: Option<(u32, Instant)>,
@@ -76,6 +78,7 @@ impl UserState {
             recent: VecDeque::new(),
             highest: RiskLevel::None,
             blocked_until: None,
+            tripped_with: 0,
             last_seen: now,
             fleet: None,
         }
@@ -128,7 +131,7 @@ impl Behaviour {
             let until = s.blocked_until.filter(|&u| now < u)?;
             Some(Escalation {
                 until,
-                recent_high_risk: u32::try_from(s.recent.len()).unwrap_or(u32::MAX),
+                recent_high_risk: s.tripped_with,
                 highest: s.highest,
             })
         })
@@ -162,6 +165,7 @@ impl Behaviour {
             }
             if cfg.high_risk_limit > 0 && s.count() >= cfg.high_risk_limit as usize {
                 s.blocked_until = Some(now + cfg.cooldown);
+                s.tripped_with = u32::try_from(s.count()).unwrap_or(u32::MAX);
                 s.recent.clear();
                 s.fleet = None;
             }
@@ -191,6 +195,7 @@ impl Behaviour {
                     let until = last + cfg.cooldown;
                     if now < until {
                         s.blocked_until = Some(until);
+                        s.tripped_with = *n;
                     }
                 }
             });
@@ -213,8 +218,10 @@ impl Behaviour {
             segment: 0,
             span: (0, 0),
             snippet: format!(
-                "{} high-risk requests; blocked until cool-down ends",
-                esc.recent_high_risk.max(1)
+                "{} high-risk requests within {} s; blocked for {} s more (cool-down)",
+                esc.recent_high_risk.max(1),
+                self.cfg.window.as_secs(),
+                esc.until.saturating_duration_since(now).as_secs().max(1)
             ),
         });
     }

@@ -37,10 +37,13 @@ pub enum ProxyError {
     MissingModel,
     #[error("the model {model:?} does not exist on this gateway")]
     UnknownModel { model: String },
-    #[error("the request was blocked by the security policy ({categories})")]
+    #[error("the request was blocked by the security policy ({reason})")]
     Blocked {
         status: StatusCode,
-        categories: String,
+        /// The threat categories found (empty when only a cool-down blocked it).
+        categories: Vec<&'static str>,
+        /// The categories, or why the request was blocked without any.
+        reason: String,
         snippet: Option<String>,
     },
     #[error("the answer was blocked by the security policy ({category})")]
@@ -203,7 +206,7 @@ impl ProxyError {
             ..
         } = self
         {
-            error["categories"] = categories.split(", ").collect::<Vec<_>>().into();
+            error["categories"] = categories.clone().into();
             if let Some(s) = snippet {
                 error["snippet"] = s.as_str().into();
             }

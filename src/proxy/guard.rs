@@ -161,24 +161,47 @@ pub async fn inspect(
         guard.detector.scan(&input)
     };
     guard.apply_overrides(ex, &mut verdict);
-    if let (Some(b), Some(user)) = (behaviour, ex.user.as_deref()) {
+    if let Some(b) = behaviour {
+        // Escalation follows the end user and, when a key authenticated the request, the key's
+        // user as well: naming another end user never escapes a key's cool-down.
         let now = Instant::now();
-        b.apply(user, &mut verdict, now);
-        b.observe(user, &verdict, now);
+        let key = ex
+            .key_user
+            .as_deref()
+            .filter(|k| Some(*k) != ex.user.as_deref());
+        for user in ex.user.as_deref().into_iter().chain(key) {
+            if !verdict.escalated {
+                b.apply(user, &mut verdict, now);
+            }
+        }
+        for user in ex.user.as_deref().into_iter().chain(key) {
+            b.observe(user, &verdict, now);
+        }
     }
-    let blocked = verdict.blocked;
-    let categories: Vec<&str> = verdict.categories.iter().map(|c| c.as_str()).collect();
-    let categories = categories.join(", ");
-    let snippet = verdict.matches.first().map(|m| m.snippet.clone());
+    if !verdict.blocked {
+        ex.verdict = Some(Arc::new(verdict));
+        return Ok(());
+    }
+    let categories: Vec<&'static str> = verdict.categories.iter().map(|c| c.as_str()).collect();
+    let reason = if categories.is_empty() {
+        "cool-down after repeated high-risk requests".to_owned()
+    } else {
+        categories.join(", ")
+    };
+    // A cool-down says why and for how long; otherwise the first match shows what was found.
+    let snippet = if verdict.escalated {
+        verdict.matches.last()
+    } else {
+        verdict.matches.first()
+    }
+    .map(|m| m.snippet.clone());
     ex.verdict = Some(Arc::new(verdict));
-    if blocked {
-        return Err(ProxyError::Blocked {
-            status: guard.block_status,
-            categories,
-            snippet,
-        });
-    }
-    Ok(())
+    Err(ProxyError::Blocked {
+        status: guard.block_status,
+        categories,
+        reason,
+        snippet,
+    })
 }
 
 /// Largest plain answer held whole for scanning when response scanning is on.

@@ -222,11 +222,22 @@ pub fn authenticate(
             .map(str::to_owned)
     };
     let ex = rec.ex();
-    ex.user = header("x-gatehouse-user");
     ex.session = header("x-gatehouse-session");
-    if let Some(id) = identity {
-        ex.user = ex.user.take().or_else(|| Some(id.user.to_string()));
-        ex.team = id.team.map(|t| t.to_string());
+    match identity {
+        // Without keys, whoever calls names the user (nothing to check it against).
+        None => ex.user = header("x-gatehouse-user"),
+        // A key names its user; the client's end-user id (header, then the body's `user`) is
+        // recorded only when the key trusts it, and is otherwise never read. With no end-user
+        // id the key's user is recorded (see `Recorder`).
+        Some(id) => {
+            if id.trusts_end_users {
+                ex.user = header("x-gatehouse-user");
+            } else {
+                ex.user = Some(id.user.to_string());
+            }
+            ex.key_user = Some(id.user.to_string());
+            ex.team = id.team.map(|t| t.to_string());
+        }
     }
     Ok((parts, body))
 }

@@ -50,6 +50,9 @@ impl Recorder {
             return;
         };
         ex.latency = self.started.elapsed();
+        if ex.user.is_none() {
+            ex.user.clone_from(&ex.key_user);
+        }
         self.metrics.in_flight_dec();
         if self.tx.try_send(*ex).is_err() {
             self.metrics.record_dropped("channel");

@@ -14,6 +14,8 @@ use super::upstream::Upstream;
 pub struct Identity {
     pub user: Arc<str>,
     pub team: Option<Arc<str>>,
+    /// The key's clients may name their end users (`end_users: trusted`).
+    pub trusts_end_users: bool,
 }
 
 /// A missing or unknown gateway key while keys are required.
@@ -69,6 +71,7 @@ impl Runtime {
                     let id = Identity {
                         user: Arc::from(k.user.as_str()),
                         team: k.team.as_deref().map(Arc::from),
+                        trusts_end_users: k.end_users == crate::config::EndUsers::Trusted,
                     };
                     keys.insert(secret.expose().to_owned(), id);
                 }

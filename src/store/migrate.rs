@@ -28,6 +28,7 @@ migrations![
     (2, "alerts", "0002_alerts.sql"),
     (3, "reports", "0003_reports.sql"),
     (4, "fleet", "0004_fleet.sql"),
+    (5, "key_user", "0005_key_user.sql"),
 ];
 
 #[derive(Debug)]

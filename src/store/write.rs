@@ -28,7 +28,7 @@ const REQUEST_COLUMNS: &str = "id, ts_ms, \"user\", team, session, endpoint, met
     error_kind, blame, attempts, latency_us, ttfb_us, ttft_us, prompt_tokens, completion_tokens, \
     cached_tokens, reasoning_tokens, cost, bytes_in, bytes_out, prompt_chars, response_chars, \
     risk_level, risk_score, action, blocked, shadow, categories, scan_us, learned_score, prompt, \
-    response";
+    response, key_user";
 
 const MATCH_COLUMNS: &str = "request_id, ts_ms, \"user\", model, risk_level, action, blocked, \
     category, rule, weight, segment, span_start, span_end, snippet";
@@ -165,7 +165,8 @@ async fn insert_requests(
                 .bind(v.map(|v| i64::from(v.scan_us)))
                 .bind(v.and_then(|v| v.learned_score).map(f64::from))
                 .bind(d.prompt.as_deref())
-                .bind(d.response.as_deref());
+                .bind(d.response.as_deref())
+                .bind(ex.key_user.as_deref());
         });
         qb.push(" ON CONFLICT (id) DO NOTHING");
         qb.build().execute(&mut **tx).await?;

@@ -160,6 +160,7 @@ async fn gateway_keys_are_required_when_configured() {
         key_file: Some(key_file),
         user: "alice".into(),
         team: Some("research".into()),
+        end_users: gatehouse::config::EndUsers::Trusted,
     });
     let mut gw = TestGateway::start(c).await;
     let url = format!("{}/v1/chat/completions", gw.url);
