@@ -499,6 +499,11 @@ fn hand_on(
         let u = ex.usage;
         ex.cost = prices.cost(model, u.prompt_tokens, u.completion_tokens, u.cached_tokens);
     }
+    // A priced model is a known name, so a key in the rollups even when no upstream answered.
+    if !ex.model_known {
+        let sent = ex.upstream_model.as_deref().or(ex.model.as_deref());
+        ex.model_known = sent.is_some_and(|m| prices.get(m).is_some());
+    }
     let ex = Arc::new(ex);
     for (name, c) in consumers {
         if c.try_send(ex.clone()).is_err() {

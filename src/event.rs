@@ -155,6 +155,8 @@ pub struct Exchange {
     pub path: String,
     /// The model the client asked for (an alias or an upstream id).
     pub model: Option<String>,
+    /// The model is a configured alias or a priced model (a bounded set of known names).
+    pub model_known: bool,
     /// The model id sent upstream after alias resolution.
     pub upstream_model: Option<String>,
     /// The model the upstream says it used (`model` of the response).
@@ -201,6 +203,7 @@ impl Exchange {
             started_at: SystemTime::now(),
             user: None,
             key_user: None,
+            model_known: false,
             team: None,
             session: None,
             endpoint: Endpoint::Other,

@@ -19,6 +19,8 @@ pub enum ProxyError {
     MethodNotAllowed { method: String, path: String },
     #[error("the path has a \"..\" segment; gatehouse does not route such paths")]
     BadPath,
+    #[error("the path is longer than {limit} bytes")]
+    PathTooLong { limit: usize },
     #[error("gatehouse could not inspect this body ({reason}), so it was not forwarded")]
     Unscannable { reason: String },
     #[error("missing or invalid gateway API key")]
@@ -83,6 +85,7 @@ impl ProxyError {
             ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BadPath | ProxyError::Unscannable { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::PathTooLong { .. } => StatusCode::URI_TOO_LONG,
             ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
             ProxyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -108,6 +111,7 @@ impl ProxyError {
             ProxyError::NotFound { .. } => "not_found",
             ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
             ProxyError::BadPath => "invalid_path",
+            ProxyError::PathTooLong { .. } => "path_too_long",
             ProxyError::Unscannable { .. } => "unscannable_body",
             ProxyError::Unauthorized => "unauthorized",
             ProxyError::UnsupportedMediaType => "unsupported_media_type",
@@ -133,6 +137,7 @@ impl ProxyError {
             ProxyError::NotFound { .. }
             | ProxyError::MethodNotAllowed { .. }
             | ProxyError::BadPath
+            | ProxyError::PathTooLong { .. }
             | ProxyError::Unscannable { .. }
             | ProxyError::Unauthorized
             | ProxyError::UnsupportedMediaType
@@ -176,7 +181,7 @@ impl ProxyError {
             {
                 "permission_error"
             }
-            404 | 400 | 405 | 413 | 415 => "invalid_request_error",
+            404 | 400 | 405 | 413 | 414 | 415 => "invalid_request_error",
             _ => "server_error",
         }
     }

@@ -33,7 +33,12 @@ pub async fn handle(proxy: Arc<Proxy>, mut req: Request<Incoming>) -> Response<P
         _ => {}
     }
     let id = super::id::request_id();
-    let ex = Exchange::new(id, req.method().as_str(), req.uri().path());
+    let path = req.uri().path();
+    let ex = Exchange::new(
+        id,
+        req.method().as_str(),
+        crate::redact::cap(path, MAX_PATH_BYTES),
+    );
     let mut rec = Recorder::begin(proxy.records.clone(), proxy.metrics.clone(), ex);
     if let Err(e) = normalised {
         return error_response(rec, &e);
@@ -61,6 +66,26 @@ pub async fn handle(proxy: Arc<Proxy>, mut req: Request<Incoming>) -> Response<P
     }
 }
 
+/// Longest request path routed (the record, the store and the upstream each keep it).
+pub const MAX_PATH_BYTES: usize = 2048;
+
+/// Longest model name, end-user id or session id accepted: each reaches the record, the store
+/// and the analytics, so a client cannot make them grow without bound.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Refuses an id longer than [`MAX_ID_BYTES`].
+///
+/// # Errors
+/// `InvalidField` naming the field.
+fn bounded(field: &str, value: Option<&str>) -> Result<(), ProxyError> {
+    match value {
+        Some(v) if v.len() > MAX_ID_BYTES => Err(ProxyError::InvalidField(format!(
+            "{field} is longer than {MAX_ID_BYTES} bytes"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Rewrites the request's path to its canonical spelling (see [`super::route::normalise_path`])
 /// so routing, scanning, the record and the upstream all see one path.
 ///
@@ -68,6 +93,11 @@ pub async fn handle(proxy: Arc<Proxy>, mut req: Request<Incoming>) -> Response<P
 /// `BadPath` for a `..` segment; the path is left as sent.
 fn normalise(req: &mut Request<Incoming>) -> Result<(), ProxyError> {
     let uri = req.uri();
+    if uri.path().len() > MAX_PATH_BYTES {
+        return Err(ProxyError::PathTooLong {
+            limit: MAX_PATH_BYTES,
+        });
+    }
     let path = match super::route::normalise_path(uri.path()) {
         Ok(std::borrow::Cow::Borrowed(_)) => return Ok(()),
         Ok(std::borrow::Cow::Owned(p)) => p,
@@ -221,8 +251,11 @@ pub fn authenticate(
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
     };
+    let session = header("x-gatehouse-session");
+    bounded("X-Gatehouse-Session", session.as_deref())?;
+    bounded("X-Gatehouse-User", header("x-gatehouse-user").as_deref())?;
     let ex = rec.ex();
-    ex.session = header("x-gatehouse-session");
+    ex.session = session;
     match identity {
         // Without keys, whoever calls names the user (nothing to check it against).
         None => ex.user = header("x-gatehouse-user"),
@@ -297,11 +330,14 @@ pub async fn read_body(
 
 /// The model, its target upstream, and the identity fields the body carries.
 fn resolve(rt: &Runtime, rec: &mut Recorder, view: &RequestView) -> Result<Target, ProxyError> {
+    bounded("model", view.model.as_deref())?;
     let ex = rec.ex();
     if ex.user.is_none() {
+        bounded("user", view.user.as_deref())?;
         ex.user = view.user.clone();
     }
     if ex.session.is_none() {
+        bounded("metadata.session_id", view.session.as_deref())?;
         ex.session = view.session.clone();
     }
     let model = view.model.clone().ok_or(ProxyError::MissingModel)?;
@@ -311,6 +347,7 @@ fn resolve(rt: &Runtime, rec: &mut Recorder, view: &RequestView) -> Result<Targe
         model: ex.model.clone().unwrap_or_default(),
     })?;
     ex.upstream_model = Some(target.model.to_string());
+    ex.model_known = target.is_alias;
     ex.upstream = Some(target.upstream.name.clone());
     Ok(target)
 }

@@ -14,13 +14,22 @@ pub(super) const MINUTE_MS: i64 = 60_000;
 pub(super) const HOUR_MS: i64 = 3_600_000;
 pub(super) const DAY_MS: i64 = 86_400_000;
 
-/// The model a record is accounted under: the upstream id after alias resolution, else what the
-/// client asked for, else `unknown` (requests rejected before a model was read).
+/// The model a record is accounted under (rollups, live analytics): the upstream id after alias
+/// resolution, else what the client asked for; `unknown` for requests rejected before a model
+/// was read. A name is only a key when it is vouched for — a configured alias or a priced model
+/// (`Exchange::model_known`), or one the upstream answered for (a success, or an error of the
+/// upstream's own) — else `other`, so clients cannot grow the rollups with made-up names. The
+/// record itself keeps the name sent.
 pub fn model_key(ex: &Exchange) -> &str {
-    ex.upstream_model
-        .as_deref()
-        .or(ex.model.as_deref())
-        .unwrap_or("unknown")
+    let Some(name) = ex.upstream_model.as_deref().or(ex.model.as_deref()) else {
+        return "unknown";
+    };
+    let served = (200..300).contains(&ex.status) || ex.blame == Some(crate::event::Blame::Upstream);
+    if ex.model_known || served {
+        name
+    } else {
+        "other"
+    }
 }
 
 pub(super) fn action_str(a: Action) -> &'static str {
@@ -164,5 +173,53 @@ impl Rollups {
                 u.latency_sum_us += us(ex.latency);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model_key;
+    use crate::event::{Blame, Exchange};
+
+    #[test]
+    fn only_vouched_for_model_names_become_keys() {
+        let ex = |model: Option<&str>, status: u16, blame: Option<Blame>, known: bool| {
+            let mut e = Exchange::new("r".into(), "POST", "/v1/chat/completions");
+            e.model = model.map(str::to_owned);
+            e.status = status;
+            e.blame = blame;
+            e.model_known = known;
+            e
+        };
+        assert_eq!(
+            model_key(&ex(None, 401, Some(Blame::Client), false)),
+            "unknown"
+        );
+        assert_eq!(
+            model_key(&ex(Some("openai/gpt-4o"), 200, None, false)),
+            "openai/gpt-4o"
+        );
+        assert_eq!(
+            model_key(&ex(
+                Some("openai/gpt-4o"),
+                503,
+                Some(Blame::Upstream),
+                false
+            )),
+            "openai/gpt-4o"
+        );
+        assert_eq!(
+            model_key(&ex(Some("made-up-7"), 404, Some(Blame::Client), false)),
+            "other"
+        );
+        assert_eq!(
+            model_key(&ex(Some("made-up-8"), 403, Some(Blame::Client), false)),
+            "other",
+            "blocked, never served"
+        );
+        assert_eq!(
+            model_key(&ex(Some("qwendeepseek"), 403, Some(Blame::Client), true)),
+            "qwendeepseek"
+        );
     }
 }

@@ -7,4 +7,5 @@
 mod support;
 
 mod bypass;
+mod exhaustion;
 mod spoofing;

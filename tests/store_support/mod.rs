@@ -73,6 +73,8 @@ pub fn exchange(
     ex.endpoint = Endpoint::ChatCompletions;
     ex.model = Some(model.to_owned());
     ex.upstream_model = Some(model.to_owned());
+    // As the fan-out marks a priced or aliased model.
+    ex.model_known = true;
     ex.upstream = Some(Arc::from("openrouter"));
     ex.user = user.map(str::to_owned);
     ex.status = 200;
@@ -97,6 +99,7 @@ pub fn exchange(
 pub fn failed(mut ex: Exchange) -> Exchange {
     ex.status = 502;
     ex.outcome = Outcome::UpstreamError;
+    ex.blame = Some(gatehouse::event::Blame::Upstream);
     ex
 }
 
