@@ -448,7 +448,8 @@ async fn serve_admin(
     state: crate::admin::AdminState,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let app = crate::admin::router(state);
+    // With the peer address, which the sign-in limiter keys on.
+    let app = crate::admin::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };

@@ -6,5 +6,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin;
 mod bypass;
 mod secrets;
