@@ -50,37 +50,41 @@ mod tests {
         allowed(&method, &h)
     }
 
+    /// Method, request headers, allowed.
+    type Case = (Method, &'static [(&'static str, &'static str)], bool);
+
+    const HOST: (&str, &str) = ("host", "127.0.0.1:8001");
+
     #[test]
     fn cross_origin_writes_are_refused_and_everything_else_passes() {
-        let host = ("host", "127.0.0.1:8001");
-        let cases: &[(Method, &[(&str, &str)], bool)] = &[
+        let cases: &[Case] = &[
             (
                 Method::GET,
-                &[("origin", "https://evil.example"), host],
+                &[("origin", "https://evil.example"), HOST],
                 true,
             ),
-            (Method::POST, &[host], true),
+            (Method::POST, &[HOST], true),
             (
                 Method::POST,
-                &[("origin", "http://127.0.0.1:8001"), host],
-                true,
-            ),
-            (
-                Method::POST,
-                &[("origin", "http://127.0.0.1:8001/"), host],
+                &[("origin", "http://127.0.0.1:8001"), HOST],
                 true,
             ),
             (
                 Method::POST,
-                &[("origin", "https://evil.example"), host],
+                &[("origin", "http://127.0.0.1:8001/"), HOST],
+                true,
+            ),
+            (
+                Method::POST,
+                &[("origin", "https://evil.example"), HOST],
                 false,
             ),
             (
                 Method::POST,
-                &[("origin", "http://127.0.0.1:3000"), host],
+                &[("origin", "http://127.0.0.1:3000"), HOST],
                 false,
             ),
-            (Method::POST, &[("origin", "null"), host], false),
+            (Method::POST, &[("origin", "null"), HOST], false),
             (
                 Method::DELETE,
                 &[("origin", "http://127.0.0.1:8001")],
@@ -88,13 +92,13 @@ mod tests {
             ),
             (
                 Method::PUT,
-                &[("sec-fetch-site", "same-origin"), host],
+                &[("sec-fetch-site", "same-origin"), HOST],
                 true,
             ),
             (Method::POST, &[("sec-fetch-site", "none")], true),
             (
                 Method::POST,
-                &[("sec-fetch-site", "same-site"), host],
+                &[("sec-fetch-site", "same-site"), HOST],
                 false,
             ),
             (
@@ -102,7 +106,7 @@ mod tests {
                 &[
                     ("sec-fetch-site", "cross-site"),
                     ("origin", "http://127.0.0.1:8001"),
-                    host,
+                    HOST,
                 ],
                 false,
             ),
