@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::alerts;
 mod background;
+mod feedback;
 mod fleet;
 mod reports;
 
@@ -202,7 +203,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             shutdown,
         )),
         bg.spawn(score_models(metrics.clone(), live.clone(), store.clone())),
-        bg.spawn(store_feedback(store.clone(), feedback_rx)),
+        bg.spawn(feedback::run(store.clone(), feedback_rx)),
     ]);
     if store.dialect() == store::Dialect::Postgres {
         let b = &config.detect.behaviour;
@@ -351,15 +352,6 @@ impl App {
 async fn observe_metrics(metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Arc<Exchange>>) {
     while let Some(ex) = rx.recv().await {
         metrics.observe(&ex);
-    }
-}
-
-/// Stores feedback sent on the proxy port.
-async fn store_feedback(store: Store, mut rx: mpsc::Receiver<crate::event::Feedback>) {
-    while let Some(fb) = rx.recv().await {
-        if let Err(e) = store.feedback(&fb).await {
-            tracing::warn!(error = %e, request_id = %fb.request_id, "feedback not stored");
-        }
     }
 }
 

@@ -8,4 +8,5 @@ mod support;
 
 mod admin;
 mod bypass;
+mod feedback;
 mod secrets;
