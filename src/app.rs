@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::alerts;
 mod background;
+mod feedback;
 mod fleet;
 mod reports;
 
@@ -202,7 +203,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             shutdown,
         )),
         bg.spawn(score_models(metrics.clone(), live.clone(), store.clone())),
-        bg.spawn(store_feedback(store.clone(), feedback_rx)),
+        bg.spawn(feedback::run(store.clone(), feedback_rx)),
     ]);
     if store.dialect() == store::Dialect::Postgres {
         let b = &config.detect.behaviour;
@@ -354,15 +355,6 @@ async fn observe_metrics(metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Arc<Excha
     }
 }
 
-/// Stores feedback sent on the proxy port.
-async fn store_feedback(store: Store, mut rx: mpsc::Receiver<crate::event::Feedback>) {
-    while let Some(fb) = rx.recv().await {
-        if let Err(e) = store.feedback(&fb).await {
-            tracing::warn!(error = %e, request_id = %fb.request_id, "feedback not stored");
-        }
-    }
-}
-
 /// Recomputes `model_performance_score` from the live window and stored feedback.
 async fn score_models(metrics: Arc<Metrics>, live: Arc<Live>, store: Store) {
     loop {
@@ -448,7 +440,8 @@ async fn serve_admin(
     state: crate::admin::AdminState,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let app = crate::admin::router(state);
+    // With the peer address, which the sign-in limiter keys on.
+    let app = crate::admin::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };

@@ -17,6 +17,12 @@ pub enum AdminError {
     NotFound(String),
     #[error("missing or invalid admin token")]
     Unauthorized,
+    /// Too many wrong tokens from this client; try again after `retry_after`.
+    #[error("too many wrong admin tokens from this address; try again in {} s", retry_after_secs(*.retry_after))]
+    TooManyAttempts { retry_after: std::time::Duration },
+    /// A state-changing request on the session cookie from another origin.
+    #[error("cross-origin request refused: send it from the admin's own pages, or use Authorization: Bearer")]
+    CrossOrigin,
     /// The feature the route needs is switched off (e.g. detection).
     #[error("{0}")]
     Unavailable(String),
@@ -32,6 +38,10 @@ impl AdminError {
             AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
             AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error"),
             AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "authentication_error"),
+            AdminError::TooManyAttempts { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error")
+            }
+            AdminError::CrossOrigin => (StatusCode::FORBIDDEN, "permission_error"),
             AdminError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AdminError::Store(store::Error::InvalidFeedback(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
@@ -70,8 +80,18 @@ impl IntoResponse for AdminError {
             rsp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let AdminError::TooManyAttempts { retry_after } = self {
+            rsp.headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_secs(retry_after).into());
+        }
         rsp
     }
+}
+
+/// Whole seconds to wait, rounded up (`Retry-After` has no fractions; 0 would invite a retry
+/// that is still refused).
+fn retry_after_secs(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

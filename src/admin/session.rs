@@ -2,8 +2,11 @@
 //! cookie, so the dashboard (and `EventSource`, which cannot send headers) never keeps the token.
 //!
 //! The cookie (`gatehouse_admin`) holds a random 256-bit id, is `HttpOnly` (page scripts cannot
-//! read it) and `SameSite=Strict` (other sites cannot make the browser send it, which is the
-//! CSRF defence for the cookie-authenticated POST routes). It has no `Secure` flag because the
+//! read it) and `SameSite=Strict` (other sites cannot make the browser send it). SameSite is
+//! not the whole CSRF defence: a page on another port of the same host is the same site, so
+//! state-changing requests on the cookie are also checked for their origin (`origin`), and
+//! sign-in and sign-out are too. Wrong tokens count against the client's sign-in budget
+//! (`limit`). It has no `Secure` flag because the
 //! admin listener speaks plain HTTP; keep it on loopback or behind TLS. Sessions live in
 //! memory: at most `MAX_SESSIONS` (the oldest is evicted), each for `SESSION_TTL`, all gone on
 //! restart. Ids are compared in constant time against every live session.
@@ -13,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{constant_time_eq, AdminError, Auth};
+use super::{client, constant_time_eq, origin, AdminError, Auth};
 
 pub const COOKIE: &str = "gatehouse_admin";
 const MAX_SESSIONS: usize = 64;
@@ -111,18 +114,28 @@ fn set_cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
         (status = 200, description = "Signed in; the `gatehouse_admin` cookie is set", body = SessionStatus),
         (status = 400, description = "Body is not `{\"token\": string}`"),
         (status = 401, description = "Wrong token"),
+        (status = 403, description = "Sent from another origin"),
+        (status = 429, description = "Too many wrong tokens from this address; see `Retry-After`"),
     ))]
 pub(super) async fn sign_in(
     State(auth): State<Auth>,
+    extensions: Extensions,
+    headers: HeaderMap,
     body: Result<Json<SignIn>, JsonRejection>,
 ) -> Result<Response, AdminError> {
+    if !origin::allowed(&Method::POST, &headers) {
+        return Err(AdminError::CrossOrigin);
+    }
     let Json(body) = body.map_err(|e| {
         AdminError::BadRequest(format!("expected {{\"token\": string}}: {}", e.body_text()))
     })?;
-    let Some(token) = &auth.token else {
+    if auth.token.is_none() {
         return Ok(status(&auth, true).into_response());
-    };
-    if !constant_time_eq(body.token.trim().as_bytes(), token.expose().as_bytes()) {
+    }
+    let client = client(&extensions);
+    auth.may_try(client)?;
+    if !auth.token_matches(&body.token) {
+        auth.failed(client);
         return Err(AdminError::Unauthorized);
     }
     let cookie = auth
@@ -145,8 +158,12 @@ pub(super) async fn session(State(auth): State<Auth>, headers: HeaderMap) -> Res
 
 /// Signs out: forgets the session and clears the cookie.
 #[utoipa::path(delete, path = "/api/session", tag = "session", security(()),
-    responses((status = 200, description = "Signed out", body = SessionStatus)))]
+    responses((status = 200, description = "Signed out", body = SessionStatus),
+        (status = 403, description = "Sent from another origin")))]
 pub(super) async fn sign_out(State(auth): State<Auth>, headers: HeaderMap) -> Response {
+    if !origin::allowed(&Method::DELETE, &headers) {
+        return AdminError::CrossOrigin.into_response();
+    }
     if let Some(id) = cookie(&headers) {
         auth.sessions.remove(id);
     }

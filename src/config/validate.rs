@@ -70,6 +70,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
             c.admin.listen
         ));
     }
+    super::secret::check(c, admin, &mut p);
     for (name, u) in &c.upstreams {
         check_upstream(c, name, u, &mut p);
     }
@@ -407,6 +408,7 @@ fn check_alerts(c: &Config, p: &mut Vec<String>, w: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
 
     #[test]
     fn default_config_validates() {
@@ -501,11 +503,62 @@ mod tests {
     }
 
     #[test]
-    fn public_admin_needs_token() {
+    fn public_admin_needs_a_long_token() {
         let mut c = Config::default();
         c.admin.listen = "0.0.0.0:8001".into();
         assert!(validate(&c).is_err());
-        c.admin.token = Some(crate::config::Secret::new("t"));
+        c.admin.token = Some(Secret::new("t"));
+        let problems = validate(&c).expect_err("a 1-byte token on 0.0.0.0").0;
+        assert!(
+            problems[0].starts_with("admin.token is shorter than 16 bytes"),
+            "{problems:#?}"
+        );
+        c.admin.token = Some(Secret::new("0123456789abcdef"));
         assert!(validate(&c).is_ok());
+        c.admin.listen = "127.0.0.1:8001".into();
+        c.admin.token = Some(Secret::new("t"));
+        assert!(validate(&c).is_ok(), "a short token is allowed on loopback");
+    }
+
+    /// REGRESSION: `GATEHOUSE_ADMIN__TOKEN=` validated and the empty string signed in.
+    #[test]
+    fn blank_secrets_are_refused_by_name_wherever_the_listener_is() {
+        for (listen, blank) in [("0.0.0.0:8001", ""), ("127.0.0.1:8001", "   \t")] {
+            let mut c = Config::default();
+            c.admin.listen = listen.into();
+            c.admin.token = Some(Secret::new(blank));
+            c.store.url = Some(Secret::new(" "));
+            let problems = validate(&c).expect_err("blank secrets").0;
+            for field in ["admin.token is set but empty", "store.url is set but empty"] {
+                assert!(
+                    problems.iter().any(|p| p == field),
+                    "{field}: {problems:#?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn blank_secret_files_are_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, " \n").expect("write");
+        let mut c = Config::default();
+        c.admin.token_file = Some(empty.clone());
+        c.auth.keys.push(crate::config::KeyConfig {
+            key_file: Some(empty.clone()),
+            user: "u".into(),
+            ..Default::default()
+        });
+        let problems = validate(&c).expect_err("empty files").0;
+        for field in [
+            "admin.token_file: secret file",
+            "auth.keys[0].key_file: secret file",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(field)),
+                "{field}: {problems:#?}"
+            );
+        }
     }
 }

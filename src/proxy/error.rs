@@ -75,6 +75,12 @@ pub enum ProxyError {
         status: u16,
         message: String,
     },
+    #[error("no request with this request_id to rate (ids are only yours to rate)")]
+    UnknownRequest,
+    #[error("this request has been rated already")]
+    AlreadyRated,
+    #[error("feedback cannot be stored right now")]
+    FeedbackUnavailable,
     #[error("the gateway is shutting down")]
     ShuttingDown,
 }
@@ -101,6 +107,9 @@ impl ProxyError {
             ProxyError::FirstByteTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamStatus { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UnknownRequest => StatusCode::NOT_FOUND,
+            ProxyError::AlreadyRated => StatusCode::CONFLICT,
+            ProxyError::FeedbackUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -128,6 +137,9 @@ impl ProxyError {
             ProxyError::FirstByteTimeout { .. } => "upstream_timeout",
             ProxyError::UpstreamProtocol { .. } => "upstream_protocol",
             ProxyError::UpstreamStatus { .. } => "upstream_status",
+            ProxyError::UnknownRequest => "unknown_request",
+            ProxyError::AlreadyRated => "already_rated",
+            ProxyError::FeedbackUnavailable => "feedback_unavailable",
             ProxyError::ShuttingDown => "shutting_down",
         }
     }
@@ -147,6 +159,8 @@ impl ProxyError {
             | ProxyError::InvalidField(_)
             | ProxyError::MissingModel
             | ProxyError::UnknownModel { .. }
+            | ProxyError::UnknownRequest
+            | ProxyError::AlreadyRated
             | ProxyError::Blocked { .. } => Blame::Client,
             ProxyError::ResponseBlocked { .. }
             | ProxyError::ResponseTooLarge { .. }
@@ -154,7 +168,7 @@ impl ProxyError {
             | ProxyError::FirstByteTimeout { .. }
             | ProxyError::UpstreamProtocol { .. }
             | ProxyError::UpstreamStatus { .. } => Blame::Upstream,
-            ProxyError::ShuttingDown => Blame::Gateway,
+            ProxyError::FeedbackUnavailable | ProxyError::ShuttingDown => Blame::Gateway,
         }
     }
 
@@ -181,7 +195,7 @@ impl ProxyError {
             {
                 "permission_error"
             }
-            404 | 400 | 405 | 413 | 414 | 415 => "invalid_request_error",
+            404 | 400 | 405 | 409 | 413 | 414 | 415 => "invalid_request_error",
             _ => "server_error",
         }
     }

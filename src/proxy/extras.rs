@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::body::ProxyBody;
 use super::error::ProxyError;
+use super::feedback::{Rating, Refusal, Requester};
 use super::handle::{authenticate, forward, outbound, read_body, Done};
 use super::record::Recorder;
 use super::route::Route;
@@ -230,55 +231,78 @@ pub async fn generate(
 
 /// Largest feedback body accepted.
 const FEEDBACK_MAX: usize = 16 * 1024;
+/// Longest wait for the store's answer to a rating.
+const FEEDBACK_WAIT: Duration = Duration::from_secs(10);
 
 /// `POST /v1/feedback` `{request_id, score, comment}` with the client's own key: validated here,
-/// stored by the consumer `app` wired (202 once queued). Not an inference, so not recorded as
-/// an `Exchange`.
+/// then checked and stored by the consumer `app` wired (see `feedback`): 202 once stored, 404
+/// for an id that is unknown or not the caller's, 409 for one rated already. Not an inference,
+/// so not recorded as an `Exchange`.
 pub async fn feedback(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBody> {
-    let rt = proxy.runtime.load_full();
-    let made = |e: ProxyError| {
-        let (parts, body) = e.to_response("").into_parts();
-        Response::from_parts(
-            parts,
-            ProxyBody::Full {
-                data: Some(body),
-                rec: None,
-            },
-        )
-    };
-    if rt.identify(super::handle::bearer(req.headers())).is_err() {
-        return made(ProxyError::Unauthorized);
+    match rate(proxy, req).await {
+        Ok(()) => unrecorded(json_response(
+            StatusCode::ACCEPTED,
+            json!({"status": "accepted"}),
+        )),
+        Err(e) => {
+            let (parts, body) = e.to_response("").into_parts();
+            Response::from_parts(
+                parts,
+                ProxyBody::Full {
+                    data: Some(body),
+                    rec: None,
+                },
+            )
+        }
     }
-    let Some(tx) = proxy.feedback.as_ref() else {
-        return made(ProxyError::NotFound {
+}
+
+async fn rate(proxy: &Proxy, req: Request<Incoming>) -> Result<(), ProxyError> {
+    let rt = proxy.runtime.load_full();
+    let identity = rt
+        .identify(super::handle::bearer(req.headers()))
+        .map_err(|_| ProxyError::Unauthorized)?;
+    let tx = proxy
+        .feedback
+        .as_ref()
+        .ok_or_else(|| ProxyError::NotFound {
             method: "POST".into(),
             path: "/v1/feedback".into(),
-        });
+        })?;
+    // The rater is its key, as `handle::authenticate` records a request's key.
+    let rater = identity.map(|id| Requester {
+        user: Some(id.user.to_string()),
+        team: id.team.map(|t| t.to_string()),
+    });
+    let body = Limited::new(req.into_body(), FEEDBACK_MAX)
+        .collect()
+        .await
+        .map_err(|_| ProxyError::BodyTooLarge {
+            limit: FEEDBACK_MAX,
+        })?
+        .to_bytes();
+    let fb: crate::event::Feedback = serde_json::from_slice(&body).map_err(|e| {
+        ProxyError::InvalidField(format!(
+            "expected {{\"request_id\": string, \"score\": 0..1, \"comment\"?: string}}: {e}"
+        ))
+    })?;
+    fb.validate()
+        .map_err(|msg| ProxyError::InvalidField(msg.to_owned()))?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let rating = Rating {
+        recent: proxy.recent.get(fb.request_id.trim()),
+        feedback: fb,
+        rater,
+        reply,
     };
-    let body = match Limited::new(req.into_body(), FEEDBACK_MAX).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return made(ProxyError::BodyTooLarge {
-                limit: FEEDBACK_MAX,
-            })
+    tx.try_send(rating)
+        .map_err(|_| ProxyError::FeedbackUnavailable)?;
+    match tokio::time::timeout(FEEDBACK_WAIT, answer).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(Refusal::Unknown))) => Err(ProxyError::UnknownRequest),
+        Ok(Ok(Err(Refusal::Rated))) => Err(ProxyError::AlreadyRated),
+        Ok(Ok(Err(Refusal::Unavailable))) | Ok(Err(_)) | Err(_) => {
+            Err(ProxyError::FeedbackUnavailable)
         }
-    };
-    let fb: crate::event::Feedback = match serde_json::from_slice(&body) {
-        Ok(f) => f,
-        Err(e) => {
-            return made(ProxyError::InvalidField(format!(
-                "expected {{\"request_id\": string, \"score\": 0..1, \"comment\"?: string}}: {e}"
-            )))
-        }
-    };
-    if let Err(msg) = fb.validate() {
-        return made(ProxyError::InvalidField(msg.to_owned()));
     }
-    if tx.try_send(fb).is_err() {
-        return made(ProxyError::ShuttingDown);
-    }
-    unrecorded(json_response(
-        StatusCode::ACCEPTED,
-        json!({"status": "accepted"}),
-    ))
 }

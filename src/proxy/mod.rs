@@ -8,6 +8,7 @@ mod body;
 mod capture;
 mod error;
 mod extras;
+pub mod feedback;
 mod guard;
 mod handle;
 mod headers;
@@ -31,21 +32,23 @@ pub use runtime::Runtime;
 pub use server::{serve, Listener, TlsFiles};
 
 use crate::detect::{Behaviour, BehaviourConfig};
-use crate::event::{Exchange, Feedback};
+use crate::event::Exchange;
 use crate::telemetry::metrics::Metrics;
 
 /// State shared by every connection of the proxy listener.
 pub struct Proxy {
     /// The live runtime; replaced whole on reload.
     pub runtime: ArcSwap<Runtime>,
-    records: mpsc::Sender<Exchange>,
+    records: record::Records,
     metrics: Arc<Metrics>,
     /// Last readiness probe: when, and whether the upstream answered.
     ready: Mutex<Option<(Instant, bool)>>,
     /// Per-user threat history; outlives reloads.
     behaviour: Option<Behaviour>,
     /// Where `POST /v1/feedback` goes (the store, wired by `app`); `None` answers 404.
-    feedback: Option<mpsc::Sender<Feedback>>,
+    feedback: Option<mpsc::Sender<feedback::Rating>>,
+    /// Requests finished lately, which may be rated before the store has them.
+    recent: Arc<feedback::Recent>,
 }
 
 impl Proxy {
@@ -59,10 +62,12 @@ impl Proxy {
                 max_users: b.max_users,
             })
         });
+        let recent = Arc::new(feedback::Recent::default());
         Proxy {
             behaviour,
             runtime: ArcSwap::from_pointee(runtime),
-            records,
+            records: record::Records::new(records, recent.clone()),
+            recent,
             metrics,
             ready: Mutex::new(None),
             feedback: None,
@@ -74,9 +79,9 @@ impl Proxy {
         self.behaviour.as_ref()
     }
 
-    /// Accepts `POST /v1/feedback` and hands each entry to `tx` (never waiting: a full queue
-    /// answers 503).
-    pub fn with_feedback(mut self, tx: mpsc::Sender<Feedback>) -> Proxy {
+    /// Accepts `POST /v1/feedback` and hands each rating to `tx`, whose consumer answers it
+    /// (a full queue answers 503 at once).
+    pub fn with_feedback(mut self, tx: mpsc::Sender<feedback::Rating>) -> Proxy {
         self.feedback = Some(tx);
         self
     }

@@ -24,7 +24,41 @@ pub struct FeedbackSummary {
     pub avg_score: f64,
 }
 
+/// What the store knows of a request about to be rated (`Store::feedback_target`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FeedbackTarget {
+    /// The key's user and the team recorded for the request; `None` when no such request is
+    /// stored.
+    pub requester: Option<(Option<String>, Option<String>)>,
+    /// Whether any feedback on the request is stored already.
+    pub rated: bool,
+}
+
 impl Store {
+    /// Who made request `request_id` and whether it has been rated, for the proxy port's
+    /// one-rating-per-request rule. Read on the write pool, so a rating just stored is seen.
+    ///
+    /// # Errors
+    /// `Error::Query` when a query fails.
+    pub async fn feedback_target(&self, request_id: &str) -> Result<FeedbackTarget, Error> {
+        let row = sqlx::query("SELECT key_user, team FROM requests WHERE id = $1")
+            .bind(request_id)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(query_err("feedback target"))?;
+        let requester = row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("key_user")?, r.try_get("team")?)))
+            .transpose()
+            .map_err(query_err("feedback target"))?;
+        let rated = sqlx::query("SELECT 1 FROM feedback WHERE request_id = $1 LIMIT 1")
+            .bind(request_id)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(query_err("feedback target"))?
+            .is_some();
+        Ok(FeedbackTarget { requester, rated })
+    }
+
     /// Stores one feedback entry (validated first). The rated request need not be stored yet.
     ///
     /// # Errors

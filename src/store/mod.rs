@@ -44,7 +44,7 @@ use sqlx::{AnyPool, Connection, Executor};
 use crate::config::StoreConfig;
 pub use crate::redact::{cap, redact};
 pub use alerts::{AlertFilter, AlertRow, DeliveryRow};
-pub use feedback::{Feedback, FeedbackSummary};
+pub use feedback::{Feedback, FeedbackSummary, FeedbackTarget};
 pub use read::{rfc3339, Cursor, ExportKind, Page, RequestFilter, RequestRow};
 pub use reports::{DailyThreats, Scored, StoredReport, ThresholdChange, UpstreamCount, MAX_SCORED};
 pub use retention::{run_retention, Purged};

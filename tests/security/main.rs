@@ -6,6 +6,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin;
 mod bypass;
 mod exhaustion;
+mod feedback;
+mod secrets;
 mod spoofing;
