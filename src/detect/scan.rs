@@ -376,7 +376,7 @@ impl Ctx<'_> {
             weight: w * self.role.weight(),
             segment: self.seg,
             span,
-            snippet: snippet(self.orig, span),
+            snippet: match_snippet(self.orig, span, category),
         });
     }
 }
@@ -422,8 +422,25 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// At most [`SNIPPET_CHARS`] chars of `text` starting at the span.
+/// At most [`SNIPPET_CHARS`] chars of `text` starting at the span, with secrets and personal
+/// data masked ([`crate::redact`]): snippets are stored, exported and shown, capture or not.
 pub fn snippet(text: &str, span: (usize, usize)) -> String {
     let start = floor_boundary(text, span.0.min(text.len()));
-    text[start..].chars().take(SNIPPET_CHARS).collect()
+    let head: String = text[start..].chars().take(SNIPPET_CHARS).collect();
+    crate::redact::redact(&head).into_owned()
+}
+
+/// The snippet of a match in `category`: for secrets and personal data the matched span itself
+/// is masked whatever its shape (the rule knew it was sensitive), then [`snippet`]'s masking.
+pub fn match_snippet(text: &str, span: (usize, usize), category: Category) -> String {
+    if !matches!(category, Category::SecretsInPrompt | Category::PiiInPrompt) {
+        return snippet(text, span);
+    }
+    let end = floor_boundary(text, span.1.min(text.len()));
+    let rest = snippet(text, (end, end));
+    let rest: String = rest
+        .chars()
+        .take(SNIPPET_CHARS.saturating_sub(12))
+        .collect();
+    format!("{}{rest}", crate::redact::MASK)
 }

@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod bypass;
+mod disclosure;
 mod exhaustion;
 mod feedback;
 mod secrets;
