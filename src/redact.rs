@@ -101,7 +101,7 @@ fn luhn(s: &str) -> bool {
             _ => d,
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The IBAN mod-97 check (ISO 13616) over `s` without spaces.
