@@ -2,7 +2,8 @@
 //!
 //! Run: `cargo build --release --example scanloop && valgrind --tool=callgrind
 //! target/release/examples/scanloop policies mixed 200`. Inputs are the
-//! benchmark's texts: `prose`, `code`, `attack` (1 KiB) or `prose32`, `mixed` (32 KiB).
+//! benchmark's texts: `prose`, `code`, `attack` (1 KiB), `prose32`, `mixed` (32 KiB) or
+//! `hex4m` (an attack's hex, 4 MiB).
 
 use std::path::Path;
 use std::time::Instant;
@@ -39,6 +40,14 @@ fn main() {
         "attack" => sized(ATTACK, 1024),
         "prose32" => sized(PROSE, 32 * 1024),
         "mixed" => sized(&format!("{PROSE}{CODE}"), 32 * 1024),
+        // The hex of an attack, 4 MiB: what bounds a body the decoder could spend seconds on.
+        "hex4m" => sized(
+            &ATTACK
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            4 * 1024 * 1024,
+        ),
         _ => sized(PROSE, 1024),
     };
     // No segment cache: the same input every iteration would measure a cache hit, not a scan.

@@ -36,12 +36,14 @@ const CONFIG: GeneralPurposeConfig = GeneralPurposeConfig::new()
 const B64: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, CONFIG);
 const B64_URL: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, CONFIG);
 
-/// Finds and decodes encoded runs in `text`, spending at most `budget` bytes.
-pub fn decode_runs(text: &str, budget: &mut usize, out: &mut Vec<Decoded>) {
+/// Finds and decodes encoded runs in `text`, spending at most `budget` bytes. True when it
+/// stopped short: the budget or the run count ran out, so encoded text may be left undecoded.
+pub fn decode_runs(text: &str, budget: &mut usize, out: &mut Vec<Decoded>) -> bool {
     alphabet_runs(text, budget, out);
     if memchr::memchr3(b'%', b'&', b'\\', text.as_bytes()).is_some() {
         escape_runs(text, budget, out);
     }
+    *budget == 0 || out.len() >= MAX_RUNS
 }
 
 const fn b64_table() -> [bool; 256] {

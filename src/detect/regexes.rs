@@ -127,7 +127,7 @@ pub fn windows(text: &str) -> Vec<(usize, usize)> {
             }
             digits += 1;
             last = i;
-            if digits >= WINDOW_DIGITS {
+            if digits >= WINDOW_DIGITS && wins.last().is_none_or(|w| i + 60 > w.1) {
                 add(&mut wins, text, first.saturating_sub(40), i + 60);
             }
         }
@@ -142,37 +142,58 @@ fn is_trigger(c: u8) -> bool {
     (c == b'@') | c.is_ascii_digit()
 }
 
+/// Adds `[start, end)` widened, merging with the last window. Amortised O(1) per call on runs
+/// of triggers (a 4 MiB hex body calls it per digit): a range the last window already covers
+/// costs nothing, and one that extends it widens only its new end.
 fn add(wins: &mut Vec<(usize, usize)>, text: &str, start: usize, end: usize) {
-    let (s, e) = widen(text, start, end.min(text.len()));
+    let end = end.min(text.len());
+    if let Some(w) = wins.last_mut() {
+        if start <= w.1 {
+            if end > w.1 {
+                w.1 = w.1.max(widen_end(text, end));
+            }
+            return;
+        }
+    }
+    let (s, e) = widen(text, start, end);
     match wins.last_mut() {
         Some(w) if s <= w.1 => w.1 = w.1.max(e),
         _ => wins.push((s, e)),
     }
 }
 
-fn widen(text: &str, mut s: usize, mut e: usize) -> (usize, usize) {
-    const MAX_WIDEN: usize = 64;
+const MAX_WIDEN: usize = 64;
+
+/// `[s, e)` widened to token edges (at most `MAX_WIDEN` bytes each way) and char boundaries.
+fn widen(text: &str, mut s: usize, e: usize) -> (usize, usize) {
     let b = text.as_bytes();
-    let (s0, e0) = (s, e);
+    let s0 = s;
     while s > 0
         && s0 - s < MAX_WIDEN
         && (!text.is_char_boundary(s) || b[s - 1].is_ascii_alphanumeric())
     {
         s -= 1;
     }
+    while !text.is_char_boundary(s) {
+        s -= 1;
+    }
+    (s, widen_end(text, e))
+}
+
+/// An end `e` widened forward as [`widen`] does.
+fn widen_end(text: &str, mut e: usize) -> usize {
+    let b = text.as_bytes();
+    let e0 = e;
     while e < b.len()
         && e - e0 < MAX_WIDEN
         && (!text.is_char_boundary(e) || b[e].is_ascii_alphanumeric())
     {
         e += 1;
     }
-    while !text.is_char_boundary(s) {
-        s -= 1;
-    }
     while !text.is_char_boundary(e) {
         e += 1;
     }
-    (s, e)
+    e
 }
 
 fn passes(check: Option<Check>, s: &str) -> bool {

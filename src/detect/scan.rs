@@ -69,6 +69,9 @@ const OBF_INVISIBLE: (&str, f32) = ("obfuscation.invisible_chars", 2.0);
 const OBF_TAGS: (&str, f32) = ("obfuscation.tag_smuggling", 8.0);
 const OBF_HOMOGLYPH: (&str, f32) = ("obfuscation.homoglyph_mix", 4.0);
 const OBF_ENCODED: (&str, f32) = ("obfuscation.encoded_payload", 4.0);
+/// Encoded text left undecoded because the segment's decode budget or run count ran out:
+/// what the detector could not look into is flagged (medium), never silently passed.
+const OBF_UNDECODED: (&str, f32) = ("obfuscation.undecoded_payload", 7.0);
 
 /// Raw findings of one scan, before scoring.
 pub struct Findings {
@@ -256,7 +259,9 @@ impl Ctx<'_> {
         }
         self.obfuscation(norm);
         let mut budget = DECODE_BUDGET;
-        self.decoded(self.orig, None, 1, &mut budget);
+        if self.decoded(self.orig, None, 1, &mut budget) {
+            self.push_synthetic(OBF_UNDECODED, (0, self.orig.len()));
+        }
         self.transformed(norm);
     }
 
@@ -320,21 +325,32 @@ impl Ctx<'_> {
         }
     }
 
-    /// Decodes runs of `text` and rescans them; `at` pins spans to an outer run.
-    fn decoded(&mut self, text: &str, at: Option<(usize, usize)>, depth: u32, budget: &mut usize) {
-        if depth > MAX_DEPTH || *budget == 0 {
-            return;
+    /// Decodes runs of `text` and rescans them; `at` pins spans to an outer run. True when
+    /// encoded text may have been left undecoded: the budget or the run count ran out.
+    fn decoded(
+        &mut self,
+        text: &str,
+        at: Option<(usize, usize)>,
+        depth: u32,
+        budget: &mut usize,
+    ) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        if *budget == 0 {
+            return true;
         }
         let mut runs: Vec<Decoded> = Vec::new();
-        decode_runs(text, budget, &mut runs);
+        let mut cut = decode_runs(text, budget, &mut runs);
         for run in runs {
             let span = at.unwrap_or(run.span);
             let inner = normalise(&run.text);
             if self.rescan(&inner, span) > 0 {
                 self.push_synthetic(OBF_ENCODED, span);
             }
-            self.decoded(&run.text, Some(span), depth + 1, budget);
+            cut |= self.decoded(&run.text, Some(span), depth + 1, budget);
         }
+        cut
     }
 
     /// Matches decoded or smuggled text, reporting every hit at `span`.

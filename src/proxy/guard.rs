@@ -5,7 +5,10 @@
 //!
 //! Scanning is CPU work on the async runtime: small bodies are scanned inline (tens of
 //! microseconds), bodies above `INLINE_SCAN_MAX` on the blocking pool so one huge prompt
-//! cannot stall other connections.
+//! cannot stall other connections — and at most half the cores' worth of those at once
+//! (`LARGE_SCANS`), so a burst of large bodies queues behind itself, never in front of small
+//! requests. Every text is scanned whatever its size (skipping any would be a bypass); what
+//! bounds the work is the body limit, the per-segment decode budget and depth, and this queue.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,8 +29,14 @@ use crate::detect::{
 };
 use crate::event::{Endpoint, Exchange};
 
-/// Bodies larger than this are scanned off the async threads.
-const INLINE_SCAN_MAX: usize = 256 * 1024;
+/// Bodies larger than this are scanned off the async threads (about a millisecond of scan).
+const INLINE_SCAN_MAX: usize = 64 * 1024;
+
+/// Large scans running at once: half the cores, at least one.
+static LARGE_SCANS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    tokio::sync::Semaphore::new((cores / 2).max(1))
+});
 
 /// The detector with its configured actions; part of the `Runtime`, rebuilt on reload.
 pub struct Guard {
@@ -154,9 +163,18 @@ pub async fn inspect(
     );
     let mut verdict = if body.len() > INLINE_SCAN_MAX {
         let detector = guard.detector.clone();
+        // The semaphore is never closed; a scan that panicked is a refusal, never a pass.
+        let _turn = LARGE_SCANS
+            .acquire()
+            .await
+            .map_err(|_| ProxyError::Unscannable {
+                reason: "the scanner is shutting down".into(),
+            })?;
         tokio::task::spawn_blocking(move || detector.scan(&input))
             .await
-            .unwrap_or_else(|_| Verdict::clean())
+            .map_err(|_| ProxyError::Unscannable {
+                reason: "the scan failed".into(),
+            })?
     } else {
         guard.detector.scan(&input)
     };
