@@ -82,6 +82,17 @@ pub struct ProxyConfig {
     /// to the default upstream unread, as `METHOD /v1/path` (a final `/*` matches deeper
     /// paths). Anything else answers 404. Default: the read-only file listing routes.
     pub passthrough: Vec<String>,
+    /// Most open connections; more are closed at accept (counted in
+    /// `gatehouse_connections_closed_total{reason="over_limit"}`). Default 4096.
+    pub max_connections: usize,
+    /// Seconds a client gets to send a request's headers, and on HTTP/1.1 the most a kept-alive
+    /// connection waits idle for the next request. Default 20.
+    pub header_read_secs: u64,
+    /// Seconds a request body may go without a byte before the request is refused (408).
+    /// Default 30.
+    pub body_idle_secs: u64,
+    /// Seconds a TLS handshake may take. Default 10.
+    pub tls_handshake_secs: u64,
 }
 
 impl Default for ProxyConfig {
@@ -93,6 +104,10 @@ impl Default for ProxyConfig {
             grace_period_secs: 30,
             record_queue: 65_536,
             passthrough: vec!["GET /v1/files".into(), "GET /v1/files/*".into()],
+            max_connections: 4096,
+            header_read_secs: 20,
+            body_idle_secs: 30,
+            tls_handshake_secs: 10,
         }
     }
 }

@@ -55,6 +55,16 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
             p.push(format!("proxy.passthrough: {e}"));
         }
     }
+    for (field, v) in [
+        ("proxy.max_connections", c.proxy.max_connections as u64),
+        ("proxy.header_read_secs", c.proxy.header_read_secs),
+        ("proxy.body_idle_secs", c.proxy.body_idle_secs),
+        ("proxy.tls_handshake_secs", c.proxy.tls_handshake_secs),
+    ] {
+        if v == 0 {
+            p.push(format!("{field} must be greater than 0"));
+        }
+    }
     if c.proxy.record_queue == 0 {
         p.push("proxy.record_queue must be greater than 0".into());
     }

@@ -29,6 +29,8 @@ pub enum ProxyError {
     UnsupportedMediaType,
     #[error("request body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
+    #[error("the request body sent nothing for {secs} s")]
+    BodyTimeout { secs: u64 },
     #[error("reading the request body failed")]
     BodyRead(#[source] hyper::Error),
     #[error("{0}")]
@@ -96,6 +98,7 @@ impl ProxyError {
             ProxyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::InvalidBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::InvalidField(_) => StatusCode::BAD_REQUEST,
             ProxyError::MissingModel => StatusCode::BAD_REQUEST,
@@ -126,6 +129,7 @@ impl ProxyError {
             ProxyError::UnsupportedMediaType => "unsupported_media_type",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::BodyRead(_) => "body_read",
+            ProxyError::BodyTimeout { .. } => "body_timeout",
             ProxyError::InvalidBody(_) => "invalid_json",
             ProxyError::InvalidField(_) => "invalid_field",
             ProxyError::MissingModel => "missing_model",
@@ -155,6 +159,7 @@ impl ProxyError {
             | ProxyError::UnsupportedMediaType
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BodyRead(_)
+            | ProxyError::BodyTimeout { .. }
             | ProxyError::InvalidBody(_)
             | ProxyError::InvalidField(_)
             | ProxyError::MissingModel
@@ -195,7 +200,7 @@ impl ProxyError {
             {
                 "permission_error"
             }
-            404 | 400 | 405 | 409 | 413 | 414 | 415 => "invalid_request_error",
+            404 | 400 | 405 | 408 | 409 | 413 | 414 | 415 => "invalid_request_error",
             _ => "server_error",
         }
     }

@@ -300,7 +300,8 @@ fn check_json(headers: &http::HeaderMap) -> Result<(), ProxyError> {
     }
 }
 
-/// Reads the request body, refusing more than the configured limit.
+/// Reads the request body, refusing more than the configured limit and a body that goes
+/// `proxy.body_idle_secs` without a byte.
 pub async fn read_body(
     rt: &Runtime,
     rec: &mut Recorder,
@@ -315,14 +316,33 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            return Err(match e.downcast::<hyper::Error>() {
-                Ok(h) => ProxyError::BodyRead(*h),
-                Err(_) => ProxyError::BodyTooLarge { limit },
-            })
+    let idle = std::time::Duration::from_secs(rt.config.proxy.body_idle_secs);
+    let mut body = Limited::new(body, limit);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(ProxyError::BodyTimeout {
+                    secs: idle.as_secs(),
+                })
+            }
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) => {
+                return Err(match e.downcast::<hyper::Error>() {
+                    Ok(h) => ProxyError::BodyRead(*h),
+                    Err(_) => ProxyError::BodyTooLarge { limit },
+                })
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            chunks.push(data);
         }
+    }
+    let bytes = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => Bytes::from(chunks.concat()),
     };
     rec.ex().bytes_in = bytes.len() as u64;
     Ok(bytes)

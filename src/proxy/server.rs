@@ -1,6 +1,13 @@
 //! The proxy listener: accepts TCP (optionally TLS) connections and serves HTTP/1.1 and h2c
 //! (or h2 over TLS via ALPN) with hyper; stops accepting on shutdown and lets connections in
 //! flight finish within the grace period.
+//!
+//! Slow or idle clients cannot hold the listener: at most `proxy.max_connections` are open
+//! (more are closed at accept), a client must finish its request headers — and on HTTP/1.1 a
+//! kept-alive connection must start its next request — within `proxy.header_read_secs`, a TLS
+//! handshake within `proxy.tls_handshake_secs`; HTTP/2 peers that stop answering pings are
+//! dropped. Request bodies have their own idle timeout (`handle::read_body`). These settings
+//! are read when the listener starts (a reload does not change them).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -67,7 +74,25 @@ pub async fn serve(
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let (max_connections, header_read, tls_handshake) = {
+        let c = &proxy.runtime.load().config.proxy;
+        (
+            c.max_connections,
+            Duration::from_secs(c.header_read_secs),
+            Duration::from_secs(c.tls_handshake_secs),
+        )
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -80,6 +105,13 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            proxy.metrics.connection_closed("over_limit");
+            tracing::debug!(%peer, "connection refused: proxy.max_connections reached");
+            drop(stream);
+            continue;
+        };
+        let open = Open::new(proxy.metrics.clone(), slot);
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         let svc = service_fn(move |req| {
@@ -94,6 +126,7 @@ pub async fn serve(
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
+                        open.ended_with(&*e);
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });
@@ -103,10 +136,16 @@ pub async fn serve(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let stream = match tls.accept(stream).await {
-                        Ok(s) => s,
-                        Err(e) => {
+                    let stream = match tokio::time::timeout(tls_handshake, tls.accept(stream)).await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            open.metrics.connection_closed("tls_timeout");
+                            tracing::debug!(%peer, "TLS handshake timed out");
                             return;
                         }
                     };
@@ -114,6 +153,7 @@ pub async fn serve(
                         .serve_connection(TokioIo::new(stream), svc)
                         .into_owned();
                     if let Err(e) = watcher.watch(conn).await {
+                        open.ended_with(&*e);
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });
@@ -130,5 +170,40 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("grace period over; closing the remaining connections");
+    }
+}
+
+/// One open connection: counted in `gatehouse_connections_open` and holding a slot of
+/// `proxy.max_connections` until it ends.
+struct Open {
+    metrics: Arc<crate::telemetry::metrics::Metrics>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Open {
+    fn new(
+        metrics: Arc<crate::telemetry::metrics::Metrics>,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Open {
+        metrics.connection(true);
+        Open {
+            metrics,
+            _slot: slot,
+        }
+    }
+
+    /// Counts a connection hyper closed because the client was too slow with its headers.
+    fn ended_with(&self, e: &(dyn std::error::Error + 'static)) {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        {
+            self.metrics.connection_closed("header_timeout");
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.metrics.connection(false);
     }
 }

@@ -53,6 +53,8 @@ pub const TRACES_EXPORTED: &str = "gatehouse_traces_exported";
 pub const TRACES_FAILED: &str = "gatehouse_traces_failed";
 pub const TRACES_DROPPED: &str = "gatehouse_traces_dropped";
 pub const TRACES_QUEUE_DEPTH: &str = "gatehouse_traces_queue_depth";
+pub const CONNECTIONS_OPEN: &str = "gatehouse_connections_open";
+pub const CONNECTIONS_CLOSED: &str = "gatehouse_connections_closed";
 
 /// `Content-Type` of the 0.0.4 text format.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -118,6 +120,11 @@ struct ResultLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 fn backend_label(backend: &str) -> BackendLabels {
     BackendLabels {
         backend: backend.to_owned(),
@@ -159,6 +166,8 @@ pub struct Metrics {
     traces_failed: Family<BackendLabels, Counter>,
     traces_dropped: Family<BackendLabels, Counter>,
     traces_queue: Family<BackendLabels, Gauge>,
+    connections_open: Gauge,
+    connections_closed: Family<ReasonLabels, Counter>,
     segment_cache: Arc<scrape::SegmentCache>,
 }
 
@@ -227,6 +236,23 @@ impl Metrics {
     }
 
     /// Counts a record a consumer's full channel dropped.
+    /// A proxy connection opened (`true`) or ended (`false`).
+    pub fn connection(&self, open: bool) {
+        if open {
+            self.connections_open.inc();
+        } else {
+            self.connections_open.dec();
+        }
+    }
+
+    /// A proxy connection gatehouse closed itself: `over_limit` (refused at accept, the
+    /// listener is at `proxy.max_connections`), `header_timeout` or `tls_timeout`.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
     pub fn record_dropped(&self, consumer: &'static str) {
         self.dropped
             .get_or_create(&ConsumerLabels { consumer })

@@ -12,4 +12,5 @@ mod disclosure;
 mod exhaustion;
 mod feedback;
 mod secrets;
+mod slow_clients;
 mod spoofing;

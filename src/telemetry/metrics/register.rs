@@ -33,6 +33,8 @@ pub(super) fn build(models: HashSet<String>) -> Metrics {
         traces_failed: Family::default(),
         traces_dropped: Family::default(),
         traces_queue: Family::default(),
+        connections_open: Gauge::default(),
+        connections_closed: Family::default(),
         segment_cache: Arc::default(),
     };
     // A fresh process has loaded its config successfully.
@@ -46,6 +48,16 @@ fn register(mut m: Metrics) -> Metrics {
         INFERENCE_REQUESTS,
         "Finished requests by model, endpoint, outcome and HTTP status",
         m.requests.clone(),
+    );
+    r.register(
+        CONNECTIONS_OPEN,
+        "Open connections on the proxy listener",
+        m.connections_open.clone(),
+    );
+    r.register(
+        CONNECTIONS_CLOSED,
+        "Proxy connections gatehouse closed itself, by reason (over_limit, header_timeout, tls_timeout)",
+        m.connections_closed.clone(),
     );
     r.register(
         INFERENCE_LATENCY_SECONDS,
