@@ -80,14 +80,22 @@ fn decode_separators(path: &str) -> String {
     while let Some(i) = rest.find('%') {
         out.push_str(&rest[..i]);
         let esc = rest.get(i..i + 3).unwrap_or(&rest[i..]);
-        match esc.to_ascii_uppercase().as_str() {
-            "%2F" => out.push('/'),
-            "%2E" => out.push('.'),
-            _ => {
-                out.push_str(esc);
+        let taken = match esc.to_ascii_uppercase().as_str() {
+            "%2F" => {
+                out.push('/');
+                3
             }
-        }
-        rest = &rest[i + esc.len()..];
+            "%2E" => {
+                out.push('.');
+                3
+            }
+            // Any other `%` is kept, and what follows it is read afresh (`%%2e` is `%.`).
+            _ => {
+                out.push('%');
+                1
+            }
+        };
+        rest = &rest[i + taken..];
     }
     out.push_str(rest);
     out
@@ -190,6 +198,32 @@ mod tests {
             );
         }
         assert!(matches!(normalise_path("/v1/models"), Ok(Cow::Borrowed(_))));
+    }
+
+    proptest::proptest! {
+        /// Any path normalises to a canonical one (no empty, `.` or `..` segment, no encoded
+        /// slash), idempotently, or is refused for a `..`.
+        #[test]
+        fn prop_normalised_paths_are_canonical(path in "(/|%2[fFeE]|\\.|\\.\\.|[a-z]{1,3}|%[0-9a-fA-F]{0,2}){0,12}") {
+            match normalise_path(&path) {
+                Ok(p) => {
+                    proptest::prop_assert!(p.starts_with('/'));
+                    proptest::prop_assert!(!p.contains("//"), "{}", p);
+                    proptest::prop_assert!(p == "/" || !p.ends_with('/'), "{}", p);
+                    for seg in p.split('/').skip(1) {
+                        proptest::prop_assert!(seg != "." && seg != "..", "{}", p);
+                    }
+                    let lower = p.to_ascii_lowercase();
+                    proptest::prop_assert!(!lower.contains("%2f") && !lower.contains("%2e"), "{}", p);
+                    let again = normalise_path(&p);
+                    proptest::prop_assert_eq!(again.as_deref(), Ok(&*p));
+                }
+                Err(DotDot) => {
+                    let decoded = path.to_ascii_lowercase().replace("%2e", ".").replace("%2f", "/");
+                    proptest::prop_assert!(decoded.split('/').any(|s| s == ".."), "{}", path);
+                }
+            }
+        }
     }
 
     #[test]

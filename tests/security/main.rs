@@ -11,6 +11,7 @@ mod bypass;
 mod disclosure;
 mod exhaustion;
 mod feedback;
+mod fuzz;
 mod secrets;
 mod slow_clients;
 mod spoofing;
