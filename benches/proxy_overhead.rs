@@ -23,12 +23,12 @@
 //! and the fake upstream share this process's cores with the proxies, so max throughput is a
 //! whole-machine figure, not gatehouse alone.
 //!
-//! Run: `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench proxy_overhead`
+//! Run: `CARGO_TARGET_DIR=target-bench cargo bench --bench proxy_overhead`
 //! (prefix `GATEHOUSE_DETECT__ENABLED=false` to see what detection costs, or
 //! `PROXY_BENCH_WORKERS=1` to give gatehouse and the relay, not this process, one tokio
 //! worker). ~2.5 min.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,13 +68,6 @@ const WARMUP: usize = 300; // sequential requests per side and mode before measu
 
 // ---------------------------------------------------------------- gatehouse child
 
-fn gatehouse_binary() -> PathBuf {
-    option_env!("CARGO_BIN_EXE_gatehouse").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/gatehouse"),
-        PathBuf::from,
-    )
-}
-
 fn spawn_gatehouse(
     bin: &Path,
     upstream: &str,
@@ -90,17 +83,6 @@ fn spawn_gatehouse(
 fn workers() -> Option<(&'static str, String)> {
     let w = std::env::var("PROXY_BENCH_WORKERS").ok()?;
     Some(("TOKIO_WORKER_THREADS", w))
-}
-
-/// A `kB` field of /proc/<pid>/status, e.g. `VmRSS:`.
-fn proc_kb(pid: u32, key: &str) -> Result<u64, Error> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find_map(|l| l.strip_prefix(key));
-    Ok(line
-        .ok_or("no such field")?
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?)
 }
 
 /// utime + stime of `pid`, in clock ticks.
@@ -333,7 +315,7 @@ fn main() -> ExitCode {
     if relay::serve_if_asked() {
         return ExitCode::SUCCESS;
     }
-    let bin = gatehouse_binary();
+    let bin = child::gatehouse_binary();
     if !bin.is_file() {
         let bin = bin.display();
         eprintln!("no gatehouse binary at {bin}; build it: cargo build --release");
@@ -359,8 +341,8 @@ async fn run(bin: &Path) -> Result<(), Error> {
     let pid = children.gate.child.id();
     let pids = [children.relay.child.id(), pid];
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let idle_rss_mb = proc_kb(pid, "VmRSS:")? as f64 / 1024.0;
-    let relay_rss_mb = proc_kb(pids[0], "VmRSS:")? as f64 / 1024.0;
+    let idle_rss_mb = child::proc_kb(pid, "VmRSS:")? as f64 / 1024.0;
+    let relay_rss_mb = child::proc_kb(pids[0], "VmRSS:")? as f64 / 1024.0;
 
     let mut warmup: [Side; SIDES] = Default::default();
     for mode in [Mode::Plain, Mode::Stream] {
@@ -385,7 +367,7 @@ async fn run(bin: &Path) -> Result<(), Error> {
         loads.push(loadavg());
         results.push((mode, latency, throughput));
     }
-    let peak_rss_mb = proc_kb(pid, "VmHWM:")? as f64 / 1024.0;
+    let peak_rss_mb = child::proc_kb(pid, "VmHWM:")? as f64 / 1024.0;
     let log = children.gate.log()?;
     drop(children);
 

@@ -29,6 +29,27 @@ impl Gatehouse {
     }
 }
 
+/// The release binary: cargo's when it built one for this bench, else `target/release`.
+#[allow(dead_code)] // the benches use it; `examples/proxy_cost` finds its own
+pub fn gatehouse_binary() -> PathBuf {
+    option_env!("CARGO_BIN_EXE_gatehouse").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/gatehouse"),
+        PathBuf::from,
+    )
+}
+
+/// A `kB` field of /proc/<pid>/status, e.g. `VmRSS:`.
+#[allow(dead_code)] // as above
+pub fn proc_kb(pid: u32, key: &str) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find_map(|l| l.strip_prefix(key));
+    Ok(line
+        .ok_or("no such field")?
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?)
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
