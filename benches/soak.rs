@@ -106,7 +106,7 @@ async fn run(bin: &std::path::Path) -> Result<(), Error> {
     println!("soak: {rate} req/s for {secs} s; gatehouse idle RSS {idle_mb:.1} MB");
     let modes = [upstream::Mode::Plain, upstream::Mode::Stream].map(upstream::Mode::name);
     println!(
-        "each second: nine {} requests to one {}",
+        "of every ten requests, nine are {} and one is {}",
         modes[0].trim(),
         modes[1]
     );
