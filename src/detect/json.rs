@@ -6,7 +6,9 @@
 //! object, a `String` per string) and dropping it again cost about as much as half of the
 //! detector's scan; this tree allocates a vector per object or array and nothing per string.
 //! Both are read through [`JsonView`], so extraction is one piece of code for either.
-//! Semantics follow `Value`: on a duplicate key the last member wins.
+//! Unlike `Value`, a duplicate key in any object is an error: JSON parsers disagree on which
+//! member wins (most take the last, some the first, some refuse), so a body with one could show
+//! the detector one text and the model another. The proxy refuses such a body.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -137,8 +139,28 @@ impl<'de> Visitor<'de> for DocVisitor {
         while let Some((Key(k), v)) = map.next_entry()? {
             members.push((k, v));
         }
+        if let Some(k) = duplicate(&members) {
+            return Err(serde::de::Error::custom(format_args!(
+                "duplicate key {:?}",
+                crate::redact::cap(k, 64)
+            )));
+        }
         Ok(Doc::Obj(members))
     }
+}
+
+/// A key that appears twice among `members`, if any (sorting only large objects, so a huge
+/// object costs n log n, not n²).
+fn duplicate<'m>(members: &'m [(Cow<'_, str>, Doc<'_>)]) -> Option<&'m str> {
+    if members.len() <= 8 {
+        return members
+            .iter()
+            .enumerate()
+            .find_map(|(i, (k, _))| members[..i].iter().any(|(p, _)| p == k).then_some(&**k));
+    }
+    let mut keys: Vec<&str> = members.iter().map(|(k, _)| &**k).collect();
+    keys.sort_unstable();
+    keys.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
 }
 
 /// An object key, borrowed when it has no escapes (serde's own `Cow<str>` always copies).
@@ -159,11 +181,10 @@ mod tests {
 
     #[test]
     fn reads_like_value() {
-        let text = br#"{"a":"x","n":1.5,"b":[true,null,"y\n"],"a":"last","o":{"k":"v"}}"#;
+        let text = br#"{"a":"x","n":1.5,"b":[true,null,"y\n"],"o":{"k":"v"}}"#;
         let doc = Doc::parse(text).expect("valid");
         let value: serde_json::Value = serde_json::from_slice(text).expect("valid");
         assert_eq!(doc.get("a").and_then(JsonView::as_str), value["a"].as_str());
-        assert_eq!(doc.get("a").and_then(JsonView::as_str), Some("last"));
         let arr = doc.get("b").and_then(JsonView::as_array).expect("array");
         assert_eq!(arr.len(), 3);
         assert_eq!(arr[2].as_str(), Some("y\n"));
@@ -172,5 +193,22 @@ mod tests {
         assert!(matches!(doc.get("a"), Some(Doc::Str(Cow::Borrowed(_)))));
         assert!(Doc::parse(b"{\"a\":1} x").is_err(), "trailing text");
         assert!(Doc::parse(b"{").is_err());
+    }
+
+    #[test]
+    fn a_duplicate_key_anywhere_is_an_error() {
+        let small = br#"{"model":"m","messages":[{"role":"user","content":"a","content":"b"}]}"#;
+        let e = Doc::parse(small).expect_err("duplicate").to_string();
+        assert!(e.contains("duplicate key \"content\""), "{e}");
+        let members: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
+        let big = format!("{{{},\"k42\":0}}", members.join(","));
+        assert!(
+            Doc::parse(big.as_bytes()).is_err(),
+            "found among many by sorting"
+        );
+        assert!(
+            Doc::parse(br#"{"a":{"k":1},"b":{"k":2}}"#).is_ok(),
+            "same key, other objects"
+        );
     }
 }

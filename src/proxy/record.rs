@@ -69,6 +69,14 @@ impl Recorder {
         if ex.user.is_none() {
             ex.user.clone_from(&ex.key_user);
         }
+        // What the upstream names is bounded like what the client names (`handle::bounded`).
+        for s in [&mut ex.response_model, &mut ex.upstream_request_id]
+            .into_iter()
+            .flatten()
+        {
+            let keep = crate::redact::cap(s, super::handle::MAX_ID_BYTES).len();
+            s.truncate(keep);
+        }
         self.metrics.in_flight_dec();
         self.tx.recent.note(&ex);
         if self.tx.tx.try_send(*ex).is_err() {

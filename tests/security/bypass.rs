@@ -205,3 +205,26 @@ fn a_malformed_passthrough_entry_is_a_config_error() {
     );
     assert!(e.contains("/v1/a/*/b"), "{e}");
 }
+
+#[tokio::test]
+async fn a_duplicate_key_cannot_show_the_detector_one_text_and_the_model_another() {
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let gw = TestGateway::with_upstream(&up).await;
+    // A first-wins parser upstream would read the attack; the detector used to read the last.
+    let bodies = [
+        format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"{ATTACK}"}}],"messages":[{{"role":"user","content":"hi"}}]}}"#
+        ),
+        format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"{ATTACK}","content":"hi"}}]}}"#
+        ),
+    ];
+    for body in bodies {
+        let rsp = raw_request(&gw.url, "POST", "/v1/chat/completions", body.as_bytes()).await;
+        assert_eq!(rsp.status, 400, "{}", String::from_utf8_lossy(&rsp.body));
+        assert_eq!(rsp.headers["x-gatehouse-error"], "unscannable_body");
+        assert!(String::from_utf8_lossy(&rsp.body).contains("duplicate key"));
+    }
+    assert_eq!(up.count(), 0);
+    gw.shutdown().await;
+}

@@ -200,3 +200,27 @@ async fn large_encoded_bodies_are_scanned_whole_and_what_is_not_decoded_is_flagg
     assert_eq!(flagged, 4, "each large body says the decoder stopped short");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn what_the_upstream_names_is_bounded_in_the_record_too() {
+    let model = "x".repeat(10_000);
+    let answer = CHAT_ANSWER.replace("gpt-4o-mini-2024-07-18", &model);
+    let reply = Reply::Full(
+        200,
+        vec![
+            ("content-type", "application/json".into()),
+            ("x-request-id", "r".repeat(5_000)),
+        ],
+        answer.into(),
+    );
+    let up = FakeUpstream::always(reply).await;
+    let mut gw = TestGateway::with_upstream(&up).await;
+    let rsp = gw
+        .chat(&serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(rsp.status(), 200);
+    let rec = gw.record().await;
+    assert_eq!(rec.response_model.as_deref().map(str::len), Some(256));
+    assert_eq!(rec.upstream_request_id.as_deref().map(str::len), Some(256));
+    gw.shutdown().await;
+}
