@@ -7,7 +7,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::ProxyBody;
@@ -158,13 +157,11 @@ async fn read_whole(body: Incoming) -> Bytes {
     }
 }
 
-#[derive(Deserialize)]
-struct GenerateRequest {
-    model_name: String,
-    messages: Value,
-}
-
-/// The seed's `POST /generate` `{model_name, messages}` → `{result, latency, model, usage}`.
+/// The seed's `POST /generate` `{model_name, messages, ...}` → `{result, latency, model, usage}`.
+/// Every other field a chat completion takes (`max_tokens`, `temperature`, `top_p`, `stop`,
+/// `tools`, ...) is passed on as sent; the end user is `user` or `user_id`. With
+/// `"stream": true` the answer is the upstream's chat-completion event stream, relayed as the
+/// chat route relays it.
 pub async fn generate(
     proxy: &Proxy,
     rt: &Runtime,
@@ -174,26 +171,61 @@ pub async fn generate(
     rec.ex().endpoint = Endpoint::Generate;
     let (parts, body) = authenticate(rt, rec, req)?;
     let body = read_body(rt, rec, &parts, body).await?;
-    let g: GenerateRequest = serde_json::from_slice(&body).map_err(|e| {
-        ProxyError::InvalidField(format!(
-            "expected {{\"model_name\": string, \"messages\": array}}: {e}"
-        ))
-    })?;
-    if !g.messages.is_array() {
+    let expected =
+        "expected {\"model_name\": string, \"messages\": array, ...chat completion fields}";
+    let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(&body)
+        .map_err(|e| ProxyError::InvalidField(format!("{expected}: {e}")))?;
+    let model_name = match fields.remove("model_name") {
+        Some(Value::String(m)) => m,
+        _ => {
+            return Err(ProxyError::InvalidField(format!(
+                "{expected}: \"model_name\" must be a string"
+            )))
+        }
+    };
+    if !fields.get("messages").is_some_and(Value::is_array) {
         return Err(ProxyError::InvalidField(
             "\"messages\" must be an array".into(),
         ));
     }
+    if let Some(id) = fields.remove("user_id") {
+        fields.entry("user").or_insert(id);
+    }
+    let stream = fields
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let include_usage = fields
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if stream {
+        fields.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    super::handle::bounded("model_name", Some(&model_name))?;
+    let user = match fields.get("user") {
+        Some(Value::String(u)) => Some(u.clone()),
+        Some(_) => return Err(ProxyError::InvalidField("\"user\" must be a string".into())),
+        None => None,
+    };
     let ex = rec.ex();
-    ex.model = Some(g.model_name.clone());
+    if ex.user.is_none() {
+        super::handle::bounded("user", user.as_deref())?;
+        ex.user = user;
+    }
+    ex.model = Some(model_name.clone());
+    ex.stream = stream;
     let target = rt
-        .target(&g.model_name)
+        .target(&model_name)
         .ok_or_else(|| ProxyError::UnknownModel {
-            model: g.model_name.clone(),
+            model: model_name.clone(),
         })?;
     ex.upstream_model = Some(target.model.to_string());
     ex.upstream = Some(target.upstream.name.clone());
-    let chat = Bytes::from(json!({"model": &*target.model, "messages": g.messages}).to_string());
+    ex.model_known = target.is_alias;
+    fields.insert("model".into(), Value::String(target.model.to_string()));
+    let chat = Bytes::from(Value::Object(fields).to_string());
     super::handle::capture_prompt(rt, rec, &chat);
     super::handle::inspect_request(proxy, rt, rec, &chat).await?;
     let mut out = outbound(rt, parts, "/chat/completions".into(), chat);
@@ -203,6 +235,11 @@ pub async fn generate(
         HeaderValue::from_static("application/json"),
     );
     let relayed = forward(rt, rec, &target.upstream, &out).await?;
+    if stream {
+        let strip_usage = !include_usage;
+        return super::handle::answer(rt, rec, Endpoint::ChatCompletions, relayed, strip_usage)
+            .await;
+    }
     if !relayed.rsp.status().is_success() {
         return Ok(Done::Relay(relayed));
     }
@@ -224,7 +261,7 @@ pub async fn generate(
         "completion_tokens": ex.usage.completion_tokens,
         "total_tokens": ex.usage.total(),
     });
-    let model = answer.model.unwrap_or_else(|| g.model_name.clone());
+    let model = answer.model.unwrap_or(model_name);
     let body = json!({"result": answer.text, "latency": latency, "model": model, "usage": usage});
     Ok(Done::Made(json_response(StatusCode::OK, body)))
 }

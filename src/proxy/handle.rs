@@ -77,7 +77,7 @@ pub const MAX_ID_BYTES: usize = 256;
 ///
 /// # Errors
 /// `InvalidField` naming the field.
-fn bounded(field: &str, value: Option<&str>) -> Result<(), ProxyError> {
+pub fn bounded(field: &str, value: Option<&str>) -> Result<(), ProxyError> {
     match value {
         Some(v) if v.len() > MAX_ID_BYTES => Err(ProxyError::InvalidField(format!(
             "{field} is longer than {MAX_ID_BYTES} bytes"
@@ -156,6 +156,26 @@ async fn inference(
     let path = upstream_path(&parts.uri);
     let out = outbound(rt, parts, path, out_body);
     let relayed = forward(rt, rec, &target.upstream, &out).await?;
+    answer(
+        rt,
+        rec,
+        endpoint,
+        relayed,
+        wants_usage && !view.include_usage,
+    )
+    .await
+}
+
+/// How an upstream answer is relayed: opaque on failure, event by event for a stream (without
+/// the usage chunk gatehouse asked for when `strip_usage`), and scanned when response scanning
+/// is on.
+pub async fn answer(
+    rt: &Runtime,
+    rec: &mut Recorder,
+    endpoint: Endpoint,
+    relayed: Relayed,
+    strip_usage: bool,
+) -> Result<Done, ProxyError> {
     let reading = match (
         relayed.rsp.status().is_success(),
         is_event_stream(&relayed.rsp),
@@ -167,7 +187,7 @@ async fn inference(
             } else {
                 StreamKind::Chunks
             },
-            strip_usage: wants_usage && !view.include_usage,
+            strip_usage,
         },
         (true, false) => Reading::Plain,
     };

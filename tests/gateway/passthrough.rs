@@ -193,3 +193,77 @@ async fn allow_listed_v1_paths_pass_through() {
     assert_eq!(gw.record().await.endpoint, Endpoint::Other);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn seed_generate_passes_on_the_user_and_generation_parameters_and_streams_when_asked() {
+    let up = FakeUpstream::start(|_, req: &Received| {
+        let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        if v["stream"] == true {
+            stream(
+                &chat_stream_events(true)
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+            )
+        } else {
+            Reply::Json(200, CHAT_ANSWER.into())
+        }
+    })
+    .await;
+    let mut gw = TestGateway::with_upstream(&up).await;
+    let body = serde_json::json!({
+        "model_name": "qwendeepseek",
+        "messages": [{"role": "user", "content": "Explain quantum computing in simple terms"}],
+        "user_id": "u-42", "max_tokens": 64, "temperature": 0.3, "top_p": 0.9, "stop": ["\n\n"]
+    });
+    let rsp = client()
+        .post(format!("{}/generate", gw.url))
+        .json(&body)
+        .send()
+        .await
+        .expect("rsp");
+    assert_eq!(rsp.status(), 200);
+    let sent: serde_json::Value = serde_json::from_slice(&up.requests()[0].body).expect("json");
+    for (k, want) in [
+        ("max_tokens", serde_json::json!(64)),
+        ("temperature", 0.3.into()),
+        ("top_p", 0.9.into()),
+        ("stop", serde_json::json!(["\n\n"])),
+        ("user", "u-42".into()),
+    ] {
+        assert_eq!(sent[k], want, "{k} passed on");
+    }
+    assert!(sent.get("user_id").is_none() && sent.get("model_name").is_none());
+    assert_eq!(gw.record().await.user.as_deref(), Some("u-42"));
+
+    let mut streamed = body.clone();
+    streamed["stream"] = true.into();
+    streamed["user"] = "u-43".into();
+    let rsp = client()
+        .post(format!("{}/generate", gw.url))
+        .json(&streamed)
+        .send()
+        .await
+        .expect("rsp");
+    assert_eq!(rsp.status(), 200);
+    assert!(rsp.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .starts_with("text/event-stream"));
+    let text = rsp.text().await.expect("stream");
+    assert!(text.contains("data: [DONE]"), "{text}");
+    assert!(
+        !text.contains("\"usage\":{"),
+        "the usage chunk gatehouse asked for is not passed on: {text}"
+    );
+    let sent: serde_json::Value = serde_json::from_slice(&up.requests()[1].body).expect("json");
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let rec = gw.record().await;
+    assert!(rec.stream);
+    assert_eq!(rec.user.as_deref(), Some("u-43"), "user wins over user_id");
+    assert!(
+        rec.usage.completion_tokens.is_some(),
+        "usage recorded from the stream"
+    );
+    gw.shutdown().await;
+}
