@@ -32,6 +32,10 @@ pub struct StoreConfig {
     pub batch: usize,
     /// Milliseconds a partial batch may wait before it is committed. Default 200.
     pub flush_ms: u64,
+    /// SQLite only: largest size of the database file, MiB; 0 = no limit (default). Reaching
+    /// it fails writes the way a full disk does (buffered, counted, alerted, retried), so the
+    /// store cannot fill a volume it shares. Space freed by retention is reused.
+    pub max_size_mb: u64,
     /// Prompt/response text capture (off by default).
     pub capture: CaptureConfig,
 }
@@ -46,6 +50,7 @@ impl Default for StoreConfig {
             queue: 65536,
             batch: 1024,
             flush_ms: 200,
+            max_size_mb: 0,
             capture: CaptureConfig::default(),
         }
     }

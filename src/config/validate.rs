@@ -142,6 +142,9 @@ fn check_store(c: &Config, p: &mut Vec<String>) {
     if s.batch == 0 {
         p.push("store.batch must be greater than 0".into());
     }
+    if s.max_size_mb > 0 && (s.url.is_some() || s.url_file.is_some()) {
+        p.push("store.max_size_mb applies to SQLite only; unset it with store.url".into());
+    }
 }
 
 fn check_upstream(c: &Config, name: &str, u: &UpstreamConfig, p: &mut Vec<String>) {
