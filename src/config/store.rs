@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::secret::{Secret, SecretError, SecretSource};
 
+/// Largest `store.retry_buffer`: records can carry captured text (up to `capture.max_bytes`
+/// each), so the buffer is a memory bound too.
+pub const MAX_RETRY_BUFFER: usize = 1_000_000;
+
 /// The event store: an embedded SQLite file (WAL) by default, or one PostgreSQL database that
 /// several replicas share (fleet mode).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -32,6 +36,11 @@ pub struct StoreConfig {
     pub batch: usize,
     /// Milliseconds a partial batch may wait before it is committed. Default 200.
     pub flush_ms: u64,
+    /// Records kept in memory while the store cannot be written (disk full, database down);
+    /// they are written, oldest first, once it recovers. Records beyond it are dropped and
+    /// counted (`gatehouse_store_records_total{result="dropped"}`). 0 drops at once.
+    /// Default 4096.
+    pub retry_buffer: usize,
     /// SQLite only: largest size of the database file, MiB; 0 = no limit (default). Reaching
     /// it fails writes the way a full disk does (buffered, counted, alerted, retried), so the
     /// store cannot fill a volume it shares. Space freed by retention is reused.
@@ -50,6 +59,7 @@ impl Default for StoreConfig {
             queue: 65536,
             batch: 1024,
             flush_ms: 200,
+            retry_buffer: 4096,
             max_size_mb: 0,
             capture: CaptureConfig::default(),
         }

@@ -22,6 +22,7 @@
 
 mod alerts;
 mod feedback;
+mod health;
 pub mod hist;
 mod migrate;
 mod read;
@@ -35,7 +36,7 @@ mod write;
 mod writer;
 
 use std::path::Path;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -45,6 +46,7 @@ use crate::config::StoreConfig;
 pub use crate::redact::{cap, redact};
 pub use alerts::{AlertFilter, AlertRow, DeliveryRow};
 pub use feedback::{Feedback, FeedbackSummary, FeedbackTarget};
+pub use health::{Failing, WriterHealth};
 pub use read::{rfc3339, Cursor, ExportKind, Page, RequestFilter, RequestRow};
 pub use reports::{DailyThreats, Scored, StoredReport, ThresholdChange, UpstreamCount, MAX_SCORED};
 pub use retention::{run_retention, Purged};
@@ -95,6 +97,8 @@ pub struct Store {
     write: AnyPool,
     read: AnyPool,
     dialect: Dialect,
+    /// Set by the writer task, read by the alert engine.
+    health: Arc<health::Health>,
 }
 
 /// Read connections: analytics and admin requests run concurrently with the writer.
@@ -182,6 +186,7 @@ impl Store {
             write,
             read,
             dialect: Dialect::Sqlite,
+            health: Arc::default(),
         })
     }
 
@@ -218,7 +223,13 @@ impl Store {
             write: pool.clone(),
             read: pool,
             dialect: Dialect::Postgres,
+            health: Arc::default(),
         })
+    }
+
+    /// The writer's health: failing or not, records buffered, failed and dropped.
+    pub fn health(&self) -> WriterHealth {
+        self.health.get()
     }
 
     /// The backend this store talks to.

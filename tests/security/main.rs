@@ -10,5 +10,6 @@ mod admin;
 mod bypass;
 mod exhaustion;
 mod feedback;
+mod loss;
 mod secrets;
 mod spoofing;
