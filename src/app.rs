@@ -162,7 +162,10 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     let mut writer_cfg = WriterConfig::from_config(&config.store);
     let m = metrics.clone();
     writer_cfg.observer = Some(Arc::new(move |s: &store::FlushStats| {
-        m.store_flush(s.records, s.elapsed, s.queue_depth, s.ok)
+        if s.records > 0 {
+            m.store_flush(s.records, s.elapsed, s.queue_depth, s.ok);
+        }
+        m.store_trouble(s.failed, s.dropped, s.buffered, s.failing);
     }));
     let shutdown = {
         let mut stopped = stopped.clone();

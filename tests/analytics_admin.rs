@@ -186,6 +186,7 @@ async fn writer_rows_usage_and_exports_agree() {
     let cfg = WriterConfig {
         batch: 300,
         flush: Duration::from_millis(50),
+        retry_buffer: 4096,
         capture: CaptureConfig::default(),
         observer: None,
     };

@@ -16,6 +16,7 @@ fn writer_cfg(batch: usize, flush_ms: u64) -> WriterConfig {
     WriterConfig {
         batch,
         flush: Duration::from_millis(flush_ms),
+        retry_buffer: 4096,
         capture: CaptureConfig::default(),
         observer: None,
     }

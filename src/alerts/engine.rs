@@ -197,6 +197,7 @@ impl Engine {
         let mut snap = Snapshot {
             recent: Some(&self.recent),
             anomalies: &self.anomalies,
+            store: Some(self.store.health()),
             ..Snapshot::default()
         };
         for r in self

@@ -17,6 +17,7 @@ use crate::analytics::{Anomaly, WindowStats};
 use crate::config::{AlertLevel, AlertsConfig, RuleKind};
 use crate::detect::RiskLevel;
 use crate::event::{Exchange, Outcome};
+use crate::store::WriterHealth;
 
 /// Threat and escalation events kept at most (older ones are forgotten first).
 const MAX_EVENTS: usize = 10_000;
@@ -62,7 +63,10 @@ impl Rule {
                     RuleKind::LatencyP95 => t.latency_secs,
                     RuleKind::ErrorRate => t.error_rate,
                     RuleKind::UpstreamFailing => t.upstream_failure_ratio,
-                    RuleKind::CriticalThreat | RuleKind::Anomaly | RuleKind::UserEscalated => 1.0,
+                    RuleKind::CriticalThreat
+                    | RuleKind::Anomaly
+                    | RuleKind::UserEscalated
+                    | RuleKind::StoreFailing => 1.0,
                 }),
                 channels: r.channels.clone(),
                 send_resolved: r.send_resolved,
@@ -117,13 +121,14 @@ pub struct Condition {
     pub figures: Vec<Figure>,
 }
 
-/// What the rules read: live windows (one per distinct rule window), recent record events and
-/// the latest anomalies.
+/// What the rules read: live windows (one per distinct rule window), recent record events,
+/// the latest anomalies and the store writer's health.
 #[derive(Debug, Default)]
 pub struct Snapshot<'a> {
     pub windows: HashMap<Duration, WindowStats>,
     pub recent: Option<&'a Recent>,
     pub anomalies: &'a [Anomaly],
+    pub store: Option<WriterHealth>,
 }
 
 /// `5m`, `90s`, `2h`.
@@ -189,7 +194,43 @@ pub fn evaluate(rule: &Rule, snap: &Snapshot<'_>, now: Instant) -> Vec<Condition
             .recent
             .map_or_else(Vec::new, |r| r.failing_upstreams(since, t, &over)),
         RuleKind::Anomaly => anomalies(snap.anomalies),
+        RuleKind::StoreFailing => snap.store.as_ref().map_or_else(Vec::new, store_failing),
     }
+}
+
+/// The store failing now: since when, why, and what its records became.
+fn store_failing(h: &WriterHealth) -> Vec<Condition> {
+    let Some(f) = &h.failing else {
+        return Vec::new();
+    };
+    let since = super::rfc3339(f.since);
+    let figures = vec![
+        figure(
+            "buffered",
+            "Records waiting",
+            h.buffered as f64,
+            h.buffered.to_string(),
+        ),
+        figure(
+            "dropped",
+            "Records dropped",
+            h.dropped as f64,
+            h.dropped.to_string(),
+        ),
+        figure(
+            "failed",
+            "Records not written at first",
+            h.failed as f64,
+            h.failed.to_string(),
+        ),
+    ];
+    vec![whole(
+        format!(
+            "store writes failing since {since}: {}; {} records waiting to be written, {} dropped",
+            f.error, h.buffered, h.dropped
+        ),
+        figures,
+    )]
 }
 
 fn whole(summary: String, figures: Vec<Figure>) -> Condition {

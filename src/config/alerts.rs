@@ -85,6 +85,9 @@ pub enum RuleKind {
     UserEscalated,
     /// An upstream failing (failure ratio ≥ `thresholds.upstream_failure_ratio`) or unreachable.
     UpstreamFailing,
+    /// The event store failing to write (disk full, database down): records wait in the
+    /// retry buffer or are dropped. Holds from the first failed write to the first that succeeds.
+    StoreFailing,
 }
 
 /// Notice level.
@@ -165,6 +168,7 @@ pub fn default_rules() -> Vec<RuleConfig> {
         rule("anomaly", Anomaly, Info, 7200),
         rule("user_escalated", UserEscalated, Warning, 900),
         rule("upstream_failing", UpstreamFailing, Critical, 120),
+        rule("store_failing", StoreFailing, Critical, 60),
     ]
 }
 

@@ -7,6 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use super::secret::{Secret, SecretError, SecretSource};
 
+/// Default `store.flush_ms`: a batch of the default size (1024) fills in 200 ms at about 5,000
+/// requests/s, so below that rate this interval, not the batch size, sets the commit cadence.
+pub const DEFAULT_FLUSH_MS: u64 = 200;
+/// Largest `store.flush_ms`: beyond a minute the crash window stops being "recent records".
+pub const MAX_FLUSH_MS: u64 = 60_000;
+/// Largest `store.retry_buffer`: records can carry captured text (up to `capture.max_bytes`
+/// each), so the buffer is a memory bound too.
+pub const MAX_RETRY_BUFFER: usize = 1_000_000;
+
 /// The event store: an embedded SQLite file (WAL) by default, or one PostgreSQL database that
 /// several replicas share (fleet mode).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -30,8 +39,19 @@ pub struct StoreConfig {
     pub queue: usize,
     /// Records per write transaction at most. Default 1024.
     pub batch: usize,
-    /// Milliseconds a partial batch may wait before it is committed. Default 200.
+    /// Milliseconds a partial batch may wait before it is committed (1 … 60000). Default 200.
+    /// A hard crash (SIGKILL, OOM kill, power loss) loses the records finished in the last
+    /// `flush_ms` plus the batch being written: about `rate × flush_ms / 1000` records.
     pub flush_ms: u64,
+    /// Records kept in memory while the store cannot be written (disk full, database down);
+    /// they are written, oldest first, once it recovers. Records beyond it are dropped and
+    /// counted (`gatehouse_store_records_total{result="dropped"}`). 0 drops at once.
+    /// Default 4096.
+    pub retry_buffer: usize,
+    /// SQLite only: largest size of the database file, MiB; 0 = no limit (default). Reaching
+    /// it fails writes the way a full disk does (buffered, counted, alerted, retried), so the
+    /// store cannot fill a volume it shares. Space freed by retention is reused.
+    pub max_size_mb: u64,
     /// Prompt/response text capture (off by default).
     pub capture: CaptureConfig,
 }
@@ -45,7 +65,9 @@ impl Default for StoreConfig {
             retention_days: 30,
             queue: 65536,
             batch: 1024,
-            flush_ms: 200,
+            flush_ms: DEFAULT_FLUSH_MS,
+            retry_buffer: 4096,
+            max_size_mb: 0,
             capture: CaptureConfig::default(),
         }
     }

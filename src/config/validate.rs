@@ -152,6 +152,21 @@ fn check_store(c: &Config, p: &mut Vec<String>) {
     if s.batch == 0 {
         p.push("store.batch must be greater than 0".into());
     }
+    if s.flush_ms == 0 || s.flush_ms > super::store::MAX_FLUSH_MS {
+        p.push(format!(
+            "store.flush_ms must be between 1 and {}",
+            super::store::MAX_FLUSH_MS
+        ));
+    }
+    if s.retry_buffer > super::store::MAX_RETRY_BUFFER {
+        p.push(format!(
+            "store.retry_buffer must be at most {}",
+            super::store::MAX_RETRY_BUFFER
+        ));
+    }
+    if s.max_size_mb > 0 && (s.url.is_some() || s.url_file.is_some()) {
+        p.push("store.max_size_mb applies to SQLite only; unset it with store.url".into());
+    }
 }
 
 fn check_upstream(c: &Config, name: &str, u: &UpstreamConfig, p: &mut Vec<String>) {

@@ -51,7 +51,16 @@ pub fn health() -> Response<ProxyBody> {
     unrecorded(json_response(StatusCode::OK, json!({"status": "ok"})))
 }
 
-/// `/ready`: config loaded and the default upstream reachable (any HTTP answer counts).
+/// `/ready`: config loaded and the default upstream reachable (any HTTP answer counts). The
+/// body also says whether the event store is writing (`store`: `ok` or `failing`, with the
+/// records waiting and dropped).
+///
+/// A failing store does not make the proxy unready: readiness decides whether the pod gets
+/// traffic, and the proxy still serves it (records wait in the store's retry buffer, then are
+/// dropped and counted). Taking every replica out of the Service because a shared database or
+/// a disk is down would turn a loss of records into an outage without freeing a byte. The
+/// store is alerted on (`store_failing`) and shown here and in `gatehouse_store_failing`. The
+/// store's error text stays out of this unauthenticated answer; it is in the log and alert.
 pub async fn ready(proxy: &Proxy) -> Response<ProxyBody> {
     let rt = proxy.runtime.load_full();
     let cached = proxy.ready.lock().ok().and_then(|c| *c);
@@ -71,9 +80,16 @@ pub async fn ready(proxy: &Proxy) -> Response<ProxyBody> {
         (StatusCode::SERVICE_UNAVAILABLE, "upstream unreachable")
     };
     let upstream = rt.default_upstream().map(|u| u.name.to_string());
+    let store = proxy.metrics.store_health();
     unrecorded(json_response(
         status,
-        json!({"status": state, "upstream": upstream}),
+        json!({
+            "status": state,
+            "upstream": upstream,
+            "store": if store.failing { "failing" } else { "ok" },
+            "store_buffered": store.buffered,
+            "store_dropped": store.dropped,
+        }),
     ))
 }
 

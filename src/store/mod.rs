@@ -22,6 +22,7 @@
 
 mod alerts;
 mod feedback;
+mod health;
 pub mod hist;
 mod migrate;
 mod read;
@@ -35,7 +36,7 @@ mod write;
 mod writer;
 
 use std::path::Path;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -45,6 +46,7 @@ use crate::config::StoreConfig;
 pub use crate::redact::{cap, redact};
 pub use alerts::{AlertFilter, AlertRow, DeliveryRow};
 pub use feedback::{Feedback, FeedbackSummary, FeedbackTarget};
+pub use health::{Failing, WriterHealth};
 pub use read::{rfc3339, Cursor, ExportKind, Page, RequestFilter, RequestRow};
 pub use reports::{DailyThreats, Scored, StoredReport, ThresholdChange, UpstreamCount, MAX_SCORED};
 pub use retention::{run_retention, Purged};
@@ -95,6 +97,8 @@ pub struct Store {
     write: AnyPool,
     read: AnyPool,
     dialect: Dialect,
+    /// Set by the writer task, read by the alert engine.
+    health: Arc<health::Health>,
 }
 
 /// Read connections: analytics and admin requests run concurrently with the writer.
@@ -129,7 +133,7 @@ impl Store {
     pub async fn from_config(cfg: &StoreConfig) -> Result<Store, Error> {
         match cfg.database_url().map_err(Error::Url)? {
             Some(url) => Store::connect(url.expose()).await,
-            None => Store::open(&cfg.path).await,
+            None => Store::open_sqlite(&cfg.path, cap_bytes(cfg.max_size_mb)).await,
         }
     }
 
@@ -138,6 +142,13 @@ impl Store {
     /// # Errors
     /// The file cannot be opened or created, or the schema migration fails.
     pub async fn open(path: &Path) -> Result<Store, Error> {
+        Store::open_sqlite(path, None).await
+    }
+
+    /// [`Store::open`], with the database file capped at `max_bytes` (`PRAGMA
+    /// max_page_count`, set on every write connection): past it writes fail with SQLite's
+    /// "database or disk is full", as on a full disk.
+    async fn open_sqlite(path: &Path, max_bytes: Option<u64>) -> Result<Store, Error> {
         install_drivers();
         let open_err = |source| Error::Open {
             target: path.display().to_string(),
@@ -146,10 +157,19 @@ impl Store {
         let url = sqlite_url(path);
         let write = AnyPoolOptions::new()
             .max_connections(1)
-            .after_connect(|conn, _| {
+            .after_connect(move |conn, _| {
                 Box::pin(async move {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute(SQLITE_PRAGMAS).await.map(drop)
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                    if let Some(bytes) = max_bytes {
+                        let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        let pages = bytes / u64::try_from(page.max(512)).unwrap_or(4096);
+                        conn.execute(format!("PRAGMA max_page_count = {}", pages.max(1)).as_str())
+                            .await?;
+                    }
+                    Ok(())
                 })
             })
             .connect(&format!("{url}?mode=rwc"))
@@ -170,6 +190,7 @@ impl Store {
             write,
             read,
             dialect: Dialect::Sqlite,
+            health: Arc::default(),
         })
     }
 
@@ -206,7 +227,13 @@ impl Store {
             write: pool.clone(),
             read: pool,
             dialect: Dialect::Postgres,
+            health: Arc::default(),
         })
+    }
+
+    /// The writer's health: failing or not, records buffered, failed and dropped.
+    pub fn health(&self) -> WriterHealth {
+        self.health.get()
     }
 
     /// The backend this store talks to.
@@ -219,6 +246,11 @@ impl Store {
         self.read.close().await;
         self.write.close().await;
     }
+}
+
+/// `store.max_size_mb` in bytes; 0 is no cap.
+fn cap_bytes(max_size_mb: u64) -> Option<u64> {
+    (max_size_mb > 0).then(|| max_size_mb.saturating_mul(1024 * 1024))
 }
 
 /// `sqlite:` URL of a file path (percent-encoding what a URL would misread).

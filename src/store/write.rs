@@ -12,7 +12,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyConnection, Connection, Transaction};
 
 use crate::config::CaptureConfig;
 use crate::event::Exchange;
@@ -54,23 +54,40 @@ impl Store {
             records: batch.len(),
             source,
         };
-        let d = self.dialect;
-        let mut tx = self.write.begin().await.map_err(write_err)?;
-        insert_requests(&mut tx, d, batch, capture)
-            .await
-            .map_err(write_err)?;
-        insert_matches(&mut tx, d, batch, capture.redact)
-            .await
-            .map_err(write_err)?;
-        let mut rollups = Rollups::default();
-        for ex in batch {
-            rollups.add(ex);
+        let mut conn = self.write.acquire().await.map_err(write_err)?;
+        match write_batch(&mut conn, self.dialect, batch, capture).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // A connection whose write failed is closed, never reused. On SQLITE_FULL or
+                // SQLITE_IOERR SQLite may roll the whole transaction back by itself; sqlx's own
+                // ROLLBACK then fails and sqlx keeps counting the transaction as open, so its
+                // next BEGIN is a SAVEPOINT, a later failure's ROLLBACK TO leaves a real
+                // transaction open, and every "commit" after that releases a nested savepoint:
+                // nothing is stored, nothing fails, and the file stays locked. Closing rolls
+                // back whatever is open; the pool opens a fresh connection for the next batch.
+                let _ = conn.close().await;
+                Err(write_err(e))
+            }
         }
-        upsert_rollups(&mut tx, d, &rollups)
-            .await
-            .map_err(write_err)?;
-        tx.commit().await.map_err(write_err)
     }
+}
+
+/// The batch's transaction on `conn`; rolled back (by sqlx, on drop) when a statement fails.
+async fn write_batch(
+    conn: &mut AnyConnection,
+    d: Dialect,
+    batch: &[Arc<Exchange>],
+    capture: &CaptureConfig,
+) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    insert_requests(&mut tx, d, batch, capture).await?;
+    insert_matches(&mut tx, d, batch, capture.redact).await?;
+    let mut rollups = Rollups::default();
+    for ex in batch {
+        rollups.add(ex);
+    }
+    upsert_rollups(&mut tx, d, &rollups).await?;
+    tx.commit().await
 }
 
 /// Splits `rows` into statements of a few fixed sizes (`max`, then 64, 16, 4, 1 rows), so the
@@ -378,7 +395,81 @@ async fn upsert_users(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use sqlx::{Connection, Executor};
+
     use super::statement_chunks;
+    use crate::config::CaptureConfig;
+    use crate::event::{Capture, Exchange};
+    use crate::store::Store;
+
+    fn batch(tag: &str, records: usize, prompt_bytes: usize) -> Vec<Arc<Exchange>> {
+        (0..records)
+            .map(|i| {
+                let mut ex = Exchange::new(format!("{tag}-{i}"), "POST", "/v1/chat/completions");
+                ex.capture = Some(Capture {
+                    prompt: Some("x".repeat(prompt_bytes)),
+                    response: None,
+                });
+                Arc::new(ex)
+            })
+            .collect()
+    }
+
+    /// REGRESSION: a full disk made SQLite roll a batch back by itself; sqlx lost count of the
+    /// transaction, and after a second failure every later batch "committed" into a nested
+    /// savepoint of a transaction that never ended: written climbed, rows did not, and the
+    /// file stayed locked for every other process.
+    #[tokio::test]
+    async fn a_failed_write_leaves_no_transaction_behind() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("full.db");
+        let store = Store::open(&path).await.expect("open");
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&store.write)
+            .await
+            .expect("page count");
+        store.close().await;
+        // Room for 40 more pages (160 KiB): a real "database or disk is full" past it.
+        let store = Store::open_sqlite(&path, Some((pages as u64 + 40) * 4096))
+            .await
+            .expect("open capped");
+        let capture = CaptureConfig {
+            prompts: true,
+            max_bytes: 1 << 20,
+            ..CaptureConfig::default()
+        };
+        // One big row: SQLite rolls the whole transaction back (no statement journal).
+        let whole = store.insert_batch(&batch("a", 1, 400_000), &capture).await;
+        assert!(whole.is_err(), "a 400 KB row cannot fit in 160 KiB");
+        // Four rows in one statement: SQLite rolls back the statement only.
+        let statement = store.insert_batch(&batch("b", 4, 60_000), &capture).await;
+        assert!(statement.is_err(), "240 KB cannot fit in 160 KiB");
+        // Space comes back (on this connection, the pool's only write connection).
+        store
+            .write
+            .execute("PRAGMA max_page_count = 1000000")
+            .await
+            .expect("raise the cap");
+        store
+            .insert_batch(&batch("c", 4, 100), &capture)
+            .await
+            .expect("a small batch fits again");
+        let rows = store.count_requests(0, i64::MAX).await.expect("count");
+        assert_eq!(rows, 4, "a batch reported written must be committed");
+        let mut other = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+            .await
+            .expect("second connection");
+        other
+            .execute("PRAGMA busy_timeout = 200")
+            .await
+            .expect("pragma");
+        other
+            .execute("CREATE TABLE outside (a)")
+            .await
+            .expect("no transaction left holding the write lock (\"database is locked\")");
+    }
 
     #[test]
     fn statements_come_in_a_few_fixed_sizes_and_cover_every_row() {

@@ -47,6 +47,8 @@ pub const RECORDS_DROPPED: &str = "gatehouse_records_dropped";
 pub const STORE_QUEUE_DEPTH: &str = "gatehouse_store_queue_depth";
 pub const STORE_WRITE_SECONDS: &str = "gatehouse_store_write_seconds";
 pub const STORE_RECORDS: &str = "gatehouse_store_records";
+pub const STORE_FAILING: &str = "gatehouse_store_failing";
+pub const STORE_RETRY_RECORDS: &str = "gatehouse_store_retry_records";
 pub const CONFIG_RELOAD_SUCCESS: &str = "gatehouse_config_reload_success";
 pub const CONFIG_RELOADS: &str = "gatehouse_config_reloads";
 pub const TRACES_EXPORTED: &str = "gatehouse_traces_exported";
@@ -141,6 +143,17 @@ fn ttft_histogram() -> Histogram {
     Histogram::new(TTFT_BUCKETS)
 }
 
+/// The store writer's health, read back from the metrics (see [`Metrics::store_health`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Writes are failing now.
+    pub failing: bool,
+    /// Records waiting in the retry buffer.
+    pub buffered: u64,
+    /// Records given up since start.
+    pub dropped: u64,
+}
+
 /// The gateway's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
@@ -160,6 +173,8 @@ pub struct Metrics {
     queue_depth: Gauge,
     store_write: Histogram,
     store_records: Family<ResultLabels, Counter>,
+    store_failing: Gauge,
+    store_retry: Gauge,
     reload_success: Gauge,
     reloads: Family<ResultLabels, Counter>,
     traces_exported: Family<BackendLabels, Counter>,
@@ -224,15 +239,53 @@ impl Metrics {
         self.segment_cache.set(f);
     }
 
-    /// Sets the store gauges and write histogram after one batch commit.
+    /// Observes one store write attempt: the write histogram, the queue gauge and, when it
+    /// committed, `records` as `written`. A failed attempt counts nothing here: its records are
+    /// counted once, as `failed`, by [`Metrics::store_trouble`] (a retried record would
+    /// otherwise count once per attempt).
     pub fn store_flush(&self, records: usize, elapsed: Duration, queue_depth: usize, ok: bool) {
         self.queue_depth
             .set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
         self.store_write.observe(elapsed.as_secs_f64());
-        let result = if ok { "written" } else { "failed" };
-        self.store_records
-            .get_or_create(&ResultLabels { result })
-            .inc_by(records as u64);
+        if ok {
+            self.store_records
+                .get_or_create(&ResultLabels { result: "written" })
+                .inc_by(records as u64);
+        }
+    }
+
+    /// Counts records the store could not write (`failed`: each once; `dropped`: given up,
+    /// also counted in `gatehouse_records_dropped_total{consumer="store"}`) and sets the
+    /// store's health gauges: records waiting in its retry buffer, and whether it is failing.
+    pub fn store_trouble(&self, failed: usize, dropped: usize, buffered: usize, failing: bool) {
+        for (result, n) in [("failed", failed), ("dropped", dropped)] {
+            if n > 0 {
+                self.store_records
+                    .get_or_create(&ResultLabels { result })
+                    .inc_by(n as u64);
+            }
+        }
+        if dropped > 0 {
+            self.dropped
+                .get_or_create(&ConsumerLabels { consumer: "store" })
+                .inc_by(dropped as u64);
+        }
+        self.store_retry
+            .set(i64::try_from(buffered).unwrap_or(i64::MAX));
+        self.store_failing.set(i64::from(failing));
+    }
+
+    /// The store's health as the gauges and counters above last saw it (for `/ready`).
+    pub fn store_health(&self) -> StoreHealth {
+        let dropped = self
+            .store_records
+            .get_or_create(&ResultLabels { result: "dropped" })
+            .get();
+        StoreHealth {
+            failing: self.store_failing.get() != 0,
+            buffered: u64::try_from(self.store_retry.get()).unwrap_or(0),
+            dropped,
+        }
     }
 
     /// Counts a record a consumer's full channel dropped.

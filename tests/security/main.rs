@@ -12,6 +12,7 @@ mod disclosure;
 mod exhaustion;
 mod feedback;
 mod fuzz;
+mod loss;
 mod secrets;
 mod slow_clients;
 mod spoofing;

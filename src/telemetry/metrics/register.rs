@@ -27,6 +27,8 @@ pub(super) fn build(models: HashSet<String>) -> Metrics {
         queue_depth: Gauge::default(),
         store_write: Histogram::new(STORE_WRITE_BUCKETS),
         store_records: Family::default(),
+        store_failing: Gauge::default(),
+        store_retry: Gauge::default(),
         reload_success: Gauge::default(),
         reloads: Family::default(),
         traces_exported: Family::default(),
@@ -111,7 +113,7 @@ fn register(mut m: Metrics) -> Metrics {
     );
     r.register(
         RECORDS_DROPPED,
-        "Exchange records dropped because a consumer's queue was full",
+        "Exchange records dropped because a consumer's queue (or the store's retry buffer) was full",
         m.dropped.clone(),
     );
     r.register(
@@ -126,8 +128,18 @@ fn register(mut m: Metrics) -> Metrics {
     );
     r.register(
         STORE_RECORDS,
-        "Records committed to or dropped by the store writer",
+        "Records the store writer committed (written), could not write at first (failed: each once, then kept for retry or dropped) or gave up (dropped)",
         m.store_records.clone(),
+    );
+    r.register(
+        STORE_FAILING,
+        "1 while store writes fail (disk full, database down), else 0",
+        m.store_failing.clone(),
+    );
+    r.register(
+        STORE_RETRY_RECORDS,
+        "Records waiting in the store writer's retry buffer",
+        m.store_retry.clone(),
     );
     r.register(
         CONFIG_RELOAD_SUCCESS,
