@@ -15,6 +15,8 @@ use crate::llm::ViewError;
 pub enum ProxyError {
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
+    #[error("{path} is served on the admin port ({admin}), not on the proxy port")]
+    AdminRoute { path: String, admin: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
     #[error("the path has a \"..\" segment; gatehouse does not route such paths")]
@@ -90,7 +92,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ProxyError::NotFound { .. } | ProxyError::AdminRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BadPath | ProxyError::Unscannable { .. } => StatusCode::BAD_REQUEST,
             ProxyError::PathTooLong { .. } => StatusCode::URI_TOO_LONG,
@@ -120,7 +122,7 @@ impl ProxyError {
     /// The `x-gatehouse-error` value and metric label.
     pub fn kind(&self) -> &'static str {
         match self {
-            ProxyError::NotFound { .. } => "not_found",
+            ProxyError::NotFound { .. } | ProxyError::AdminRoute { .. } => "not_found",
             ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
             ProxyError::BadPath => "invalid_path",
             ProxyError::PathTooLong { .. } => "path_too_long",
@@ -151,6 +153,7 @@ impl ProxyError {
     pub fn blame(&self) -> Blame {
         match self {
             ProxyError::NotFound { .. }
+            | ProxyError::AdminRoute { .. }
             | ProxyError::MethodNotAllowed { .. }
             | ProxyError::BadPath
             | ProxyError::PathTooLong { .. }

@@ -48,6 +48,10 @@ pub async fn handle(proxy: Arc<Proxy>, mut req: Request<Incoming>) -> Response<P
         Route::Generate => extras::generate(&proxy, &rt, &mut rec, req).await,
         Route::Models | Route::Model => extras::models(&rt, &mut rec, route, req).await,
         Route::Passthrough => passthrough(&rt, &mut rec, req).await,
+        Route::NotFound if req.uri().path().starts_with("/api/") => Err(ProxyError::AdminRoute {
+            path: req.uri().path().to_owned(),
+            admin: rt.config.admin.listen.clone(),
+        }),
         Route::NotFound | Route::Health | Route::Ready | Route::Feedback => {
             Err(ProxyError::NotFound {
                 method: req.method().to_string(),

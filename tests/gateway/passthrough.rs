@@ -267,3 +267,25 @@ async fn seed_generate_passes_on_the_user_and_generation_parameters_and_streams_
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn admin_routes_asked_of_the_proxy_port_say_where_they_are() {
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let gw = TestGateway::with_upstream(&up).await;
+    for (method, path) in [
+        ("POST", "/api/security/analyze"),
+        ("GET", "/api/usage/analytics"),
+    ] {
+        let rsp = raw_request(&gw.url, method, path, br#"{"prompt":"hi"}"#).await;
+        assert_eq!(rsp.status, 404, "{path}");
+        assert_eq!(rsp.headers["x-gatehouse-error"], "not_found");
+        let v: serde_json::Value = serde_json::from_slice(&rsp.body).expect("json");
+        let message = v["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("admin port (127.0.0.1:0)") && message.contains(path),
+            "{message}"
+        );
+    }
+    assert_eq!(up.count(), 0);
+    gw.shutdown().await;
+}
