@@ -44,9 +44,6 @@ const FEEDBACK_QUEUE: usize = 1024;
 const FEED_BUFFER: usize = 1024;
 /// How often old rows are purged.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-/// How often `model_performance_score` is recomputed, and over which window.
-const SCORE_EVERY: Duration = Duration::from_secs(30);
-const SCORE_WINDOW: Duration = Duration::from_secs(900);
 /// Connect timeout of the side-call client (alert webhooks); the whole-call timeout is
 /// `alerts.delivery.timeout_secs`.
 const SIDE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -96,7 +93,12 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     for w in warnings {
         tracing::warn!("{w}");
     }
-    let metrics = Arc::new(Metrics::new(runtime.known_models()));
+    let prices = Arc::new(load_prices(&config.prices));
+    // Known models, the only `model` label values: aliases, their targets and priced models.
+    let known = runtime.known_models();
+    let metrics = Arc::new(Metrics::new(
+        known.into_iter().chain(prices.models().map(str::to_owned)),
+    ));
     let (bg, bg_done) = background::start()?;
     // Opened from the background runtime, so SQLite's worker threads inherit its priority. The
     // error names the file, or the database URL without its password.
@@ -106,7 +108,6 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         .await
         .context("the background runtime stopped")??;
     tracing::info!(backend = ?store.dialect(), "event store open");
-    let prices = Arc::new(load_prices(&config.prices));
     let live = Arc::new(Live::new());
     let (records_tx, records_rx) = mpsc::channel(config.proxy.record_queue);
     let (feedback_tx, feedback_rx) = mpsc::channel(FEEDBACK_QUEUE);
@@ -205,7 +206,6 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             RETENTION_EVERY,
             shutdown,
         )),
-        bg.spawn(score_models(metrics.clone(), live.clone(), store.clone())),
         bg.spawn(feedback::run(store.clone(), feedback_rx)),
     ]);
     if store.dialect() == store::Dialect::Postgres {
@@ -355,19 +355,6 @@ impl App {
 async fn observe_metrics(metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Arc<Exchange>>) {
     while let Some(ex) = rx.recv().await {
         metrics.observe(&ex);
-    }
-}
-
-/// Recomputes `model_performance_score` from the live window and stored feedback.
-async fn score_models(metrics: Arc<Metrics>, live: Arc<Live>, store: Store) {
-    loop {
-        tokio::time::sleep(SCORE_EVERY).await;
-        match analytics::model_scores(&live, &store, SCORE_WINDOW).await {
-            Ok(scores) => scores
-                .iter()
-                .for_each(|(m, s)| metrics.set_model_score(m, *s)),
-            Err(e) => tracing::warn!(error = %e, "model scores not updated"),
-        }
     }
 }
 

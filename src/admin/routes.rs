@@ -50,6 +50,13 @@ pub(super) async fn not_found() -> AdminError {
     responses((status = 200, description = "Prometheus text format 0.0.4, or OpenMetrics when the Accept header asks for it", content_type = "text/plain", body = String),
               (status = 401, description = "Missing or wrong token (unless `admin.public_metrics`)")))]
 pub(super) async fn metrics(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    // `model_performance_score` is computed now, so the first scrape after traffic has it.
+    match analytics::model_scores(&s.live, &s.store, analytics::SCORE_WINDOW).await {
+        Ok(scores) => scores
+            .iter()
+            .for_each(|(m, v)| s.metrics.set_model_score(m, *v)),
+        Err(e) => tracing::warn!(error = %e, "model scores not updated"),
+    }
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

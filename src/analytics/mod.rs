@@ -21,7 +21,7 @@ pub use export::{export, ExportFormat};
 pub use feed::{run_feed, FeedItem};
 pub use forecast::{forecast_requests, Forecast};
 pub use live::{run_live, Live, UserWindow, WindowStats};
-pub use quality::{model_scores, performance_score};
+pub use quality::{model_scores, performance_score, SCORE_WINDOW};
 pub use security::{security_summary, SecuritySummary};
 pub use usage::{usage, usage_at, usage_between, UsageAnalytics};
 

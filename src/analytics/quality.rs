@@ -34,8 +34,11 @@ pub fn performance_score(error_rate: f64, avg_latency_s: f64, feedback: Option<f
     }
 }
 
-/// Scores per model from the live `window` and 7 days of feedback (call every ~30 s and set the
-/// gauge with `Metrics::set_model_score`).
+/// The live window `model_performance_score` is computed over.
+pub const SCORE_WINDOW: Duration = Duration::from_secs(900);
+
+/// Scores per model from the live `window` and 7 days of feedback (computed at each scrape of
+/// `/metrics`, which sets the gauge with `Metrics::set_model_score`).
 ///
 /// # Errors
 /// The feedback query fails.

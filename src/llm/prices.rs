@@ -86,6 +86,11 @@ impl Prices {
         Ok(Prices { by_id })
     }
 
+    /// Every priced model id (with and without its provider prefix).
+    pub fn models(&self) -> impl Iterator<Item = &str> {
+        self.by_id.keys().map(String::as_str)
+    }
+
     /// The price of a model id, if known.
     pub fn get(&self, model: &str) -> Option<Price> {
         if model.ends_with(":free") {

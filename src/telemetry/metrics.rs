@@ -55,6 +55,31 @@ pub const TRACES_EXPORTED: &str = "gatehouse_traces_exported";
 pub const TRACES_FAILED: &str = "gatehouse_traces_failed";
 pub const TRACES_DROPPED: &str = "gatehouse_traces_dropped";
 pub const TRACES_QUEUE_DEPTH: &str = "gatehouse_traces_queue_depth";
+
+const INFERENCE_REQUESTS_HELP: &str =
+    "Finished requests by model, endpoint, outcome and HTTP status";
+const INFERENCE_LATENCY_SECONDS_HELP: &str =
+    "End-to-end latency at the gateway, arrival to last byte";
+const SECURITY_THREATS_HELP: &str = "Requests with a detected threat, per category found";
+const MODEL_PERFORMANCE_SCORE_HELP: &str =
+    "0..1: 0.5 availability + 0.3 speed (2s/(2s+mean latency)) + 0.2 mean feedback";
+
+/// The seed's four metrics, described on every scrape even before they have a series (the
+/// registry leaves a family without series out): name, OpenMetrics type, help.
+const SEED_METRICS: [(&str, &str, &str); 4] = [
+    (INFERENCE_REQUESTS, "counter", INFERENCE_REQUESTS_HELP),
+    (
+        INFERENCE_LATENCY_SECONDS,
+        "histogram",
+        INFERENCE_LATENCY_SECONDS_HELP,
+    ),
+    (SECURITY_THREATS, "counter", SECURITY_THREATS_HELP),
+    (
+        MODEL_PERFORMANCE_SCORE,
+        "gauge",
+        MODEL_PERFORMANCE_SCORE_HELP,
+    ),
+];
 pub const CONNECTIONS_OPEN: &str = "gatehouse_connections_open";
 pub const CONNECTIONS_CLOSED: &str = "gatehouse_connections_closed";
 
@@ -208,6 +233,7 @@ impl Metrics {
             // Encoding into a String only fails on a label encoder bug; expose what we have.
             tracing::warn!("metrics encoding failed");
         }
+        describe_seed_metrics(&mut om);
         if openmetrics {
             (OPENMETRICS_CONTENT_TYPE, om)
         } else {
@@ -368,5 +394,22 @@ impl Metrics {
 
     fn ex_model(&self, ex: &Exchange) -> String {
         self.model_label(ex.upstream_model.as_deref(), ex.model.as_deref())
+    }
+}
+
+/// Adds `# HELP`/`# TYPE` for each seed metric the registry left out (no series yet), before
+/// OpenMetrics' `# EOF`, with the registry's own help text (it ends help with a period).
+fn describe_seed_metrics(om: &mut String) {
+    let missing: String = SEED_METRICS
+        .iter()
+        .filter(|(name, _, _)| !om.contains(&format!("# TYPE {name} ")))
+        .map(|(name, kind, help)| format!("# HELP {name} {help}.\n# TYPE {name} {kind}\n"))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    match om.rfind("# EOF") {
+        Some(at) => om.insert_str(at, &missing),
+        None => om.push_str(&missing),
     }
 }

@@ -140,3 +140,57 @@ async fn shutdown_in_the_middle_of_the_load_loses_nothing() {
         "rows, total_requests, CSV rows"
     );
 }
+
+#[tokio::test]
+async fn the_seed_metrics_are_described_from_the_first_scrape_and_scored_on_the_next() {
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let mut gw = TestGateway::with_upstream(&up).await;
+    let url = format!("{}/metrics", gw.admin_url);
+    let scrape = || async {
+        client()
+            .get(&url)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    let first = scrape().await;
+    for (name, kind) in [
+        ("inference_requests_total", "counter"),
+        ("inference_latency_seconds", "histogram"),
+        ("security_threats_total", "counter"),
+        ("model_performance_score", "gauge"),
+    ] {
+        assert!(
+            first.contains(&format!("# HELP {name} ")),
+            "{name} described: {first}"
+        );
+        assert!(
+            first.contains(&format!("# TYPE {name} {kind}")),
+            "{name} typed: {first}"
+        );
+    }
+    // The README's example model is priced, so it is a known model, never `other`.
+    let body = serde_json::json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(gw.chat(&body).await.status(), 200);
+    gw.record().await;
+    let mut next = String::new();
+    for _ in 0..100 {
+        next = scrape().await;
+        if next.contains("inference_requests_total{") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        next.contains(r#"model_performance_score{model="openai/gpt-4o-mini"}"#),
+        "{next}"
+    );
+    assert!(
+        next.contains(r#"inference_requests_total{model="openai/gpt-4o-mini""#),
+        "{next}"
+    );
+    gw.shutdown().await;
+}

@@ -48,7 +48,7 @@ fn register(mut m: Metrics) -> Metrics {
     let r = &mut m.registry;
     r.register(
         INFERENCE_REQUESTS,
-        "Finished requests by model, endpoint, outcome and HTTP status",
+        INFERENCE_REQUESTS_HELP,
         m.requests.clone(),
     );
     r.register(
@@ -63,17 +63,13 @@ fn register(mut m: Metrics) -> Metrics {
     );
     r.register(
         INFERENCE_LATENCY_SECONDS,
-        "End-to-end latency at the gateway, arrival to last byte",
+        INFERENCE_LATENCY_SECONDS_HELP,
         m.latency.clone(),
     );
-    r.register(
-        SECURITY_THREATS,
-        "Requests with a detected threat, per category found",
-        m.threats.clone(),
-    );
+    r.register(SECURITY_THREATS, SECURITY_THREATS_HELP, m.threats.clone());
     r.register(
         MODEL_PERFORMANCE_SCORE,
-        "0..1: 0.5 availability + 0.3 speed (2s/(2s+mean latency)) + 0.2 mean feedback",
+        MODEL_PERFORMANCE_SCORE_HELP,
         m.score.clone(),
     );
     r.register(
