@@ -196,6 +196,18 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// True when the request counts in error rates: it failed through no fault of the client
+    /// (an upstream or gateway failure). An upstream's 4xx to a client's mistake (a wrong
+    /// endpoint, a bad parameter) is the client's, counted as a client error instead.
+    pub fn counts_as_error(&self) -> bool {
+        self.outcome.is_error() && self.blame != Some(Blame::Client)
+    }
+
+    /// True for a request refused or failed through the client's own fault (not a block).
+    pub fn is_client_error(&self) -> bool {
+        self.blame == Some(Blame::Client) && !matches!(self.outcome, Outcome::Ok | Outcome::Blocked)
+    }
+
     /// A fresh record for a request that has just arrived.
     pub fn new(id: String, method: &str, path: &str) -> Exchange {
         Exchange {

@@ -366,7 +366,7 @@ impl Recent {
             }
             if let Some(s) = slots.back_mut() {
                 s.total += 1;
-                s.failed += u64::from(ex.outcome.is_error());
+                s.failed += u64::from(ex.counts_as_error());
                 s.unreachable += u64::from(ex.outcome == Outcome::Failed);
             }
         }

@@ -103,7 +103,7 @@ struct Slot {
 impl Slot {
     fn add(&mut self, ex: &Exchange, lat_us: u64) {
         self.requests += 1;
-        self.errors += u64::from(ex.outcome.is_error());
+        self.errors += u64::from(ex.counts_as_error());
         self.blocked += u64::from(is_blocked(ex));
         self.tokens += ex.usage.total().unwrap_or(0);
         self.cost += ex.cost.unwrap_or(0.0);
@@ -388,7 +388,7 @@ fn record_user(users: &mut HashMap<String, UserRing>, user: &str, t_s: i64, ex: 
     }
     if slot.0 == epoch {
         slot.1[0] += 1;
-        slot.1[1] += u64::from(ex.outcome.is_error());
+        slot.1[1] += u64::from(ex.counts_as_error());
         slot.1[2] += u64::from(threat_level(ex).is_some());
         slot.1[3] += u64::from(is_blocked(ex));
     }

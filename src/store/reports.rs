@@ -202,7 +202,7 @@ impl Store {
         Ok((scored, scanned.max(0) as u64))
     }
 
-    /// Requests and errors (as `Outcome::is_error` counts them) per upstream.
+    /// Requests and errors (as `Exchange::counts_as_error` counts them) per upstream.
     ///
     /// # Errors
     /// The query fails.
@@ -213,7 +213,8 @@ impl Store {
     ) -> Result<Vec<UpstreamCount>, Error> {
         let rows = sqlx::query(
             "SELECT upstream, COUNT(*) AS requests, \
-             SUM(CASE WHEN outcome IN ('upstream_error', 'stream_error', 'failed') THEN 1 ELSE 0 END) AS errors \
+             SUM(CASE WHEN outcome IN ('upstream_error', 'stream_error', 'failed') \
+                 AND (blame IS NULL OR blame <> 'client') THEN 1 ELSE 0 END) AS errors \
              FROM requests WHERE ts_ms >= $1 AND ts_ms < $2 AND upstream IS NOT NULL \
              GROUP BY upstream ORDER BY upstream",
         )

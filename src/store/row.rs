@@ -113,7 +113,7 @@ impl Agg {
     fn add(&mut self, ex: &Exchange) {
         let lat = us(ex.latency);
         self.requests += 1;
-        self.errors += i64::from(ex.outcome.is_error());
+        self.errors += i64::from(ex.counts_as_error());
         self.blocked += i64::from(is_blocked(ex));
         if let Some(i) = threat_level(ex).and_then(level_index) {
             self.threats[i] += 1;
@@ -165,7 +165,7 @@ impl Rollups {
                     .entry((ts - ts.rem_euclid(width), user.to_owned()))
                     .or_default();
                 u.requests += 1;
-                u.errors += i64::from(ex.outcome.is_error());
+                u.errors += i64::from(ex.counts_as_error());
                 u.blocked += i64::from(is_blocked(ex));
                 u.threats += i64::from(threat_level(ex).is_some());
                 u.tokens += opt_i64(ex.usage.total()).unwrap_or(0);

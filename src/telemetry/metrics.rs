@@ -81,6 +81,7 @@ const SEED_METRICS: [(&str, &str, &str); 4] = [
     ),
 ];
 pub const CONNECTIONS_OPEN: &str = "gatehouse_connections_open";
+pub const CLIENT_ERRORS: &str = "gatehouse_client_errors";
 pub const CONNECTIONS_CLOSED: &str = "gatehouse_connections_closed";
 
 /// `Content-Type` of the 0.0.4 text format.
@@ -148,6 +149,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -208,6 +214,7 @@ pub struct Metrics {
     traces_queue: Family<BackendLabels, Gauge>,
     connections_open: Gauge,
     connections_closed: Family<ReasonLabels, Counter>,
+    client_errors: Family<KindLabels, Counter>,
     segment_cache: Arc<scrape::SegmentCache>,
 }
 

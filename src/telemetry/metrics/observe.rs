@@ -48,6 +48,10 @@ impl Metrics {
         if let Some(c) = ex.cost.filter(|c| c.is_finite() && *c > 0.0) {
             self.cost.get_or_create(&labels).inc_by(c);
         }
+        if ex.is_client_error() {
+            let kind = ex.error_kind.unwrap_or("other");
+            self.client_errors.get_or_create(&KindLabels { kind }).inc();
+        }
         if ex.outcome.is_error() {
             let upstream = ex.upstream.as_deref().unwrap_or("none").to_owned();
             let kind = ex.error_kind.unwrap_or(outcome);

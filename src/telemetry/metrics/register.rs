@@ -37,6 +37,7 @@ pub(super) fn build(models: HashSet<String>) -> Metrics {
         traces_queue: Family::default(),
         connections_open: Gauge::default(),
         connections_closed: Family::default(),
+        client_errors: Family::default(),
         segment_cache: Arc::default(),
     };
     // A fresh process has loaded its config successfully.
@@ -60,6 +61,11 @@ fn register(mut m: Metrics) -> Metrics {
         CONNECTIONS_CLOSED,
         "Proxy connections gatehouse closed itself, by reason (over_limit, header_timeout, tls_timeout)",
         m.connections_closed.clone(),
+    );
+    r.register(
+        CLIENT_ERRORS,
+        "Requests refused or failed through the client's own fault (bad input, wrong key or path, an upstream 4xx to a client mistake), by kind; not in error rates",
+        m.client_errors.clone(),
     );
     r.register(
         INFERENCE_LATENCY_SECONDS,
