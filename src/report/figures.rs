@@ -86,6 +86,8 @@ pub struct SecurityFigures {
     pub blocked: u64,
     pub by_level: BTreeMap<&'static str, u64>,
     pub by_category: BTreeMap<String, u64>,
+    /// Users with the most threatening requests (medium risk or above; a match at none or low
+    /// is one weak signal, not a threat).
     pub top_offenders: Vec<Offender>,
     /// Users with high or critical requests (by stored score and the current thresholds).
     pub high_risk_users: Vec<HighRisk>,
@@ -126,6 +128,9 @@ pub async fn gather(
     let usage = analytics::usage_between(store, from, to, now_ms).await?;
     let before = analytics::usage_between(store, prev.from_ms, prev.to_ms, now_ms).await?;
     let security = analytics::security_summary(store, from, to).await?;
+    let offenders = store
+        .threat_offenders(from, to, analytics::security::TOP_OFFENDERS)
+        .await?;
     let upstreams = store.upstream_counts(from, to).await?;
     let (scored, scanned) = store.scored_requests(from, to).await?;
     let forecast = analytics::forecast::forecast_at(store, to.min(now_ms), 14)
@@ -198,7 +203,7 @@ pub async fn gather(
             blocked: security.blocked,
             by_level: security.by_level,
             by_category: security.by_category,
-            top_offenders: security.top_users,
+            top_offenders: offenders,
             high_risk_users: high_risk(&scored, &d.thresholds),
             scanned,
             scored: scored.len() as u64,
