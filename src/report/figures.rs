@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analytics::{self, Anomaly};
-use crate::config::{ActionsConfig, Config, ThresholdsConfig};
+use crate::config::{Config, ThresholdsConfig};
 use crate::store::{DailyThreats, Offender, Scored, Store};
 
 use super::period::{self, Bounds, Zone};
@@ -47,8 +47,11 @@ pub struct Figures {
     pub forecast: Option<ForecastFigures>,
     pub thresholds: ThresholdsConfig,
     pub threat_trends: ThreatTrends,
-    /// A threshold change read off the stored scores, with its replayed effect.
+    /// A threshold change read off the stored scores, with its replayed effect; only when the
+    /// replay shows the effect the change is for.
     pub threshold_proposal: Option<Proposal>,
+    /// Whether a threshold change is proposed, and why (or why not).
+    pub threshold_note: String,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -141,6 +144,13 @@ pub async fn gather(
     let trend_days = days.max(MIN_TREND_DAYS) as usize;
     let trends = threat_trends(store, b, zone, trend_days).await?;
     let d = &config.detect;
+    let review = replay::review(
+        &scored,
+        scanned,
+        &d.thresholds,
+        &d.actions,
+        &config.report.rules,
+    );
     let g = &usage.general_metrics;
     let prev: BTreeMap<&str, f64> = before
         .by_model
@@ -212,7 +222,8 @@ pub async fn gather(
         forecast: forecast.map(|f| forecast_figures(&f)),
         thresholds: d.thresholds,
         threat_trends: trends,
-        threshold_proposal: proposal(&scored, scanned, config, &d.actions),
+        threshold_proposal: review.proposal,
+        threshold_note: review.note,
     })
 }
 
@@ -238,16 +249,6 @@ async fn threat_trends(
         }
     }
     Ok(threats::trends(&categories, &users, 0, days))
-}
-
-fn proposal(
-    scored: &[Scored],
-    scanned: u64,
-    config: &Config,
-    actions: &ActionsConfig,
-) -> Option<Proposal> {
-    let t = &config.detect.thresholds;
-    replay::propose(scored, scanned, t, actions, &config.report.rules)
 }
 
 fn analytics_ratio(part: f64, whole: u64) -> f64 {

@@ -1,14 +1,17 @@
-//! What a report tells an operator must be true: threat trends and offenders count
-//! medium-risk requests and above. The `Reporter` runs on a temp store filled with records.
+//! What a report tells an operator must be true: a threshold change only with the replay that
+//! shows its effect (and auto-tune never loosens without it), and threat trends and offenders
+//! from medium-risk requests up. The `Reporter` runs on a temp store filled with records; the
+//! applied thresholds are caught by the closure `app` would pass in.
 
 use std::sync::{Arc, Mutex};
 
 use gatehouse::config::{CaptureConfig, Config, ThresholdsConfig};
 use gatehouse::detect::{Action, Category, Match, RiskLevel, Verdict};
 use gatehouse::event::Exchange;
-use gatehouse::report::{ChatError, Period, Reporter, Trigger};
+use gatehouse::report::{ChatError, Period, Report, Reporter, Trigger};
 use gatehouse::store::Store;
 
+const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
 /// 2026-01-05T00:00:00Z, a Monday.
 const MONDAY_MS: i64 = 1_767_571_200_000;
@@ -98,6 +101,104 @@ fn reporter(store: &Store, config: Config) -> (Reporter, Arc<Mutex<Vec<Threshold
     (r, applied)
 }
 
+/// One hour into yesterday (UTC): inside the period a scheduled daily report covers.
+fn yesterday_ms() -> i64 {
+    let now = gatehouse::analytics::unix_ms(std::time::SystemTime::now());
+    now - now.rem_euclid(DAY_MS) - DAY_MS + HOUR_MS
+}
+
+/// 20 scanned requests yesterday: 15 clean and 5 at `scores` (blocked when ≥ 20).
+fn scored_day(scores: [f32; 5]) -> Vec<Exchange> {
+    let t = yesterday_ms();
+    let mut v: Vec<Exchange> = (0..15)
+        .map(|i| scanned(&format!("c{i}"), t + i, "alice", RiskLevel::None, 0.0, ""))
+        .collect();
+    for (i, s) in scores.into_iter().enumerate() {
+        let level = if s >= 20.0 {
+            RiskLevel::Critical
+        } else {
+            RiskLevel::High
+        };
+        let id = format!("s{i}");
+        v.push(scanned(
+            &id,
+            t + 100 + i as i64,
+            "mallory",
+            level,
+            s,
+            "injection.x",
+        ));
+    }
+    v
+}
+
+async fn scheduled(scores: [f32; 5]) -> (Report, Vec<ThresholdsConfig>) {
+    let (_dir, store) = temp_store().await;
+    fill(&store, scored_day(scores)).await;
+    let mut c = Config::default();
+    c.report.auto_tune = true;
+    let (r, applied) = reporter(&store, c);
+    let report = r
+        .generate(Period::Daily, None, Trigger::Schedule)
+        .await
+        .expect("report");
+    store.close().await;
+    let applied = applied.lock().expect("lock").clone();
+    (report, applied)
+}
+
+#[tokio::test]
+async fn auto_tune_leaves_thresholds_alone_when_the_replay_shows_no_change() {
+    // 25 % blocked, over the 5 % target, but every blocked score lies above 30, the highest
+    // critical a proposal may reach: raising critical would let nothing more through.
+    let (report, applied) = scheduled([40.0, 41.0, 45.0, 50.0, 60.0]).await;
+    let f = &report.figures;
+    assert_eq!(f.security.scanned, 20, "the fixture was read");
+    assert!(
+        f.threshold_proposal.is_none(),
+        "no proposal without a replayed effect: {:?}",
+        f.threshold_proposal
+    );
+    assert!(
+        f.threshold_note
+            .starts_with("no change proposed: 25.0% of 20 scanned requests")
+            && f.threshold_note
+                .contains("the replay shows no request would change"),
+        "{}",
+        f.threshold_note
+    );
+    assert!(
+        !report
+            .recommendations
+            .iter()
+            .any(|r| r.title.contains("thresholds")),
+        "no threshold advice: {:?}",
+        report.recommendations
+    );
+    assert_eq!(applied, vec![], "auto-tune must not loosen critical");
+}
+
+#[tokio::test]
+async fn auto_tune_applies_a_proposal_whose_replay_shows_the_effect() {
+    // 4 of 20 blocked (20 %); critical 23 leaves only the 30 (5 %).
+    let (report, applied) = scheduled([20.0, 21.0, 22.0, 30.0, 5.0]).await;
+    let p = report
+        .figures
+        .threshold_proposal
+        .as_ref()
+        .expect("a proposal the replay supports");
+    assert_eq!(p.proposed.critical, 23.0);
+    assert_eq!(p.effect.newly_unblocked, 3);
+    assert!(
+        p.reason
+            .contains("3 fewer requests blocked, 5.0% of scanned requests blocked"),
+        "the proposal carries its replay: {}",
+        p.reason
+    );
+    let crit: Vec<f32> = applied.iter().map(|t| t.critical).collect();
+    assert_eq!(crit, vec![23.0], "one step, within 25 % of 20");
+}
+
 #[tokio::test]
 async fn low_risk_learned_matches_make_no_offender_and_no_rising_trend() {
     let (_dir, store) = temp_store().await;
@@ -176,5 +277,24 @@ async fn low_risk_learned_matches_make_no_offender_and_no_rising_trend() {
             .iter()
             .all(|r| !r.title.contains("benign") && !r.action.contains("benign")),
         "no advice against a benign user: {titles:?}"
+    );
+}
+
+#[tokio::test]
+async fn auto_tune_does_not_loosen_by_a_clamped_step_the_replay_shows_no_effect_for() {
+    // The proposal (critical 29) unblocks three requests, but one auto-tune step may move
+    // critical 25 % at most: to 25, under every blocked score, so the step itself changes
+    // nothing and would only loosen the guard.
+    let (report, applied) = scheduled([26.0, 27.0, 28.0, 29.0, 5.0]).await;
+    let p = report
+        .figures
+        .threshold_proposal
+        .as_ref()
+        .expect("the full proposal has a replayed effect");
+    assert_eq!((p.proposed.critical, p.effect.newly_unblocked), (29.0, 3));
+    assert_eq!(
+        applied,
+        vec![],
+        "a step with no replayed effect is not applied"
     );
 }

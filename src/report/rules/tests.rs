@@ -43,6 +43,7 @@ pub(crate) fn quiet() -> Figures {
         thresholds: ThresholdsConfig::default(),
         threat_trends: ThreatTrends::default(),
         threshold_proposal: None,
+        threshold_note: String::new(),
     }
 }
 
