@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analytics::{self, Anomaly};
-use crate::config::{Config, ThresholdsConfig};
+use crate::config::{AlertsConfig, Config, RuleKind, ThresholdsConfig};
 use crate::store::{DailyThreats, Offender, Scored, Store};
 
 use super::period::{self, Bounds, Zone};
@@ -46,6 +46,8 @@ pub struct Figures {
     pub anomalies: Vec<Anomaly>,
     pub forecast: Option<ForecastFigures>,
     pub thresholds: ThresholdsConfig,
+    /// The alert thresholds latency and errors are judged against, whatever the period before.
+    pub limits: Limits,
     pub threat_trends: ThreatTrends,
     /// A threshold change read off the stored scores, with its replayed effect; only when the
     /// replay shows the effect the change is for.
@@ -97,6 +99,36 @@ pub struct SecurityFigures {
     /// Requests with a stored score (zero included) and with a score above zero.
     pub scanned: u64,
     pub scored: u64,
+}
+
+/// The operator's own limits, read off the alert rules: the strictest threshold among the
+/// rules of each kind (a rule without one uses `alerts.thresholds`). They apply even with
+/// `alerts.enabled: false`, as the limits the operator wrote down.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Limits {
+    /// p95 latency, seconds (`latency_p95` rules; `alerts.thresholds.latency_secs`).
+    pub p95_latency_secs: f64,
+    /// Error rate, 0..1 (`error_rate` rules; `alerts.thresholds.error_rate`).
+    pub error_rate: f64,
+}
+
+impl Limits {
+    /// The limits `alerts` states.
+    pub fn of(a: &AlertsConfig) -> Limits {
+        let strictest = |kind: RuleKind, default: f64| {
+            a.rules
+                .iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| r.threshold.unwrap_or(default))
+                .reduce(f64::min)
+                .unwrap_or(default)
+        };
+        let t = &a.thresholds;
+        Limits {
+            p95_latency_secs: strictest(RuleKind::LatencyP95, t.latency_secs),
+            error_rate: strictest(RuleKind::ErrorRate, t.error_rate),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -221,6 +253,7 @@ pub async fn gather(
         anomalies: top_anomalies(usage.anomalies),
         forecast: forecast.map(|f| forecast_figures(&f)),
         thresholds: d.thresholds,
+        limits: Limits::of(&config.alerts),
         threat_trends: trends,
         threshold_proposal: review.proposal,
         threshold_note: review.note,

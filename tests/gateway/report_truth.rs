@@ -1,6 +1,7 @@
 //! What a report tells an operator must be true: a threshold change only with the replay that
-//! shows its effect (and auto-tune never loosens without it), and threat trends and offenders
-//! from medium-risk requests up. The `Reporter` runs on a temp store filled with records; the
+//! shows its effect (and auto-tune never loosens without it), threat trends and offenders from
+//! medium-risk requests up, and latency and error-rate advice against the alert thresholds
+//! even when nothing rose. The `Reporter` runs on a temp store filled with records; the
 //! applied thresholds are caught by the closure `app` would pass in.
 
 use std::sync::{Arc, Mutex};
@@ -277,6 +278,61 @@ async fn low_risk_learned_matches_make_no_offender_and_no_rising_trend() {
             .iter()
             .all(|r| !r.title.contains("benign") && !r.action.contains("benign")),
         "no advice against a benign user: {titles:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_model_is_named_against_the_alert_threshold_with_no_period_before() {
+    let (_dir, store) = temp_store().await;
+    let t = MONDAY_MS + 9 * HOUR_MS;
+    let slow =
+        (0..25).map(|i| exchange(&format!("s{i}"), t + i, "slow-model", Some("alice"), 6_450));
+    let fast = (0..25).map(|i| exchange(&format!("f{i}"), t + i, "gpt-4o-mini", Some("bob"), 150));
+    fill(&store, slow.chain(fast).collect()).await;
+    let (r, _) = reporter(&store, Config::default());
+    let date = "2026-01-05".parse().expect("a date");
+    let report = r
+        .generate(Period::Daily, Some(date), Trigger::Manual)
+        .await
+        .expect("report");
+    store.close().await;
+
+    assert_eq!(
+        report.figures.previous_p95_latency, None,
+        "no period before"
+    );
+    let rec = report
+        .recommendations
+        .iter()
+        .find(|r| r.title == "p95 latency of slow-model is above the alert threshold")
+        .unwrap_or_else(|| {
+            panic!(
+                "latency advice for slow-model: {:?}",
+                report.recommendations
+            )
+        });
+    let p95 = report
+        .figures
+        .models
+        .iter()
+        .find(|m| m.model == "slow-model")
+        .expect("slow-model")
+        .p95_latency;
+    assert!((5.0..7.5).contains(&p95), "in the (5, 7.5] s bucket: {p95}");
+    assert_eq!(
+        rec.evidence[0],
+        format!(
+            "p95 {p95:.2} s over 25 requests of slow-model, above the 5.00 s alert threshold \
+             (`alerts.thresholds.latency_secs`)"
+        )
+    );
+    assert!(
+        report
+            .recommendations
+            .iter()
+            .all(|r| !r.title.contains("gpt-4o-mini")),
+        "{:?}",
+        report.recommendations
     );
 }
 
