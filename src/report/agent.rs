@@ -211,12 +211,31 @@ impl Reporter {
         (Engine::Rules { reason }, rules())
     }
 
+    /// Applies the report's proposal, one clamped step at a time. The clamped step is a change
+    /// of its own, so it is replayed first; a step that loosens a threshold (raises it, so the
+    /// guard lets more through) is applied only when that replay shows fewer requests blocked.
+    /// Tightening needs no such evidence.
     async fn auto_tune(&self, report: &Report, max_step: f32) {
         let Some(p) = &report.figures.threshold_proposal else {
+            tracing::info!(id = %report.id, note = %report.figures.threshold_note,
+                "auto-tune: thresholds left as they are");
             return;
         };
         let step = replay::clamp_step(&p.current, &p.proposed, max_step);
         let source = format!("auto_tune (report {})", report.id);
+        let dry = match self.set_thresholds(step, true, &source).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "auto-tune not applied");
+                return;
+            }
+        };
+        let e = &dry.effect;
+        if loosens(&dry.old, &step) && e.newly_unblocked <= e.newly_blocked {
+            tracing::warn!(summary = %e.summary,
+                "auto-tune not applied: the replay shows the looser threshold blocks no fewer requests");
+            return;
+        }
         match self.set_thresholds(step, false, &source).await {
             Ok(o) => tracing::info!(summary = %o.effect.summary, "thresholds auto-tuned"),
             Err(e) => tracing::warn!(error = %e, "auto-tune not applied"),
@@ -282,6 +301,17 @@ impl Reporter {
     pub fn store(&self) -> &Store {
         &self.store
     }
+}
+
+/// Whether `new` raises any threshold of `old` (a higher threshold lets more through).
+fn loosens(old: &ThresholdsConfig, new: &ThresholdsConfig) -> bool {
+    let pairs = [
+        (old.low, new.low),
+        (old.medium, new.medium),
+        (old.high, new.high),
+        (old.critical, new.critical),
+    ];
+    pairs.iter().any(|(o, n)| n > o)
 }
 
 fn stored(r: &Report) -> StoredReport {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analytics::{self, Anomaly};
-use crate::config::{ActionsConfig, Config, ThresholdsConfig};
+use crate::config::{AlertsConfig, Config, RuleKind, ThresholdsConfig};
 use crate::store::{DailyThreats, Offender, Scored, Store};
 
 use super::period::{self, Bounds, Zone};
@@ -46,9 +46,14 @@ pub struct Figures {
     pub anomalies: Vec<Anomaly>,
     pub forecast: Option<ForecastFigures>,
     pub thresholds: ThresholdsConfig,
+    /// The alert thresholds latency and errors are judged against, whatever the period before.
+    pub limits: Limits,
     pub threat_trends: ThreatTrends,
-    /// A threshold change read off the stored scores, with its replayed effect.
+    /// A threshold change read off the stored scores, with its replayed effect; only when the
+    /// replay shows the effect the change is for.
     pub threshold_proposal: Option<Proposal>,
+    /// Whether a threshold change is proposed, and why (or why not).
+    pub threshold_note: String,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -86,12 +91,44 @@ pub struct SecurityFigures {
     pub blocked: u64,
     pub by_level: BTreeMap<&'static str, u64>,
     pub by_category: BTreeMap<String, u64>,
+    /// Users with the most threatening requests (medium risk or above; a match at none or low
+    /// is one weak signal, not a threat).
     pub top_offenders: Vec<Offender>,
     /// Users with high or critical requests (by stored score and the current thresholds).
     pub high_risk_users: Vec<HighRisk>,
     /// Requests with a stored score (zero included) and with a score above zero.
     pub scanned: u64,
     pub scored: u64,
+}
+
+/// The operator's own limits, read off the alert rules: the strictest threshold among the
+/// rules of each kind (a rule without one uses `alerts.thresholds`). They apply even with
+/// `alerts.enabled: false`, as the limits the operator wrote down.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Limits {
+    /// p95 latency, seconds (`latency_p95` rules; `alerts.thresholds.latency_secs`).
+    pub p95_latency_secs: f64,
+    /// Error rate, 0..1 (`error_rate` rules; `alerts.thresholds.error_rate`).
+    pub error_rate: f64,
+}
+
+impl Limits {
+    /// The limits `alerts` states.
+    pub fn of(a: &AlertsConfig) -> Limits {
+        let strictest = |kind: RuleKind, default: f64| {
+            a.rules
+                .iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| r.threshold.unwrap_or(default))
+                .reduce(f64::min)
+                .unwrap_or(default)
+        };
+        let t = &a.thresholds;
+        Limits {
+            p95_latency_secs: strictest(RuleKind::LatencyP95, t.latency_secs),
+            error_rate: strictest(RuleKind::ErrorRate, t.error_rate),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -126,6 +163,9 @@ pub async fn gather(
     let usage = analytics::usage_between(store, from, to, now_ms).await?;
     let before = analytics::usage_between(store, prev.from_ms, prev.to_ms, now_ms).await?;
     let security = analytics::security_summary(store, from, to).await?;
+    let offenders = store
+        .threat_offenders(from, to, analytics::security::TOP_OFFENDERS)
+        .await?;
     let upstreams = store.upstream_counts(from, to).await?;
     let (scored, scanned) = store.scored_requests(from, to).await?;
     let forecast = analytics::forecast::forecast_at(store, to.min(now_ms), 14)
@@ -136,6 +176,13 @@ pub async fn gather(
     let trend_days = days.max(MIN_TREND_DAYS) as usize;
     let trends = threat_trends(store, b, zone, trend_days).await?;
     let d = &config.detect;
+    let review = replay::review(
+        &scored,
+        scanned,
+        &d.thresholds,
+        &d.actions,
+        &config.report.rules,
+    );
     let g = &usage.general_metrics;
     let prev: BTreeMap<&str, f64> = before
         .by_model
@@ -198,7 +245,7 @@ pub async fn gather(
             blocked: security.blocked,
             by_level: security.by_level,
             by_category: security.by_category,
-            top_offenders: security.top_users,
+            top_offenders: offenders,
             high_risk_users: high_risk(&scored, &d.thresholds),
             scanned,
             scored: scored.len() as u64,
@@ -206,8 +253,10 @@ pub async fn gather(
         anomalies: top_anomalies(usage.anomalies),
         forecast: forecast.map(|f| forecast_figures(&f)),
         thresholds: d.thresholds,
+        limits: Limits::of(&config.alerts),
         threat_trends: trends,
-        threshold_proposal: proposal(&scored, scanned, config, &d.actions),
+        threshold_proposal: review.proposal,
+        threshold_note: review.note,
     })
 }
 
@@ -233,16 +282,6 @@ async fn threat_trends(
         }
     }
     Ok(threats::trends(&categories, &users, 0, days))
-}
-
-fn proposal(
-    scored: &[Scored],
-    scanned: u64,
-    config: &Config,
-    actions: &ActionsConfig,
-) -> Option<Proposal> {
-    let t = &config.detect.thresholds;
-    replay::propose(scored, scanned, t, actions, &config.report.rules)
 }
 
 fn analytics_ratio(part: f64, whole: u64) -> f64 {

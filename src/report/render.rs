@@ -54,6 +54,8 @@ pub fn markdown(r: &Report) -> String {
             p.reason, p.effect.summary
         );
         let _ = writeln!(s, "```diff\n{}```\n", p.config_diff);
+    } else {
+        let _ = writeln!(s, "## Thresholds\n\n{}\n", f.threshold_note);
     }
     let _ = writeln!(s, "## Figures\n");
     for (k, v) in key_figures(f) {
@@ -115,6 +117,8 @@ pub fn html(r: &Report) -> String {
             esc(&p.effect.summary),
             esc(&p.config_diff)
         );
+    } else {
+        let _ = write!(s, "<h2>Thresholds</h2><p>{}</p>", esc(&f.threshold_note));
     }
     s.push_str("<h2>Figures</h2><table>");
     for (k, v) in key_figures(f) {

@@ -190,9 +190,18 @@ pub fn check(t: &ThresholdsConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// What the threshold review of a period found: a change the replay supports, or none, and
+/// one sentence that says which and why (shown in every report).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Review {
+    pub proposal: Option<Proposal>,
+    /// E.g. "no change proposed: …, but the replay shows no request would change".
+    pub note: String,
+}
+
 /// Reads a proposal off the stored scores (`scanned`: requests with any score, zero included):
 /// lower critical when users already blocked at critical keep sending requests just under it;
-/// raise it when more than `rules.blocked_share` of scanned requests are blocked.
+/// raise it when more than `rules.blocked_share` of scanned requests are blocked. See [`review`].
 pub fn propose(
     scored: &[Scored],
     scanned: u64,
@@ -200,23 +209,107 @@ pub fn propose(
     actions: &ActionsConfig,
     rules: &RuleThresholds,
 ) -> Option<Proposal> {
-    let crit = f64::from(current.critical);
-    let (critical, reason) = near_misses(scored, current)
-        .or_else(|| too_tight(scored, scanned, crit, rules.blocked_share))?;
+    review(scored, scanned, current, actions, rules).proposal
+}
+
+/// Reviews the thresholds against the stored scores. A change is proposed only when its replay
+/// on the same scores shows the effect it is for: lowering critical must block some of the near
+/// misses, raising it must unblock more requests than it blocks (the blocked share drops).
+/// Otherwise the note says that no change is proposed and what the replay showed.
+pub fn review(
+    scored: &[Scored],
+    scanned: u64,
+    current: &ThresholdsConfig,
+    actions: &ActionsConfig,
+    rules: &RuleThresholds,
+) -> Review {
+    let target = rules.blocked_share;
+    let Some((critical, reason)) = near_misses(scored, current)
+        .or_else(|| too_tight(scored, scanned, current, actions, target))
+    else {
+        let note = format!(
+            "no change proposed: {} and no user blocked at critical sent near misses",
+            share_text(
+                blocked_share(scored, scanned, current, actions),
+                scanned,
+                target
+            )
+        );
+        return Review {
+            proposal: None,
+            note,
+        };
+    };
     let proposed = ThresholdsConfig {
         critical,
         ..*current
     };
     if check(&proposed).is_err() || proposed == *current {
-        return None;
+        let note = format!("no change proposed: {reason}, but no valid critical threshold fits");
+        return Review {
+            proposal: None,
+            note,
+        };
     }
-    Some(Proposal {
-        current: *current,
-        proposed,
-        reason,
-        effect: replay(scored, current, &proposed, actions),
-        config_diff: diff(current, &proposed),
-    })
+    let effect = replay(scored, current, &proposed, actions);
+    let shown = if critical < current.critical {
+        effect.newly_blocked > 0
+    } else {
+        effect.newly_unblocked > effect.newly_blocked
+    };
+    if !shown {
+        let note = format!(
+            "no change proposed: {reason}, but the replay shows no request would change \
+             ({})",
+            effect.summary
+        );
+        return Review {
+            proposal: None,
+            note,
+        };
+    }
+    let after = blocked_share(scored, scanned, &proposed, actions);
+    let reason = format!(
+        "{reason}; replayed on the same {} scored requests: {}, {:.1}% of scanned requests \
+         blocked",
+        effect.replayed,
+        effect.summary,
+        after * 100.0
+    );
+    Review {
+        note: format!("change proposed: {reason}"),
+        proposal: Some(Proposal {
+            current: *current,
+            proposed,
+            reason,
+            effect,
+            config_diff: diff(current, &proposed),
+        }),
+    }
+}
+
+/// Share of `scanned` requests the actions block at `t` (by stored score).
+fn blocked_share(scored: &[Scored], scanned: u64, t: &ThresholdsConfig, a: &ActionsConfig) -> f64 {
+    let n = scored
+        .iter()
+        .filter(|s| blocks(a, level(t, s.score)))
+        .count();
+    if scanned == 0 {
+        0.0
+    } else {
+        n as f64 / scanned as f64
+    }
+}
+
+fn share_text(share: f64, scanned: u64, target: f64) -> String {
+    if scanned < MIN_SCANNED {
+        return format!("{scanned} scanned requests are too few to judge the blocked share");
+    }
+    format!(
+        "{:.1}% of {scanned} scanned requests were blocked, within the {:.1}% target",
+        share * 100.0,
+        target * 100.0
+    )
 }
 
 fn near_misses(scored: &[Scored], t: &ThresholdsConfig) -> Option<(f32, String)> {
@@ -246,21 +339,32 @@ fn near_misses(scored: &[Scored], t: &ThresholdsConfig) -> Option<(f32, String)>
     Some((critical, reason))
 }
 
-fn too_tight(scored: &[Scored], scanned: u64, crit: f64, target: f64) -> Option<(f32, String)> {
-    let blocked = |c: f64| scored.iter().filter(|s| s.score >= c).count() as f64;
-    let share = blocked(crit) / scanned as f64;
-    if scanned < MIN_SCANNED || share <= target {
+/// The blocked share (as the actions block by stored score) is above `target`: the smallest
+/// whole-point raise of critical (up to +50 %) that brings it to the target, else the cap.
+fn too_tight(
+    scored: &[Scored],
+    scanned: u64,
+    t: &ThresholdsConfig,
+    actions: &ActionsConfig,
+    target: f64,
+) -> Option<(f32, String)> {
+    let share = |critical: f32| {
+        let at = ThresholdsConfig { critical, ..*t };
+        blocked_share(scored, scanned, &at, actions)
+    };
+    let now = share(t.critical);
+    if scanned < MIN_SCANNED || now <= target {
         return None;
     }
-    // The smallest whole-point raise (up to +50 %) that brings the share to the target.
+    let crit = f64::from(t.critical);
     let cap = (crit * 1.5).ceil() as u32;
     let critical = (crit.floor() as u32 + 1..=cap)
-        .find(|&c| blocked(f64::from(c)) / scanned as f64 <= target)
+        .find(|&c| share(c as f32) <= target)
         .unwrap_or(cap);
     let reason = format!(
-        "{:.1}% of {scanned} scanned requests were blocked at critical ({crit}), above the \
+        "{:.1}% of {scanned} scanned requests were blocked (critical at {crit}), above the \
          {:.1}% target",
-        share * 100.0,
+        now * 100.0,
         target * 100.0
     );
     Some((critical as f32, reason))

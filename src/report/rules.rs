@@ -1,11 +1,15 @@
 //! The deterministic rule engine: recommendations from the same figures the LLM sees, used when
 //! there is no model or its answers are unusable. Each rule is one small function that reads
-//! the figures and returns zero or more recommendations with their evidence.
+//! the figures and returns zero or more recommendations with their evidence. Latency and
+//! errors are judged both against the period before (a rise) and against the alert thresholds
+//! (`limits`), so a model that has always been slow is named too.
 
 use crate::config::RuleThresholds;
 
 use super::figures::Figures;
 use super::{Group, Priority, Recommendation};
+
+mod limits;
 
 /// Requests a model or upstream needs before its rates are judged.
 const MIN_REQUESTS: u64 = 20;
@@ -16,7 +20,10 @@ const CONCENTRATION: f64 = 0.5;
 pub fn recommend(f: &Figures, r: &RuleThresholds) -> Vec<Recommendation> {
     let mut out = Vec::new();
     out.extend(upstream_errors(f, r));
-    out.extend(p95_rising(f, r));
+    out.extend(limits::error_budget(f));
+    let (over, named) = limits::p95_above_limit(f);
+    out.extend(over);
+    out.extend(p95_rising(f, r, &named));
     out.extend(expensive_models(f, r));
     out.extend(high_risk_users(f, r));
     out.extend(thresholds(f));
@@ -94,12 +101,14 @@ fn upstream_errors(f: &Figures, r: &RuleThresholds) -> Vec<Recommendation> {
         .collect()
 }
 
-/// p95 latency up more than `rules.p95_rise` on the previous period, overall or per model.
-fn p95_rising(f: &Figures, r: &RuleThresholds) -> Vec<Recommendation> {
+/// p95 latency up more than `rules.p95_rise` on the previous period, overall or per model;
+/// models already `named` above the alert threshold are left out (that advice cites the rise).
+fn p95_rising(f: &Figures, r: &RuleThresholds, named: &[&str]) -> Vec<Recommendation> {
     let rose =
         |now: f64, before: Option<f64>| before.filter(|b| *b > 0.0 && now > b * (1.0 + r.p95_rise));
     let mut out = Vec::new();
-    for m in f.models.iter().filter(|m| m.requests >= MIN_REQUESTS) {
+    let models = f.models.iter().filter(|m| m.requests >= MIN_REQUESTS);
+    for m in models.filter(|m| !named.contains(&m.model.as_str())) {
         if let Some(b) = rose(m.p95_latency, m.previous_p95_latency) {
             out.push(rec(
                 Group::Performance,
@@ -120,7 +129,8 @@ fn p95_rising(f: &Figures, r: &RuleThresholds) -> Vec<Recommendation> {
             ));
         }
     }
-    if let Some(b) = rose(f.p95_latency, f.previous_p95_latency).filter(|_| out.is_empty()) {
+    let quiet = out.is_empty() && named.is_empty();
+    if let Some(b) = rose(f.p95_latency, f.previous_p95_latency).filter(|_| quiet) {
         out.push(rec(
             Group::Performance,
             Priority::Medium,

@@ -1,6 +1,8 @@
 //! Threat prediction: threat counts per local day, per category and per user, a least-squares
 //! trend, a one-day forecast, and a flag when the last day rises significantly above the days
-//! before.
+//! before. A threat is a request at medium risk or above (`Store::daily_threats`): a match at
+//! none or low, such as a learned-stage hunch on a harmless prompt, is not counted, or benign
+//! users would "rise" and be advised against.
 //!
 //! "Significantly": the last day has at least `MIN_COUNT` threats and lies `Z_RISE` Poisson
 //! standard deviations above the mean of the earlier days (counts of rare events are close to
@@ -24,7 +26,7 @@ const MAX_USERS: usize = 10;
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Trend {
     pub key: String,
-    /// Threatening requests per local day, oldest first.
+    /// Threatening requests (medium risk or above) per local day, oldest first.
     pub daily: Vec<u64>,
     /// Least-squares slope, requests per day.
     pub slope_per_day: f64,

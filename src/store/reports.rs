@@ -5,6 +5,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use super::security::THREAT_LEVELS;
 use super::sql::{count, num};
 use super::{query_err, Error, Store};
 
@@ -45,7 +46,8 @@ pub struct UpstreamCount {
     pub errors: u64,
 }
 
-/// Threatening requests of one key (a category or a user) on one UTC day.
+/// Threatening requests (medium risk or above) of one key (a category or a user) on one UTC
+/// day.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DailyThreats {
     pub day_ms: i64,
@@ -235,7 +237,8 @@ impl Store {
             .map_err(query_err("upstream counts"))
     }
 
-    /// Threatening requests per UTC day and category (`by_user` false) or user (true).
+    /// Threatening requests (medium risk or above) per UTC day and category (`by_user` false)
+    /// or user (true).
     ///
     /// # Errors
     /// The query fails.
@@ -249,7 +252,8 @@ impl Store {
         let sql = format!(
             "SELECT (ts_ms / 86400000) * 86400000 AS day, {key} AS k, \
              COUNT(DISTINCT request_id) AS n FROM security_matches \
-             WHERE ts_ms >= $1 AND ts_ms < $2 AND {key} IS NOT NULL GROUP BY day, k ORDER BY day, k"
+             WHERE ts_ms >= $1 AND ts_ms < $2 AND {key} IS NOT NULL AND {THREAT_LEVELS} \
+             GROUP BY day, k ORDER BY day, k"
         );
         let rows = sqlx::query(&sql)
             .bind(since_ms)

@@ -60,6 +60,9 @@ pub struct Offender {
 
 const LEVELS: [&str; 5] = ["none", "low", "medium", "high", "critical"];
 
+/// The SQL condition on `security_matches` of a threatening request: medium risk or above.
+pub(crate) const THREAT_LEVELS: &str = "risk_level IN ('medium', 'high', 'critical')";
+
 fn match_from_row(r: &AnyRow) -> Result<MatchRow, sqlx::Error> {
     let ts_ms: i64 = r.try_get("ts_ms")?;
     Ok(MatchRow {
@@ -151,7 +154,8 @@ impl Store {
             .map_err(query_err("threats by category"))
     }
 
-    /// The `n` users with the most threatening requests in `[since_ms, until_ms)`.
+    /// The `n` users with the most requests with a match in `[since_ms, until_ms)`, at any
+    /// level.
     ///
     /// # Errors
     /// The query fails.
@@ -161,20 +165,46 @@ impl Store {
         until_ms: i64,
         n: u32,
     ) -> Result<Vec<Offender>, Error> {
-        let rows = sqlx::query(
+        self.offenders(since_ms, until_ms, n, "1=1").await
+    }
+
+    /// The `n` users with the most threatening requests in `[since_ms, until_ms)`: requests at
+    /// medium risk or above ([`THREAT_LEVELS`]); a match at none or low is one weak signal.
+    ///
+    /// # Errors
+    /// The query fails.
+    pub async fn threat_offenders(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        n: u32,
+    ) -> Result<Vec<Offender>, Error> {
+        self.offenders(since_ms, until_ms, n, THREAT_LEVELS).await
+    }
+
+    /// Offenders among the matches that pass `filter` (a fixed SQL condition, never input).
+    async fn offenders(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        n: u32,
+        filter: &str,
+    ) -> Result<Vec<Offender>, Error> {
+        let sql = format!(
             "SELECT \"user\", COUNT(DISTINCT request_id) AS requests, COUNT(*) AS matches, \
              COUNT(DISTINCT CASE WHEN blocked <> 0 THEN request_id END) AS blocked, \
              MAX(CASE risk_level WHEN 'low' THEN 1 WHEN 'medium' THEN 2 WHEN 'high' THEN 3 \
              WHEN 'critical' THEN 4 ELSE 0 END) AS lvl FROM security_matches \
-             WHERE ts_ms >= $1 AND ts_ms < $2 AND \"user\" IS NOT NULL GROUP BY \"user\" \
-             ORDER BY requests DESC, \"user\" LIMIT $3",
-        )
-        .bind(since_ms)
-        .bind(until_ms)
-        .bind(i64::from(n))
-        .fetch_all(&self.read)
-        .await
-        .map_err(query_err("top offenders"))?;
+             WHERE ts_ms >= $1 AND ts_ms < $2 AND \"user\" IS NOT NULL AND {filter} \
+             GROUP BY \"user\" ORDER BY requests DESC, \"user\" LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(since_ms)
+            .bind(until_ms)
+            .bind(i64::from(n))
+            .fetch_all(&self.read)
+            .await
+            .map_err(query_err("top offenders"))?;
         rows.iter()
             .map(|r| {
                 let lvl = count(r, "lvl")? as usize;

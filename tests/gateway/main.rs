@@ -24,6 +24,7 @@ mod records;
 mod report;
 mod report_digest;
 mod report_periods;
+mod report_truth;
 mod sdk;
 mod shutdown;
 mod streaming;

@@ -176,3 +176,92 @@ fn checks_and_clamps() {
     let c = clamp_step(&t, &far, 0.25);
     assert_eq!((c.high, c.critical), (9.0, 15.0));
 }
+
+/// 20 scanned, 5 blocked (25 %) but every blocked score is far above any raise the proposal
+/// may make (cap +50 %: 30), so raising critical would unblock nothing.
+fn blocked_far_above_critical() -> Vec<Scored> {
+    [40.0, 41.0, 45.0, 50.0, 60.0, 5.0]
+        .iter()
+        .map(|&v| s(Some("x"), v))
+        .collect()
+}
+
+#[test]
+fn regression_a_blocked_share_over_target_proposes_nothing_the_replay_cannot_show() {
+    let t = ThresholdsConfig::default();
+    let (a, r) = (ActionsConfig::default(), RuleThresholds::default());
+    let scored = blocked_far_above_critical();
+    assert_eq!(
+        propose(&scored, 20, &t, &a, &r),
+        None,
+        "raising critical to 30 changes no request"
+    );
+    let v = review(&scored, 20, &t, &a, &r);
+    assert!(
+        v.note
+            .starts_with("no change proposed: 25.0% of 20 scanned requests were blocked")
+            && v.note
+                .contains("but the replay shows no request would change"),
+        "{}",
+        v.note
+    );
+}
+
+#[test]
+fn regression_raising_critical_when_high_also_blocks_changes_nothing() {
+    // high blocks too: raising critical moves 21–25 from critical to high, still blocked.
+    let t = ThresholdsConfig::default();
+    let a = ActionsConfig {
+        high: ActionName::Block,
+        ..ActionsConfig::default()
+    };
+    let scored: Vec<Scored> = [21.0, 22.0, 23.0, 25.0, 5.0]
+        .iter()
+        .map(|&v| s(Some("x"), v))
+        .collect();
+    assert_eq!(
+        propose(&scored, 20, &t, &a, &RuleThresholds::default()),
+        None
+    );
+}
+
+#[test]
+fn a_proposal_states_its_replay() {
+    // As in `a_large_blocked_share_proposes_a_higher_critical`: 20 % blocked, 23 leaves 5 %.
+    let scored: Vec<Scored> = [20.0, 21.0, 22.0, 30.0, 5.0]
+        .iter()
+        .map(|&v| s(Some("x"), v))
+        .collect();
+    let v = review(
+        &scored,
+        20,
+        &ThresholdsConfig::default(),
+        &ActionsConfig::default(),
+        &RuleThresholds::default(),
+    );
+    let p = v.proposal.expect("the replay unblocks three requests");
+    assert_eq!(
+        p.reason,
+        "20.0% of 20 scanned requests were blocked (critical at 20), above the 5.0% target; \
+         replayed on the same 5 scored requests: critical at 23 instead of 20: 3 fewer requests \
+         blocked, 5.0% of scanned requests blocked"
+    );
+    assert_eq!(v.note, format!("change proposed: {}", p.reason));
+}
+
+#[test]
+fn a_quiet_review_says_why_nothing_is_proposed() {
+    let v = review(
+        &[s(Some("a"), 4.0), s(Some("b"), 25.0)],
+        100,
+        &ThresholdsConfig::default(),
+        &ActionsConfig::default(),
+        &RuleThresholds::default(),
+    );
+    assert_eq!(v.proposal, None);
+    assert_eq!(
+        v.note,
+        "no change proposed: 1.0% of 100 scanned requests were blocked, within the 5.0% target \
+         and no user blocked at critical sent near misses"
+    );
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::config::ThresholdsConfig;
 use crate::report::figures::{
-    HighRisk, ModelFigures, SecurityFigures, UpstreamFigures, UserFigures,
+    HighRisk, Limits, ModelFigures, SecurityFigures, UpstreamFigures, UserFigures,
 };
 use crate::report::threats::{trend, ThreatTrends};
 use crate::report::Period;
@@ -41,8 +41,13 @@ pub(crate) fn quiet() -> Figures {
         anomalies: vec![],
         forecast: None,
         thresholds: ThresholdsConfig::default(),
+        limits: Limits {
+            p95_latency_secs: 5.0,
+            error_rate: 0.05,
+        },
         threat_trends: ThreatTrends::default(),
         threshold_proposal: None,
+        threshold_note: String::new(),
     }
 }
 
@@ -209,4 +214,82 @@ fn every_rule_names_a_number_in_its_evidence() {
     for r in recommend(&f, &rules()) {
         assert!(crate::report::advice::check(&r).is_ok(), "{r:?}");
     }
+}
+
+#[test]
+fn a_model_over_the_latency_alert_threshold_with_nothing_to_compare_is_named() {
+    // Seen in production: p95 6.45 s got no advice because only a rise counted.
+    for prev in [None, Some(6.45)] {
+        let mut f = quiet();
+        f.models = vec![
+            model("slow-model", 100, 0.1, 6.45, prev),
+            model("mini", 100, 0.1, 1.0, prev.map(|_| 1.0)),
+        ];
+        let r = recommend(&f, &rules());
+        assert_eq!(r.len(), 1, "previous {prev:?}: {r:?}");
+        assert_eq!(r[0].group, Group::Performance);
+        assert_eq!(
+            r[0].title,
+            "p95 latency of slow-model is above the alert threshold"
+        );
+        assert_eq!(
+            r[0].evidence[0],
+            "p95 6.45 s over 100 requests of slow-model, above the 5.00 s alert threshold \
+             (`alerts.thresholds.latency_secs`)"
+        );
+        assert!(r[0].action.contains("models.aliases"), "{}", r[0].action);
+    }
+}
+
+#[test]
+fn a_model_over_the_latency_threshold_and_rising_gets_one_recommendation() {
+    let mut f = quiet();
+    f.models = vec![model("slow-model", 100, 0.1, 6.45, Some(3.0))];
+    let r = recommend(&f, &rules());
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].evidence[1], "p95 3.00 s in the previous weekly period");
+}
+
+#[test]
+fn an_error_rate_over_the_alert_threshold_burns_the_error_budget() {
+    let mut f = quiet();
+    let mut m = model("flaky", 200, 0.1, 1.0, None);
+    m.error_rate = 0.12;
+    f.models = vec![m];
+    let r = recommend(&f, &rules());
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].title.as_str(), r[0].priority),
+        ("Error budget of flaky is burning", Priority::High)
+    );
+    assert_eq!(
+        r[0].evidence[0],
+        "200 requests of flaky: 12.0% errors against the 5.0% alert threshold \
+         (`alerts.thresholds.error_rate`): the error budget burns 2.4× as fast as allowed"
+    );
+    assert!(
+        r[0].action.contains("/api/requests?model=flaky"),
+        "{}",
+        r[0].action
+    );
+}
+
+#[test]
+fn limits_come_from_the_strictest_alert_rule() {
+    let mut a = crate::config::AlertsConfig::default();
+    assert_eq!(
+        Limits::of(&a),
+        Limits {
+            p95_latency_secs: 5.0,
+            error_rate: 0.05
+        }
+    );
+    a.thresholds.latency_secs = 4.0;
+    for r in a.rules.iter_mut() {
+        if r.kind == crate::config::RuleKind::ErrorRate {
+            r.threshold = Some(0.02);
+        }
+    }
+    let l = Limits::of(&a);
+    assert_eq!((l.p95_latency_secs, l.error_rate), (4.0, 0.02));
 }
