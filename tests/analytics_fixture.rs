@@ -202,3 +202,69 @@ async fn an_empty_store_gives_zeros_not_errors() {
         assert_eq!((s.total_requests, s.threats), (0, 0));
     }
 }
+
+/// An upstream's 404 to a client's mistake is the client's error: it does not count in error
+/// rates (the live windows the error-rate alert reads, the rollups), only as a client error.
+#[tokio::test]
+async fn client_mistakes_are_not_counted_in_error_rates() {
+    let base = MONDAY_MS + 9 * HOUR_MS;
+    let mut v: Vec<gatehouse::event::Exchange> = (0..4)
+        .map(|i| {
+            exchange(
+                &format!("ok{i}"),
+                base + i * MIN,
+                "gpt-4o-mini",
+                Some("alice"),
+                150,
+            )
+        })
+        .collect();
+    for i in 0..2 {
+        let mut ex = exchange(
+            &format!("c{i}"),
+            base + 10 * MIN,
+            "gpt-4o-mini",
+            Some("alice"),
+            150,
+        );
+        ex.status = 404;
+        ex.outcome = gatehouse::event::Outcome::UpstreamError;
+        ex.error_kind = Some("upstream_status");
+        ex.blame = Some(gatehouse::event::Blame::Client);
+        v.push(ex);
+    }
+    v.push(failed(exchange(
+        "u1",
+        base + 11 * MIN,
+        "gpt-4o-mini",
+        Some("alice"),
+        150,
+    )));
+    let live = Live::new();
+    for ex in &v {
+        live.record(ex);
+    }
+    let w = live.window_at(at(base + 20 * MIN), Duration::from_secs(3600));
+    assert_eq!(
+        (w.requests, w.errors),
+        (7, 1),
+        "only the upstream's own failure"
+    );
+    assert!(v.iter().filter(|e| e.is_client_error()).count() == 2);
+    let batch: Vec<Arc<gatehouse::event::Exchange>> = v.into_iter().map(Arc::new).collect();
+    for t in temp_stores().await {
+        t.store
+            .insert_batch(&batch, &CaptureConfig::default())
+            .await
+            .expect("write");
+        let u = usage_at(&t.store, base + 20 * MIN, 1).await.expect("usage");
+        let g = &u.general_metrics;
+        assert_eq!(g.total_requests, 7, "{}", t.backend);
+        assert!(
+            close(g.error_rate, 1.0 / 7.0),
+            "{}: {}",
+            t.backend,
+            g.error_rate
+        );
+    }
+}
