@@ -211,7 +211,6 @@ mod tests {
             r#"{"prompt":["one","two",3],"input":"emb"}"#,
             r#"{"instructions":"sys","input":[{"type":"function_call_output","output":"out"},{"type":"function_call","arguments":"args"},{"type":"custom_tool_call","input":"ci"},{"role":"developer","content":[{"type":"input_text","text":"dev"}]}]}"#,
             r#"{"messages":"not an array","prompt":{"x":1},"input":[1,2]}"#,
-            r#"{"messages":[{"role":"user","content":"first"}],"messages":[{"role":"user","content":"second"}]}"#,
         ];
         let endpoints = [
             ScanEndpoint::ChatCompletions,
@@ -238,5 +237,8 @@ mod tests {
             }
         }
         assert!(extract_json(ScanEndpoint::Other, b"{not json").is_err());
+        // Where `Value` keeps the last of a repeated key, the proxy's path refuses the body.
+        let repeated = br#"{"messages":[{"role":"user","content":"first"}],"messages":[]}"#;
+        assert!(extract_json(ScanEndpoint::ChatCompletions, repeated).is_err());
     }
 }
