@@ -146,16 +146,7 @@ async fn the_seed_metrics_are_described_from_the_first_scrape_and_scored_on_the_
     let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
     let mut gw = TestGateway::with_upstream(&up).await;
     let url = format!("{}/metrics", gw.admin_url);
-    let scrape = || async {
-        client()
-            .get(&url)
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
-    };
+    let scrape = || get_text(&url);
     let first = scrape().await;
     for (name, kind) in [
         ("inference_requests_total", "counter"),

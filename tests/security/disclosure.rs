@@ -35,17 +35,9 @@ async fn match_snippets_of_personal_data_and_secrets_are_masked() {
         }
     }
     // What the store keeps and the admin API serves.
-    let http = client();
     let mut events = String::new();
     for _ in 0..100 {
-        events = http
-            .get(format!("{}/api/security/events?limit=1000", gw.admin_url))
-            .send()
-            .await
-            .expect("events")
-            .text()
-            .await
-            .expect("body");
+        events = get_text(&format!("{}/api/security/events?limit=1000", gw.admin_url)).await;
         if events.contains("pii_in_prompt") && events.contains("prompt_injection") {
             break;
         }
@@ -53,17 +45,11 @@ async fn match_snippets_of_personal_data_and_secrets_are_masked() {
     }
     assert!(events.contains("pii_in_prompt"), "{events}");
     assert!(events.contains("[REDACTED]"), "{events}");
-    let export = http
-        .get(format!(
-            "{}/api/export?kind=security&format=csv",
-            gw.admin_url
-        ))
-        .send()
-        .await
-        .expect("export")
-        .text()
-        .await
-        .expect("body");
+    let export = get_text(&format!(
+        "{}/api/export?kind=security&format=csv",
+        gw.admin_url
+    ))
+    .await;
     for text in [&events, &export] {
         for secret in [CARD, SSN, IBAN, KEY, "x@evil.example", "4111"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");

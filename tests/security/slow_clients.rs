@@ -29,14 +29,7 @@ async fn until_closed(tcp: &mut TcpStream) -> String {
 }
 
 async fn metrics(gw: &TestGateway) -> String {
-    client()
-        .get(format!("{}/metrics", gw.admin_url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
+    get_text(&format!("{}/metrics", gw.admin_url)).await
 }
 
 fn timeouts(up: &FakeUpstream) -> gatehouse::config::Config {
