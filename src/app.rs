@@ -241,7 +241,16 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             metrics.clone(),
             opts.config_path.clone(),
         )),
-        admin: tokio::spawn(serve_admin(admin_listener, admin_state, stopped.clone())),
+        admin: tokio::spawn(serve_admin(
+            admin_listener,
+            admin_state,
+            proxy::Limits {
+                max_connections: config.admin.max_connections,
+                header_read: Duration::from_secs(config.admin.header_read_secs),
+                tls_handshake: Duration::from_secs(10),
+            },
+            stopped.clone(),
+        )),
         others,
         _background: bg_done,
     };
@@ -425,22 +434,43 @@ async fn serve_proxy(
     tasks.others.iter().for_each(JoinHandle::abort);
 }
 
+/// How long open admin connections (a dashboard's live feed) get to finish at shutdown.
+const ADMIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves the admin router with the proxy's accept loop, so the same connection cap and
+/// header timeouts hold (`admin.max_connections`, `admin.header_read_secs`).
 async fn serve_admin(
     listener: tokio::net::TcpListener,
     state: crate::admin::AdminState,
+    limits: proxy::Limits,
     mut stopped: watch::Receiver<bool>,
 ) {
-    // With the peer address, which the sign-in limiter keys on.
-    let app = crate::admin::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let metrics = state.metrics.clone();
+    let router = crate::admin::router(state);
+    // Each request carries the peer address, which the sign-in limiter keys on.
+    let service = move |peer: SocketAddr| {
+        let router = router
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        hyper_util::service::TowerToHyperService::new(router)
+    };
     let shutdown = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "admin listener failed");
-    }
+    let listener = proxy::Listener {
+        tcp: listener,
+        tls: None,
+    };
+    proxy::accept_loop(
+        listener,
+        "admin",
+        limits,
+        metrics,
+        service,
+        shutdown,
+        ADMIN_GRACE,
+    )
+    .await;
 }
 
 /// Hands each record to every consumer without waiting: a full consumer queue drops the record

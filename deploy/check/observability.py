@@ -41,7 +41,7 @@ def exposed_metrics(root: Path) -> set[str]:
             fields[name] = kind
     register = (root / "src/telemetry/metrics/register.rs").read_text()
     names = set()
-    for const, field in re.findall(r"r\.register\(\s*(\w+),\s*\"[^\"]*\",\s*m\.(\w+)\.clone\(\)", register):
+    for const, field in re.findall(r"r\.register\(\s*(\w+),\s*(?:\"[^\"]*\"|\w+),\s*m\.(\w+)\.clone\(\)", register):
         base = consts[const]
         names.update(base + s for s in SUFFIXES[fields[field]])
     if len(names) < 20:

@@ -61,10 +61,15 @@ def run_check(binary, repo, where, config_text, env, failures):
         print("      " + (r.stderr or r.stdout).strip().replace("\n", "\n      "))
 
 
+# What a secret the manifests reference (a Secret key, a compose variable) is replaced with: as
+# long as a real admin token must be off loopback (16 bytes or more).
+PLACEHOLDER = "placeholder-secret-0123456789"
+
+
 def interpolate(value):
     """Compose's ${VAR:-default} → default; any other ${VAR...} → a placeholder."""
     return re.sub(r"\$\{\w+(?::?([-?])([^}]*))?\}",
-                  lambda m: m.group(2) if m.group(1) == "-" else "placeholder", value)
+                  lambda m: m.group(2) if m.group(1) == "-" else PLACEHOLDER, value)
 
 
 def container_env(c, skip):
@@ -72,7 +77,7 @@ def container_env(c, skip):
     for e in c.get("env", []):
         if e["name"] in skip:
             continue
-        env[e["name"]] = e.get("value", "placeholder")
+        env[e["name"]] = e.get("value", PLACEHOLDER)
     return env
 
 
@@ -142,7 +147,7 @@ def live(repo, binary, prometheus, dashboard_rules):
     tmp = Path(tempfile.mkdtemp(prefix="gatehouse-live-"))
     env = {**base_env(),
            "GATEHOUSE_PROXY__LISTEN": f"127.0.0.1:{proxy}", "GATEHOUSE_ADMIN__LISTEN": f"127.0.0.1:{admin}",
-           "GATEHOUSE_ADMIN__TOKEN": "live-check", "GATEHOUSE_ADMIN__PUBLIC_METRICS": "true",
+           "GATEHOUSE_ADMIN__TOKEN": "live-check-admin-token", "GATEHOUSE_ADMIN__PUBLIC_METRICS": "true",
            "GATEHOUSE_STORE__PATH": str(tmp / "g.db"), "GATEHOUSE_REPORT__ENABLED": "false",
            "GATEHOUSE_UPSTREAMS__OPENROUTER__BASE_URL": f"http://127.0.0.1:{dead}/v1",
            "GATEHOUSE_UPSTREAMS__OPENROUTER__RETRIES": "0", "OPENROUTER_API_KEY": "placeholder"}

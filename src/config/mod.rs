@@ -136,6 +136,12 @@ pub struct AdminConfig {
     pub token_file: Option<PathBuf>,
     /// Serve `/metrics` without the token, for scrapers that cannot send one. Default false.
     pub public_metrics: bool,
+    /// Most open connections on the admin listener (dashboards, scrapers, API clients); more
+    /// are closed at accept. Default 256.
+    pub max_connections: usize,
+    /// Seconds a client gets to send a request's headers, and on HTTP/1.1 the most a kept-alive
+    /// connection waits idle for the next request. Default 20.
+    pub header_read_secs: u64,
 }
 
 impl Default for AdminConfig {
@@ -145,6 +151,8 @@ impl Default for AdminConfig {
             token: None,
             token_file: None,
             public_metrics: false,
+            max_connections: 256,
+            header_read_secs: 20,
         }
     }
 }

@@ -60,6 +60,8 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
         ("proxy.header_read_secs", c.proxy.header_read_secs),
         ("proxy.body_idle_secs", c.proxy.body_idle_secs),
         ("proxy.tls_handshake_secs", c.proxy.tls_handshake_secs),
+        ("admin.max_connections", c.admin.max_connections as u64),
+        ("admin.header_read_secs", c.admin.header_read_secs),
     ] {
         if v == 0 {
             p.push(format!("{field} must be greater than 0"));

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 pub use error::ProxyError;
 pub use guard::settings as detect_settings;
 pub use runtime::Runtime;
-pub use server::{serve, Listener, TlsFiles};
+pub use server::{accept_loop, serve, Limits, Listener, TlsFiles};
 
 use crate::detect::{Behaviour, BehaviourConfig};
 use crate::event::Exchange;

@@ -2,12 +2,13 @@
 //! (or h2 over TLS via ALPN) with hyper; stops accepting on shutdown and lets connections in
 //! flight finish within the grace period.
 //!
-//! Slow or idle clients cannot hold the listener: at most `proxy.max_connections` are open
-//! (more are closed at accept), a client must finish its request headers — and on HTTP/1.1 a
-//! kept-alive connection must start its next request — within `proxy.header_read_secs`, a TLS
-//! handshake within `proxy.tls_handshake_secs`; HTTP/2 peers that stop answering pings are
-//! dropped. Request bodies have their own idle timeout (`handle::read_body`). These settings
-//! are read when the listener starts (a reload does not change them).
+//! Slow or idle clients cannot hold a listener: at most `max_connections` are open (more are
+//! closed at accept), a client must finish its request headers — and on HTTP/1.1 a kept-alive
+//! connection must start its next request — within `header_read_secs`, a TLS handshake within
+//! `tls_handshake_secs`; HTTP/2 peers that stop answering pings are dropped. Request bodies have
+//! their own idle timeout (`handle::read_body`). These settings are read when the listener
+//! starts (a reload does not change them). The accept loop (`accept_loop`) serves the admin
+//! listener too, with its own limits.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::Proxy;
+use crate::telemetry::metrics::Metrics;
 
 /// A bound proxy listener, ready to serve.
 pub struct Listener {
@@ -66,28 +68,70 @@ fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves until `shutdown` resolves, then drains connections for up to `grace`.
+/// What bounds a listener's connections (see the module doc).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_read: Duration,
+    pub tls_handshake: Duration,
+}
+
+/// Serves the proxy until `shutdown` resolves, then drains connections for up to `grace`.
 pub async fn serve(
     listener: Listener,
     proxy: Arc<Proxy>,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
-    let (max_connections, header_read, tls_handshake) = {
+    let limits = {
         let c = &proxy.runtime.load().config.proxy;
-        (
-            c.max_connections,
-            Duration::from_secs(c.header_read_secs),
-            Duration::from_secs(c.tls_handshake_secs),
-        )
+        Limits {
+            max_connections: c.max_connections,
+            header_read: Duration::from_secs(c.header_read_secs),
+            tls_handshake: Duration::from_secs(c.tls_handshake_secs),
+        }
     };
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let metrics = proxy.metrics.clone();
+    let service = move |_peer: SocketAddr| {
+        let proxy = proxy.clone();
+        service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, std::convert::Infallible>(super::handle::handle(proxy, req).await) }
+        })
+    };
+    accept_loop(listener, "proxy", limits, metrics, service, shutdown, grace).await;
+    tracing::info!("proxy listener closed");
+}
+
+/// Accepts connections on `listener` (named `name` in logs and metrics) and serves each with
+/// the service `make(peer)` returns, within `limits`, until `shutdown` resolves; then drains
+/// connections for up to `grace`. Shared by the proxy and admin listeners.
+pub async fn accept_loop<M, S, B>(
+    listener: Listener,
+    name: &'static str,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    make: M,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) where
+    M: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read);
+        .header_read_timeout(limits.header_read);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -99,25 +143,21 @@ pub async fn serve(
             accepted = listener.tcp.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(listener = name, error = %e, "accept failed");
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            proxy.metrics.connection_closed("over_limit");
-            tracing::debug!(%peer, "connection refused: proxy.max_connections reached");
+            metrics.connection_closed(name, "over_limit");
+            tracing::debug!(listener = name, %peer, "connection refused: max_connections reached");
             drop(stream);
             continue;
         };
-        let open = Open::new(proxy.metrics.clone(), slot);
+        let open = Open::new(metrics.clone(), name, slot);
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let svc = service_fn(move |req| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, std::convert::Infallible>(super::handle::handle(proxy, req).await) }
-        });
+        let svc = make(peer);
         match &listener.tls {
             None => {
                 let conn = builder
@@ -136,15 +176,15 @@ pub async fn serve(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(tls_handshake, tls.accept(stream)).await
-                    {
+                    let handshake = tls.accept(stream);
+                    let stream = match tokio::time::timeout(limits.tls_handshake, handshake).await {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             return;
                         }
                         Err(_) => {
-                            open.metrics.connection_closed("tls_timeout");
+                            open.metrics.connection_closed(open.name, "tls_timeout");
                             tracing::debug!(%peer, "TLS handshake timed out");
                             return;
                         }
@@ -162,32 +202,39 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!(
+        listener = name,
         grace_secs = grace.as_secs_f64(),
-        "proxy stopped accepting; draining"
+        "stopped accepting; draining"
     );
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("grace period over; closing the remaining connections");
+        tracing::warn!(
+            listener = name,
+            "grace period over; closing the remaining connections"
+        );
     }
 }
 
 /// One open connection: counted in `gatehouse_connections_open` and holding a slot of
 /// `proxy.max_connections` until it ends.
 struct Open {
-    metrics: Arc<crate::telemetry::metrics::Metrics>,
+    metrics: Arc<Metrics>,
+    name: &'static str,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Open {
     fn new(
-        metrics: Arc<crate::telemetry::metrics::Metrics>,
+        metrics: Arc<Metrics>,
+        name: &'static str,
         slot: tokio::sync::OwnedSemaphorePermit,
     ) -> Open {
-        metrics.connection(true);
+        metrics.connection(name, true);
         Open {
             metrics,
+            name,
             _slot: slot,
         }
     }
@@ -197,13 +244,13 @@ impl Open {
         if e.downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_timeout)
         {
-            self.metrics.connection_closed("header_timeout");
+            self.metrics.connection_closed(self.name, "header_timeout");
         }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.metrics.connection(false);
+        self.metrics.connection(self.name, false);
     }
 }

@@ -155,7 +155,13 @@ struct KindLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
+    listener: &'static str,
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
 }
 
 fn backend_label(backend: &str) -> BackendLabels {
@@ -212,7 +218,7 @@ pub struct Metrics {
     traces_failed: Family<BackendLabels, Counter>,
     traces_dropped: Family<BackendLabels, Counter>,
     traces_queue: Family<BackendLabels, Gauge>,
-    connections_open: Gauge,
+    connections_open: Family<ListenerLabels, Gauge>,
     connections_closed: Family<ReasonLabels, Counter>,
     client_errors: Family<KindLabels, Counter>,
     segment_cache: Arc<scrape::SegmentCache>,
@@ -322,20 +328,23 @@ impl Metrics {
     }
 
     /// Counts a record a consumer's full channel dropped.
-    /// A proxy connection opened (`true`) or ended (`false`).
-    pub fn connection(&self, open: bool) {
+    /// A connection on `listener` (`proxy` or `admin`) opened (`true`) or ended (`false`).
+    pub fn connection(&self, listener: &'static str, open: bool) {
+        let gauge = self
+            .connections_open
+            .get_or_create(&ListenerLabels { listener });
         if open {
-            self.connections_open.inc();
+            gauge.inc();
         } else {
-            self.connections_open.dec();
+            gauge.dec();
         }
     }
 
-    /// A proxy connection gatehouse closed itself: `over_limit` (refused at accept, the
-    /// listener is at `proxy.max_connections`), `header_timeout` or `tls_timeout`.
-    pub fn connection_closed(&self, reason: &'static str) {
+    /// A connection gatehouse closed itself: `over_limit` (refused at accept, the listener is
+    /// at its `max_connections`), `header_timeout` or `tls_timeout`.
+    pub fn connection_closed(&self, listener: &'static str, reason: &'static str) {
         self.connections_closed
-            .get_or_create(&ReasonLabels { reason })
+            .get_or_create(&ReasonLabels { listener, reason })
             .inc();
     }
 

@@ -64,7 +64,9 @@ async fn a_client_dripping_headers_or_idling_between_requests_is_closed() {
     );
     let m = metrics(&gw).await;
     assert!(
-        m.contains(r#"gatehouse_connections_closed_total{reason="header_timeout"} 2"#),
+        m.contains(
+            r#"gatehouse_connections_closed_total{listener="proxy",reason="header_timeout"} 2"#
+        ),
         "{m}"
     );
     gw.shutdown().await;
@@ -119,10 +121,13 @@ async fn connections_beyond_the_cap_are_refused_until_one_closes() {
     assert_eq!(until_closed(&mut over).await, "", "closed unanswered");
     let m = metrics(&gw).await;
     assert!(
-        m.contains(r#"gatehouse_connections_closed_total{reason="over_limit"} 1"#),
+        m.contains(r#"gatehouse_connections_closed_total{listener="proxy",reason="over_limit"} 1"#),
         "{m}"
     );
-    assert!(m.contains("gatehouse_connections_open 3"), "{m}");
+    assert!(
+        m.contains(r#"gatehouse_connections_open{listener="proxy"} 3"#),
+        "{m}"
+    );
     drop(held.pop());
     // The server sees the close and frees the slot on its own time: try until it has.
     let mut answered = false;
@@ -138,5 +143,60 @@ async fn connections_beyond_the_cap_are_refused_until_one_closes() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(answered, "a freed slot is used again");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_admin_listener_has_its_own_cap_and_header_timeout() {
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let mut c = config_for(&up.url());
+    c.admin.max_connections = 2;
+    c.admin.header_read_secs = 1;
+    let gw = TestGateway::start(c).await;
+    let admin = gw.admin_url.trim_start_matches("http://").to_owned();
+    // A client dripping headers is closed.
+    let mut drip = TcpStream::connect(&admin).await.expect("connect");
+    drip.write_all(b"GET /api/usage/live HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    until_closed(&mut drip).await;
+    // Two kept-alive connections fill the cap; a third is closed unanswered.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = TcpStream::connect(&admin).await.expect("connect");
+        tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 12];
+        tokio::time::timeout(ENOUGH, tcp.read_exact(&mut buf))
+            .await
+            .expect("answered")
+            .expect("read");
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(tcp);
+    }
+    let mut over = TcpStream::connect(&admin).await.expect("connect");
+    let _ = over
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await;
+    assert_eq!(until_closed(&mut over).await, "", "closed unanswered");
+    // The held ones idle out after the header timeout; then the metrics say what happened.
+    for tcp in &mut held {
+        until_closed(tcp).await;
+    }
+    let mut m = String::new();
+    for _ in 0..100 {
+        m = metrics(&gw).await;
+        if m.contains(r#"listener="admin",reason="header_timeout"} 3"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for want in [
+        r#"gatehouse_connections_closed_total{listener="admin",reason="over_limit"} 1"#,
+        r#"gatehouse_connections_closed_total{listener="admin",reason="header_timeout"} 3"#,
+    ] {
+        assert!(m.contains(want), "{want} in {m}");
+    }
     gw.shutdown().await;
 }

@@ -35,7 +35,7 @@ pub(super) fn build(models: HashSet<String>) -> Metrics {
         traces_failed: Family::default(),
         traces_dropped: Family::default(),
         traces_queue: Family::default(),
-        connections_open: Gauge::default(),
+        connections_open: Family::default(),
         connections_closed: Family::default(),
         client_errors: Family::default(),
         segment_cache: Arc::default(),
@@ -54,12 +54,12 @@ fn register(mut m: Metrics) -> Metrics {
     );
     r.register(
         CONNECTIONS_OPEN,
-        "Open connections on the proxy listener",
+        "Open connections, by listener (proxy, admin)",
         m.connections_open.clone(),
     );
     r.register(
         CONNECTIONS_CLOSED,
-        "Proxy connections gatehouse closed itself, by reason (over_limit, header_timeout, tls_timeout)",
+        "Connections gatehouse closed itself, by listener and reason (over_limit, header_timeout, tls_timeout)",
         m.connections_closed.clone(),
     );
     r.register(
