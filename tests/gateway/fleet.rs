@@ -205,3 +205,24 @@ fn an_unreachable_database_stops_the_start_with_the_reason_and_no_password() {
     assert!(err.contains("refused"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let closed = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("serve")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env(
+            "GATEHOUSE_STORE__URL",
+            format!("postgres://gh:pw@127.0.0.1:{closed}/gatehouse"),
+        )
+        .env("GATEHOUSE_PROXY__LISTEN", "127.0.0.1:0")
+        .env("GATEHOUSE_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("gatehouse runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(" WARN gatehouse"), "it logged: {err}");
+    assert!(!err.contains('\u{1b}'), "no ANSI escapes off a terminal: {err:?}");
+}
