@@ -132,10 +132,14 @@ impl State {
         changes
     }
 
-    /// Drops a firing alert without resolving it (another replica owns its notices); the key
-    /// stays in cool-down here.
+    /// Drops a firing alert without resolving it: another replica (or this process before a
+    /// restart) holds its claim. No local cool-down starts, so the next evaluation asks for the
+    /// claim again and notifies as soon as the other's claim lapses — a lost claim never adds a
+    /// cool-down of this replica's own on top of the owner's.
     pub fn forget(&mut self, rule: usize, subject: &str) {
-        self.active.remove(&(rule, subject.to_owned()));
+        let key = (rule, subject.to_owned());
+        self.active.remove(&key);
+        self.last_fired.remove(&key);
     }
 
     /// Number of firing alerts.

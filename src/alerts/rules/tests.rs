@@ -264,6 +264,26 @@ async fn firing_dedups_resolves_and_respects_the_cooldown() {
     assert_eq!(kinds(&step(vec![])), ["resolved", "resolved"]);
 }
 
+/// A replica that loses the claim (another replica, or this process before a restart, holds
+/// it) must not start a cool-down of its own: it asks again at the next evaluation.
+#[tokio::test(start_paused = true)]
+async fn a_lost_claim_starts_no_local_cool_down() {
+    let mut state = State::default();
+    let cooldown = Duration::from_secs(600);
+    let wall = SystemTime::now();
+    assert_eq!(
+        kinds(&state.apply(0, cooldown, vec![cond("a")], Instant::now(), wall)),
+        ["fired"]
+    );
+    state.forget(0, "a");
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(
+        kinds(&state.apply(0, cooldown, vec![cond("a")], Instant::now(), wall)),
+        ["fired"],
+        "tries to claim again at once"
+    );
+}
+
 #[test]
 fn rules_show_their_thresholds_and_windows() {
     let r = rule(RuleKind::LatencyP95);
