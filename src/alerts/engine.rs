@@ -219,10 +219,16 @@ impl Engine {
                 continue;
             }
             let conditions = rules::evaluate(r, &snap, now);
-            changes.extend(self.state.apply(i, r.cooldown, conditions, now, wall));
+            for c in self.state.apply(i, r.cooldown, conditions, now, wall) {
+                // A resolved notice says what the rule measures now, not what it fired with.
+                let current = matches!(c, Change::Resolved { .. })
+                    .then(|| rules::current(r, &snap))
+                    .flatten();
+                changes.push((c, current));
+            }
         }
-        for c in changes {
-            self.act(c, wall).await;
+        for (c, current) in changes {
+            self.act(c, current, wall).await;
         }
         if !only_immediate && self.state.firing() > 0 {
             let until = unix_ms(wall) + self.lease_ms();
@@ -285,8 +291,14 @@ impl Engine {
         }
     }
 
-    /// Stores the change and queues its notice.
-    async fn act(&mut self, change: Change, wall: SystemTime) {
+    /// Stores the change and queues its notice. A resolved notice carries `current` (what the
+    /// rule measures now) and how long the alert fired.
+    async fn act(
+        &mut self,
+        change: Change,
+        current: Option<(String, Vec<rules::Figure>)>,
+        wall: SystemTime,
+    ) {
         let (rule, kind, id, started, condition) = match change {
             Change::Fired {
                 rule,
@@ -317,14 +329,28 @@ impl Engine {
             }
         }
         let r = &self.rules[rule];
+        let (summary, figures) = match kind {
+            NoticeKind::Resolved => {
+                let fired = wall.duration_since(started).unwrap_or_default();
+                let fired = humanize(fired);
+                match current {
+                    Some((now, figures)) => (format!("resolved after {fired}: {now}"), figures),
+                    None => (
+                        format!("resolved after {fired}: the condition no longer holds (it fired with: {})", condition.summary),
+                        condition.figures,
+                    ),
+                }
+            }
+            _ => (condition.summary, condition.figures),
+        };
         let notice = Notice {
             alert_id: id,
             kind,
             rule: r.name.clone(),
             subject: condition.subject,
             level: r.level,
-            summary: condition.summary,
-            figures: condition.figures,
+            summary,
+            figures,
             started_at: started,
             resolved_at: (kind == NoticeKind::Resolved).then_some(wall),
             gateway: self.gateway.clone(),
@@ -405,5 +431,15 @@ pub async fn run_engine(mut engine: Engine, mut records: mpsc::Receiver<Arc<Exch
             }
             _ = tick.tick() => engine.evaluate(false).await,
         }
+    }
+}
+
+/// `45 s`, `12 min`, `3 h 5 min`: how long an alert fired.
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=3599 => format!("{} min", s / 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
     }
 }

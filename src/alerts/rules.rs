@@ -250,6 +250,47 @@ fn requests(w: &WindowStats) -> Figure {
     )
 }
 
+/// What a whole-window rule measures now, for a resolved notice: its summary (the current value
+/// against the threshold) and figures. `None` for rules about subjects (an upstream, a user, an
+/// anomaly, the store), where the notice says the condition no longer holds.
+pub fn current(rule: &Rule, snap: &Snapshot<'_>) -> Option<(String, Vec<Figure>)> {
+    let w = snap.windows.get(&rule.window)?;
+    let (t, over) = (rule.threshold, span(rule.window));
+    let (name, label, value, shown) = match rule.kind {
+        RuleKind::LatencyP95 => (
+            "p95_latency_seconds",
+            "p95 latency",
+            w.p95_latency,
+            format!("p95 latency {:.2} s ≤ {t:.2} s over {over}", w.p95_latency),
+        ),
+        RuleKind::ErrorRate => (
+            "error_rate",
+            "Error rate",
+            w.error_rate,
+            format!(
+                "error rate {:.1}% ≤ {:.1}% over {over}",
+                w.error_rate * 100.0,
+                t * 100.0
+            ),
+        ),
+        RuleKind::Threats => {
+            let n: u64 = ["medium", "high", "critical"]
+                .iter()
+                .filter_map(|l| w.threats_by_level.get(l))
+                .sum();
+            (
+                "threats",
+                "Threats",
+                n as f64,
+                format!("{n} threats over {over} < {t}"),
+            )
+        }
+        _ => return None,
+    };
+    let f = figure(name, label, value, shown.clone());
+    Some((format!("now {shown}"), vec![f, requests(w)]))
+}
+
 /// Threats: requests scanned at medium risk or above (flagged or blocked by default).
 fn threats(w: &WindowStats, t: f64, over: &str) -> Vec<Condition> {
     let n: u64 = ["medium", "high", "critical"]

@@ -224,5 +224,8 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
         .expect("gatehouse runs");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(" WARN gatehouse"), "it logged: {err}");
-    assert!(!err.contains('\u{1b}'), "no ANSI escapes off a terminal: {err:?}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no ANSI escapes off a terminal: {err:?}"
+    );
 }

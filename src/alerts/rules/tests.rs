@@ -264,6 +264,22 @@ async fn firing_dedups_resolves_and_respects_the_cooldown() {
     assert_eq!(kinds(&step(vec![])), ["resolved", "resolved"]);
 }
 
+/// A resolved notice states what the rule measures now, under its threshold, not the breach.
+#[test]
+fn a_resolved_whole_window_rule_reports_its_current_value() {
+    let latency = rule(RuleKind::LatencyP95);
+    let (summary, figures) = current(&latency, &window(|w| w.p95_latency = 1.2)).expect("measured");
+    assert_eq!(summary, "now p95 latency 1.20 s ≤ 5.00 s over 5m");
+    assert_eq!(
+        (figures[0].name.as_str(), figures[0].value),
+        ("p95_latency_seconds", 1.2)
+    );
+    let errors = rule(RuleKind::ErrorRate);
+    let (summary, _) = current(&errors, &window(|w| w.error_rate = 0.01)).expect("measured");
+    assert_eq!(summary, "now error rate 1.0% ≤ 5.0% over 5m");
+    assert!(current(&rule(RuleKind::UpstreamFailing), &window(|_| {})).is_none());
+}
+
 /// A replica that loses the claim (another replica, or this process before a restart, holds
 /// it) must not start a cool-down of its own: it asks again at the next evaluation.
 #[tokio::test(start_paused = true)]
