@@ -13,7 +13,16 @@ pub fn postgres_url() -> Option<String> {
                 std::env::var("TEST_POSTGRES_REQUIRED").as_deref() != Ok("1"),
                 "TEST_POSTGRES_REQUIRED=1 but TEST_POSTGRES_URL is not set"
             );
-            eprintln!("TEST_POSTGRES_URL not set: PostgreSQL half skipped");
+            // Straight to the process's stderr, once per test binary: the harness captures
+            // `eprintln!`, so a person running `cargo test` would never see the skip.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "note: TEST_POSTGRES_URL is not set: the PostgreSQL half of these store tests is skipped"
+                );
+            });
             None
         }
     }
