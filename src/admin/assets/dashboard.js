@@ -15,6 +15,7 @@ const state = {
   usage: null,
   feedCount: 0,
   secCount: 0,
+  secSummary: '',
   source: null,
   timers: [],
 };
@@ -288,20 +289,85 @@ function item(level, summary, time, extra) {
   return li;
 }
 
-// ---------- alerts and reports: generic lists, empty until those APIs exist ----------
-async function pollOptional(path, box, noneText) {
-  const rsp = await api(path);
-  if (rsp.status === 404) { empty(box, noneText); return; }
-  if (!rsp.ok) { empty(box, `${path} answered ${rsp.status}`); return; }
-  const body = await rsp.json();
-  const list = Array.isArray(body) ? body : body.items || body.alerts || body.reports || [];
-  if (!list.length) { empty(box, noneText); return; }
-  box.replaceChildren(...list.slice(0, 20).map((x) => item(
-    x.level || x.severity || x.risk_level,
-    x.summary || x.title || x.message || x.description || x.name || JSON.stringify(x).slice(0, 120),
-    x.time || x.timestamp || x.created_at || x.fired_at || x.at,
-    x.recommendations,
-  )));
+// ---------- alerts ----------
+// `/api/alerts` answers {active, history}: `active` are the alerts firing now (state `firing`),
+// `history` the latest alerts of every state, newest first.
+async function pollAlerts() {
+  const box = $('alerts');
+  const rsp = await api('/api/alerts?limit=200');
+  if (!rsp.ok) { empty(box, await problem('/api/alerts', rsp)); $('alerts-count').textContent = ''; return; }
+  const { active, history } = await rsp.json();
+  $('alerts-count').textContent = `${nf.format(active.length)} firing`;
+  const resolved = history.filter((a) => a.state === 'resolved').slice(0, Math.max(0, 10 - active.length));
+  if (!active.length && !resolved.length) { empty(box, 'No alerts: nothing needs attention'); return; }
+  box.replaceChildren(...active.map((a) => alertRow(a, true)), ...resolved.map((a) => alertRow(a, false)));
+}
+function alertRow(a, firing) {
+  const subject = a.subject && a.subject !== '-' ? ` · ${a.subject}` : '';
+  const li = item(firing ? a.level : 'resolved', `${a.rule}${subject}: ${a.summary}`,
+    null);
+  li.classList.add(firing ? 'firing' : 'resolved');
+  li.dataset.rule = a.rule;
+  const since = firing ? `firing since ${when(a.started_ms)}` : `resolved ${when(a.resolved_ms)} · fired ${when(a.started_ms)}`;
+  li.append(el('span', 'when', since));
+  return li;
+}
+// The error text an admin route answered with (`{"error": {"message"}}`), or its status.
+async function problem(path, rsp) {
+  const body = await rsp.json().catch(() => null);
+  return body?.error?.message || `${path} answered ${rsp.status}`;
+}
+
+// ---------- reports ----------
+// `/api/reports` lists reports without bodies ({items, next_cursor}); the newest few are read
+// whole from `/api/reports/{id}` for their recommendations. A report never changes once written,
+// so each is fetched once.
+const REPORTS_SHOWN = 3;
+const reportCache = new Map();
+async function pollReports() {
+  const box = $('reports');
+  const rsp = await api(`/api/reports?limit=${REPORTS_SHOWN}`);
+  if (!rsp.ok) { empty(box, await problem('/api/reports', rsp)); return; }
+  const { items } = await rsp.json();
+  if (!items.length) { empty(box, 'No reports yet: analysis reports and recommendations will appear here'); return; }
+  const full = await Promise.all(items.map(async (r) => {
+    if (!reportCache.has(r.id)) reportCache.set(r.id, await json(`/api/reports/${encodeURIComponent(r.id)}`));
+    return reportCache.get(r.id);
+  }));
+  box.replaceChildren(...full.map(reportRow));
+}
+function reportRow(r) {
+  const li = el('li', 'report');
+  li.dataset.id = r.id;
+  const n = r.recommendations.length;
+  const head = `${days(r.from, r.to)} · ${n} recommendation${n === 1 ? '' : 's'}`;
+  li.append(el('span', 'pill', r.period), el('span', 'title', head));
+  const engine = r.engine.kind === 'llm' ? `by ${r.engine.model}` : 'by the built-in rules';
+  li.append(el('span', 'when', `written ${when(r.created_ms)} ${engine}`));
+  if (n) {
+    const ul = el('ul', 'recs');
+    ul.append(...r.recommendations.map((x) => {
+      const rec = el('li');
+      rec.append(el('span', `pill ${PRIORITY[x.priority] || ''}`, x.priority), el('b', null, x.title), el('span', 'action', x.action));
+      return rec;
+    }));
+    li.append(ul);
+  }
+  return li;
+}
+const PRIORITY = { high: 'high', medium: 'medium', low: 'low' };
+// A period `[from, to)` of RFC 3339 instants with their own offsets, as the days it covers:
+// `2026-03-29T00:00:00+01:00` to `2026-03-30T00:00:00+01:00` → "29 Mar 2026".
+function days(from, to) {
+  const a = localDay(from), b = localDay(to);
+  if (!a || !b) return `${from} – ${to}`;
+  b.setUTCDate(b.getUTCDate() - 1);
+  const fmt = (d) => d.toLocaleDateString('en-GB', { day: 'numeric', month: 'short', year: 'numeric', timeZone: 'UTC' });
+  return b <= a ? fmt(a) : `${fmt(a)} – ${fmt(b)}`;
+}
+function localDay(rfc3339) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(rfc3339 || '');
+  return m ? new Date(Date.UTC(+m[1], +m[2] - 1, +m[3])) : null;
 }
 
 // ---------- feeds ----------
@@ -316,13 +382,32 @@ function feedRow(x, fresh) {
   li.dataset.id = x.id;
   return li;
 }
+// One row per request with a threat: its level, categories and (from the events API) the rules
+// that matched. `x`: a live FeedItem or a request grouped from `/api/security/events`.
 function secRow(x, fresh) {
   const li = el('li', fresh ? 'fresh' : '');
   const what = el('span', 'what');
-  what.append(document.createTextNode((x.categories || []).map((c) => c.replaceAll('_', ' ')).join(', ') || 'threat'), document.createTextNode(x.user ? `  ·  ${x.user}` : ''));
+  const cats = (x.categories || []).map((c) => c.replaceAll('_', ' ')).join(', ') || 'threat';
+  what.append(document.createTextNode(cats + (x.user ? `  ·  ${x.user}` : '')));
+  if (x.rules && x.rules.length) what.append(el('code', null, `  ${x.rules.join(', ')}`));
+  if (x.snippet) what.title = x.snippet;
   li.append(el('time', null, clock(x.ts_ms)), el('span', `pill ${x.risk_level}`, x.risk_level), what, el('span', `pill ${x.blocked ? 'blocked' : ''}`, x.blocked ? 'blocked' : 'flagged'));
   li.dataset.id = x.id;
   return li;
+}
+// `/api/security/events` rows are detector matches, newest first; several may share a request.
+function byRequest(events) {
+  const rows = new Map();
+  for (const e of events) {
+    let r = rows.get(e.request_id);
+    if (!r) {
+      r = { id: e.request_id, ts_ms: e.ts_ms, user: e.user, model: e.model, risk_level: e.risk_level, blocked: e.blocked, categories: [], rules: [], snippet: e.snippet };
+      rows.set(e.request_id, r);
+    }
+    if (!r.categories.includes(e.category)) r.categories.push(e.category);
+    if (!r.rules.includes(e.rule)) r.rules.push(e.rule);
+  }
+  return [...rows.values()];
 }
 function prepend(list, node) {
   const first = list.firstElementChild;
@@ -335,12 +420,15 @@ function onFeedItem(x) {
   if (!matches(x)) return;
   prepend($('feed-requests'), feedRow(x, true));
   $('feed-count').textContent = `${nf.format(++state.feedCount)} live`;
-  if (isThreat(x)) {
+  if (isThreat(x) && !$('feed-security').querySelector(`li[data-id="${CSS.escape(x.id)}"]`)) {
     prepend($('feed-security'), secRow(x, true));
-    $('sec-count').textContent = `${nf.format(++state.secCount)} live`;
+    $('sec-count').textContent = `${state.secSummary} · ${nf.format(++state.secCount)} live since`;
   }
 }
 async function loadFeeds() {
+  await Promise.all([loadRequests(), loadSecurity()]);
+}
+async function loadRequests() {
   const f = filters();
   const q = new URLSearchParams({ limit: '40', since: String(f.since) });
   if (f.model) q.set('model', f.model);
@@ -349,13 +437,27 @@ async function loadFeeds() {
   const rows = page.items.map((r) => ({
     id: r.id, ts_ms: r.ts_ms, user: r.user, model: r.upstream_model || r.model, status: r.status, outcome: r.outcome, latency: r.latency,
     tokens: r.prompt_tokens != null || r.completion_tokens != null ? (r.prompt_tokens || 0) + (r.completion_tokens || 0) : null,
-    cost: r.cost, risk_level: r.risk_level, categories: r.categories ? r.categories.split(',').filter(Boolean) : [], blocked: r.blocked,
+    cost: r.cost, blocked: r.blocked,
   }));
   const list = $('feed-requests');
   if (rows.length) list.replaceChildren(...rows.map((r) => feedRow(r, false))); else empty(list, 'No requests yet — they appear here live');
-  const threats = rows.filter(isThreat);
+}
+// The security feed reads the stored detector matches (not the request log, where threats are
+// a few among many), grouped by request; live threats are prepended until the next load.
+const SEC_EVENTS = 500;
+async function loadSecurity() {
+  const f = filters();
+  const q = new URLSearchParams({ limit: String(SEC_EVENTS), since: String(f.since) });
+  if (f.user) q.set('user_id', f.user);
+  const page = await json(`/api/security/events?${q}`);
+  const events = page.items.filter((e) => !f.model || e.model === f.model);
+  const rows = byRequest(events).slice(0, FEED_MAX);
+  state.secCount = 0;
+  const more = page.next_cursor ? '+' : '';
+  state.secSummary = `${nf.format(events.length)}${more} events in ${nf.format(rows.length)}${more} requests`;
+  $('sec-count').textContent = state.secSummary;
   const sec = $('feed-security');
-  if (threats.length) sec.replaceChildren(...threats.map((r) => secRow(r, false))); else empty(sec, 'No security events in this range');
+  if (rows.length) sec.replaceChildren(...rows.map((r) => secRow(r, false))); else empty(sec, 'No security events in this range');
 }
 function connectStream() {
   if (state.source) state.source.close();
@@ -410,13 +512,13 @@ async function start() {
   stop();
   updateExportLinks();
   const live = guard(pollLive), range = guard(pollRange), feeds = guard(loadFeeds);
-  const optional = guard(() => Promise.all([
-    pollOptional('/api/alerts', $('alerts'), 'No alerts: nothing needs attention'),
-    pollOptional('/api/reports', $('reports'), 'No reports yet: analysis reports and recommendations will appear here'),
-  ]));
-  await Promise.all([live(), range(), feeds(), optional()]);
+  const alerts = guard(pollAlerts), reports = guard(pollReports), security = guard(loadSecurity);
+  // Every panel runs on its own clock from now: the live charts take a sample every 2 s even
+  // while a slow range query (analytics over a large store) is still running.
+  state.timers.push(setInterval(live, POLL_LIVE_MS), setInterval(range, POLL_RANGE_MS), setInterval(alerts, POLL_RANGE_MS),
+    setInterval(reports, POLL_RANGE_MS), setInterval(security, POLL_RANGE_MS));
   connectStream();
-  state.timers.push(setInterval(live, POLL_LIVE_MS), setInterval(range, POLL_RANGE_MS), setInterval(optional, 60000));
+  live(); range(); feeds(); alerts(); reports();
 }
 function refilter() { updateExportLinks(); guard(pollRange)(); guard(loadFeeds)(); }
 
@@ -438,6 +540,8 @@ document.addEventListener('DOMContentLoaded', () => {
   $('f-range').addEventListener('change', refilter);
   $('f-model').addEventListener('change', refilter);
   $('f-user').addEventListener('change', refilter);
+  // Enter in the user field would submit the form, which reloads the page and drops the filter.
+  $('filters').addEventListener('submit', (e) => e.preventDefault());
   window.addEventListener('resize', () => { drawLive(); if (state.usage) drawTimeseries(state.usage.timeseries); });
   start();
 });
