@@ -93,7 +93,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     for w in warnings {
         tracing::warn!("{w}");
     }
-    let prices = Arc::new(load_prices(&config.prices));
+    let prices = runtime.prices.clone();
     // Known models, the only `model` label values: aliases, their targets and priced models.
     let known = runtime.known_models();
     let metrics = Arc::new(Metrics::new(
@@ -233,7 +233,13 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         reports: Some(reporter),
     };
     let tasks = Tasks {
-        fanout: bg.spawn(fan_out(records_rx, consumers, metrics.clone(), prices)),
+        fanout: bg.spawn(fan_out(
+            records_rx,
+            consumers,
+            metrics.clone(),
+            Arc::downgrade(&proxy),
+            prices,
+        )),
         writer: bg.spawn(store::run_writer(store.clone(), store_rx, writer_cfg)),
         traces,
         reload: bg.spawn(watch_config(
@@ -324,16 +330,6 @@ fn start_alerts(
 
 /// The delivery queue of the alert channels: a message and the channel kinds it goes to.
 type Messages = mpsc::Sender<(alerts::Message, Vec<String>)>;
-
-fn load_prices(path: &std::path::Path) -> Prices {
-    match Prices::load(path) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, "no price table: cost is recorded only when the upstream reports it");
-            Prices::default()
-        }
-    }
-}
 
 impl App {
     /// Stops accepting, drains in-flight requests within the grace period, flushes records.
@@ -482,14 +478,22 @@ async fn serve_admin(
 /// consumer is woken once per batch instead of once per request. On a busy proxy that turns
 /// about six task wake-ups per request into a few hundred a second in all; the price is that
 /// consumers see a record up to `FANOUT_PAUSE` later.
+///
+/// Prices come from the live runtime, so a reload (SIGHUP, or a change to the price file)
+/// reprices from the next batch; `Weak`, as in `scanner`, so the fan-out never keeps the proxy
+/// (and its record sender) alive at shutdown.
 async fn fan_out(
     mut rx: mpsc::Receiver<Exchange>,
     consumers: Vec<(&'static str, mpsc::Sender<Arc<Exchange>>)>,
     metrics: Arc<Metrics>,
-    prices: Arc<Prices>,
+    proxy: std::sync::Weak<Proxy>,
+    mut prices: Arc<Prices>,
 ) {
     let mut batch = Vec::with_capacity(FANOUT_BATCH);
     while rx.recv_many(&mut batch, FANOUT_BATCH).await > 0 {
+        if let Some(p) = proxy.upgrade() {
+            prices = p.runtime.load().prices.clone();
+        }
         for ex in batch.drain(..) {
             hand_on(ex, &consumers, &metrics, &prices);
         }
@@ -525,8 +529,8 @@ fn hand_on(
     }
 }
 
-/// Reloads the runtime on SIGHUP and when the config file or a policy file changes. A bad
-/// config or policy keeps the old runtime and says why.
+/// Reloads the runtime on SIGHUP and when the config file, a policy file or the price file
+/// changes. A bad config or policy keeps the old runtime and says why.
 async fn watch_config(proxy: Arc<Proxy>, metrics: Arc<Metrics>, path: Option<PathBuf>) {
     let mut hup = hangup();
     let mut last = fingerprint(&proxy, path.as_deref());
@@ -545,18 +549,20 @@ async fn watch_config(proxy: Arc<Proxy>, metrics: Arc<Metrics>, path: Option<Pat
     }
 }
 
-/// Modification times and sizes of the config file and of every file in the policies
-/// directory: a change in any of them triggers a reload.
+/// Modification times and sizes of the config file, of every file in the policies directory
+/// and of the price file: a change in any of them triggers a reload.
 fn fingerprint(
     proxy: &Proxy,
     path: Option<&std::path::Path>,
 ) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
     let mut files: Vec<PathBuf> = path.map(|p| vec![p.to_owned()]).unwrap_or_default();
-    let policies = proxy.runtime.load().config.detect.policies.clone();
-    if let Ok(dir) = std::fs::read_dir(&policies) {
+    let config = proxy.runtime.load().config.clone();
+    if let Ok(dir) = std::fs::read_dir(&config.detect.policies) {
         files.extend(dir.filter_map(|e| e.ok().map(|e| e.path())));
     }
+    files.push(config.prices.clone());
     files.sort();
+    files.dedup();
     files
         .into_iter()
         .map(|f| {

@@ -86,6 +86,15 @@ impl Prices {
         Ok(Prices { by_id })
     }
 
+    /// The price file at `path`, or an empty table (with a warning) when it cannot be used:
+    /// cost is then recorded only when the upstream reports it.
+    pub fn load_or_empty(path: &Path) -> Prices {
+        Prices::load(path).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no price table: cost is recorded only when the upstream reports it");
+            Prices::default()
+        })
+    }
+
     /// Every priced model id (with and without its provider prefix).
     pub fn models(&self) -> impl Iterator<Item = &str> {
         self.by_id.keys().map(String::as_str)

@@ -40,6 +40,8 @@ pub struct Runtime {
     routes: Vec<(String, Arc<str>)>,
     default_upstream: Option<Arc<str>>,
     pub max_body: usize,
+    /// The price table (`prices`), reloaded with the rest of the runtime.
+    pub prices: Arc<crate::llm::prices::Prices>,
     /// The `/v1/*` paths that pass through unread.
     pub passthrough: super::route::Passthrough,
     /// The detector and its actions; `None` when detection is off.
@@ -125,6 +127,7 @@ impl Runtime {
             default_upstream: config.models.default_upstream.as_deref().map(Arc::from),
             max_body: config.proxy.max_body_bytes,
             passthrough,
+            prices: Arc::new(crate::llm::prices::Prices::load_or_empty(&config.prices)),
             guard,
             capture: super::capture::TextCapture::from_config(&config),
             config,
