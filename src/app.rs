@@ -111,6 +111,8 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     let live = Arc::new(Live::new());
     let (records_tx, records_rx) = mpsc::channel(config.proxy.record_queue);
     let (feedback_tx, feedback_rx) = mpsc::channel(FEEDBACK_QUEUE);
+    // Requests finished lately, noted by the fan-out, for ratings the store has not seen yet.
+    let recent = Arc::new(feedback::Recent::default());
     let proxy =
         Arc::new(Proxy::new(runtime, records_tx, metrics.clone()).with_feedback(feedback_tx));
 
@@ -206,7 +208,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             RETENTION_EVERY,
             shutdown,
         )),
-        bg.spawn(feedback::run(store.clone(), feedback_rx)),
+        bg.spawn(feedback::run(store.clone(), recent.clone(), feedback_rx)),
     ]);
     if store.dialect() == store::Dialect::Postgres {
         let b = &config.detect.behaviour;
@@ -239,6 +241,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             metrics.clone(),
             Arc::downgrade(&proxy),
             prices,
+            recent,
         )),
         writer: bg.spawn(store::run_writer(store.clone(), store_rx, writer_cfg)),
         traces,
@@ -479,7 +482,8 @@ async fn serve_admin(
 /// about six task wake-ups per request into a few hundred a second in all; the price is that
 /// consumers see a record up to `FANOUT_PAUSE` later.
 ///
-/// Prices come from the live runtime, so a reload (SIGHUP, or a change to the price file)
+/// Each record is noted as recent (for ratings the store has not seen yet) before it is handed
+/// on. Prices come from the live runtime, so a reload (SIGHUP, or a change to the price file)
 /// reprices from the next batch; `Weak`, as in `scanner`, so the fan-out never keeps the proxy
 /// (and its record sender) alive at shutdown.
 async fn fan_out(
@@ -488,6 +492,7 @@ async fn fan_out(
     metrics: Arc<Metrics>,
     proxy: std::sync::Weak<Proxy>,
     mut prices: Arc<Prices>,
+    recent: Arc<feedback::Recent>,
 ) {
     let mut batch = Vec::with_capacity(FANOUT_BATCH);
     while rx.recv_many(&mut batch, FANOUT_BATCH).await > 0 {
@@ -495,6 +500,7 @@ async fn fan_out(
             prices = p.runtime.load().prices.clone();
         }
         for ex in batch.drain(..) {
+            recent.note(&ex);
             hand_on(ex, &consumers, &metrics, &prices);
         }
         tokio::time::sleep(FANOUT_PAUSE).await;

@@ -3,10 +3,11 @@
 //!
 //! "Exists" has two sources, because records reach the store asynchronously (through the
 //! fan-out and the writer's batches, a few hundred milliseconds): `Recent`, the requests this
-//! replica finished lately, noted by the `Recorder` before the last byte of the answer leaves,
-//! so a client holding a whole answer can always rate it; and the store, for older requests,
-//! after a restart, or when another replica served the request. The store consumer `app` wires
-//! answers each `Rating` in turn — one at a time, so "once" holds without a unique index.
+//! replica finished lately, noted by the record fan-out (off the proxy's path, milliseconds
+//! after the answer; the consumer waits that long for an id it does not know yet); and the
+//! store, for older requests, after a restart, or when another replica served the request. The
+//! consumer `app` wires answers each `Rating` in turn — one at a time, so "once" holds without
+//! a unique index.
 //!
 //! "Its own caller" applies when gateway keys identify callers: the rater's key (its user and
 //! team) must be the key recorded for the request (`Exchange::key_user`, team). An end-user id
@@ -14,18 +15,13 @@
 //! answers exactly like an unknown one, so the endpoint tells no one which ids exist. Request
 //! ids are 74 random bits and only ever sent to the requester.
 //!
-//! Trade-offs: `Recent` holds `RECENT` requests (oldest out first), about 2–3 MB; the "once"
+//! Trade-off: the "once"
 //! check is per replica in fleet mode, so two replicas answering the same id at the same
 //! instant could both store a rating.
 
-use quick_cache::sync::Cache;
 use tokio::sync::oneshot;
 
-use crate::event::{Exchange, Feedback};
-
-/// Requests remembered: the gap to the store is seconds at most, this covers minutes of a busy
-/// replica.
-const RECENT: usize = 16_384;
+use crate::event::Feedback;
 
 /// Which gateway key made a request, as its record says: the key's user and team.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,42 +30,11 @@ pub struct Requester {
     pub team: Option<String>,
 }
 
-/// Requests this replica finished lately, by id.
-pub struct Recent {
-    requests: Cache<String, Requester>,
-}
-
-impl Default for Recent {
-    fn default() -> Self {
-        Recent {
-            requests: Cache::new(RECENT),
-        }
-    }
-}
-
-impl Recent {
-    /// Notes a finished request.
-    pub fn note(&self, ex: &Exchange) {
-        let requester = Requester {
-            user: ex.key_user.clone(),
-            team: ex.team.clone(),
-        };
-        self.requests.insert(ex.id.clone(), requester);
-    }
-
-    /// Who made request `id`, if this replica finished it lately.
-    pub fn get(&self, id: &str) -> Option<Requester> {
-        self.requests.get(id)
-    }
-}
-
 /// One rating on its way to the store, with what the proxy knows and where the answer goes.
 pub struct Rating {
     pub feedback: Feedback,
     /// Who is rating; `None` when no gateway key identifies the caller (then anyone may rate).
     pub rater: Option<Requester>,
-    /// Who made the request, when this replica finished it lately.
-    pub recent: Option<Requester>,
     pub reply: oneshot::Sender<Result<(), Refusal>>,
 }
 
@@ -179,16 +144,5 @@ mod tests {
         for (name, rater, requester, rated, want) in cases {
             assert_eq!(decide(*rater, *requester, *rated), *want, "{name}");
         }
-    }
-
-    #[test]
-    fn recent_requests_are_remembered_by_id() {
-        let recent = Recent::default();
-        let mut ex = Exchange::new("id-1".into(), "POST", "/v1/chat/completions");
-        ex.user = Some("end-user-9".into());
-        ex.key_user = Some("alice".into());
-        recent.note(&ex);
-        assert_eq!(recent.get("id-1"), Some(who("alice", None)));
-        assert_eq!(recent.get("id-2"), None);
     }
 }

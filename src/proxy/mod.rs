@@ -39,7 +39,7 @@ use crate::telemetry::metrics::Metrics;
 pub struct Proxy {
     /// The live runtime; replaced whole on reload.
     pub runtime: ArcSwap<Runtime>,
-    records: record::Records,
+    records: mpsc::Sender<Exchange>,
     metrics: Arc<Metrics>,
     /// Last readiness probe: when, and whether the upstream answered.
     ready: Mutex<Option<(Instant, bool)>>,
@@ -47,8 +47,6 @@ pub struct Proxy {
     behaviour: Option<Behaviour>,
     /// Where `POST /v1/feedback` goes (the store, wired by `app`); `None` answers 404.
     feedback: Option<mpsc::Sender<feedback::Rating>>,
-    /// Requests finished lately, which may be rated before the store has them.
-    recent: Arc<feedback::Recent>,
 }
 
 impl Proxy {
@@ -62,12 +60,10 @@ impl Proxy {
                 max_users: b.max_users,
             })
         });
-        let recent = Arc::new(feedback::Recent::default());
         Proxy {
             behaviour,
             runtime: ArcSwap::from_pointee(runtime),
-            records: record::Records::new(records, recent.clone()),
-            recent,
+            records,
             metrics,
             ready: Mutex::new(None),
             feedback: None,

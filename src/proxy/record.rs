@@ -1,41 +1,25 @@
 //! The `Recorder`: owns one request's `Exchange` and sends it exactly once — when the response
 //! finishes, or when the response (or the request future) is dropped, e.g. because the client
-//! went away. It does nothing else on drop. The request is noted as recent (for feedback) as
-//! it is sent, which is before the client can have the end of the answer.
+//! went away. It does nothing else on drop.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::feedback::Recent;
 use crate::event::{Exchange, Outcome};
 use crate::telemetry::metrics::Metrics;
-
-/// Where finished records go: the record channel, and the recent requests feedback is checked
-/// against.
-#[derive(Clone)]
-pub struct Records {
-    tx: mpsc::Sender<Exchange>,
-    recent: Arc<Recent>,
-}
-
-impl Records {
-    pub fn new(tx: mpsc::Sender<Exchange>, recent: Arc<Recent>) -> Records {
-        Records { tx, recent }
-    }
-}
 
 pub struct Recorder {
     ex: Option<Box<Exchange>>,
     started: Instant,
-    tx: Records,
+    tx: mpsc::Sender<Exchange>,
     metrics: Arc<Metrics>,
 }
 
 impl Recorder {
     /// Starts the record of a request that has just arrived.
-    pub fn begin(tx: Records, metrics: Arc<Metrics>, ex: Exchange) -> Recorder {
+    pub fn begin(tx: mpsc::Sender<Exchange>, metrics: Arc<Metrics>, ex: Exchange) -> Recorder {
         metrics.in_flight_inc();
         Recorder {
             ex: Some(Box::new(ex)),
@@ -78,8 +62,7 @@ impl Recorder {
             s.truncate(keep);
         }
         self.metrics.in_flight_dec();
-        self.tx.recent.note(&ex);
-        if self.tx.tx.try_send(*ex).is_err() {
+        if self.tx.try_send(*ex).is_err() {
             self.metrics.record_dropped("channel");
         }
     }
