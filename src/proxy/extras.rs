@@ -219,27 +219,13 @@ pub async fn generate(
     if stream {
         fields.insert("stream_options".into(), json!({"include_usage": true}));
     }
-    super::handle::bounded("model_name", Some(&model_name))?;
     let user = match fields.get("user") {
-        Some(Value::String(u)) => Some(u.clone()),
+        Some(Value::String(u)) => Some(u.as_str()),
         Some(_) => return Err(ProxyError::InvalidField("\"user\" must be a string".into())),
         None => None,
     };
-    let ex = rec.ex();
-    if ex.user.is_none() {
-        super::handle::bounded("user", user.as_deref())?;
-        ex.user = user;
-    }
-    ex.model = Some(model_name.clone());
-    ex.stream = stream;
-    let target = rt
-        .target(&model_name)
-        .ok_or_else(|| ProxyError::UnknownModel {
-            model: model_name.clone(),
-        })?;
-    ex.upstream_model = Some(target.model.to_string());
-    ex.upstream = Some(target.upstream.name.clone());
-    ex.model_known = target.is_alias;
+    let target = super::handle::resolve(rt, rec, Some(&model_name), user, None)?;
+    rec.ex().stream = stream;
     fields.insert("model".into(), Value::String(target.model.to_string()));
     let chat = Bytes::from(Value::Object(fields).to_string());
     super::handle::capture_prompt(rt, rec, &chat);
@@ -343,7 +329,6 @@ async fn rate(proxy: &Proxy, req: Request<Incoming>) -> Result<(), ProxyError> {
         .map_err(|msg| ProxyError::InvalidField(msg.to_owned()))?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     let rating = Rating {
-        recent: proxy.recent.get(fb.request_id.trim()),
         feedback: fb,
         rater,
         reply,

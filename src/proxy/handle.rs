@@ -81,7 +81,7 @@ pub const MAX_ID_BYTES: usize = 256;
 ///
 /// # Errors
 /// `InvalidField` naming the field.
-pub fn bounded(field: &str, value: Option<&str>) -> Result<(), ProxyError> {
+fn bounded(field: &str, value: Option<&str>) -> Result<(), ProxyError> {
     match value {
         Some(v) if v.len() > MAX_ID_BYTES => Err(ProxyError::InvalidField(format!(
             "{field} is longer than {MAX_ID_BYTES} bytes"
@@ -147,7 +147,13 @@ async fn inference(
     check_json(&parts.headers)?;
     let body = read_body(rt, rec, &parts, body).await?;
     let view = RequestView::parse(&body).map_err(ProxyError::InvalidBody)?;
-    let target = resolve(rt, rec, &view)?;
+    let target = resolve(
+        rt,
+        rec,
+        view.model.as_deref(),
+        view.user.as_deref(),
+        view.session.as_deref(),
+    )?;
     rec.ex().stream = view.stream;
     capture_prompt(rt, rec, &body);
     inspect_request(proxy, rt, rec, &body).await?;
@@ -373,22 +379,29 @@ pub async fn read_body(
 }
 
 /// The model, its target upstream, and the identity fields the body carries.
-fn resolve(rt: &Runtime, rec: &mut Recorder, view: &RequestView) -> Result<Target, ProxyError> {
-    bounded("model", view.model.as_deref())?;
+/// The body's end user and session fill in what the headers and key left open (each bounded);
+/// then the model is resolved to its upstream. Shared by the inference routes and `/generate`.
+pub fn resolve(
+    rt: &Runtime,
+    rec: &mut Recorder,
+    model: Option<&str>,
+    user: Option<&str>,
+    session: Option<&str>,
+) -> Result<Target, ProxyError> {
+    bounded("model", model)?;
     let ex = rec.ex();
     if ex.user.is_none() {
-        bounded("user", view.user.as_deref())?;
-        ex.user = view.user.clone();
+        bounded("user", user)?;
+        ex.user = user.map(str::to_owned);
     }
     if ex.session.is_none() {
-        bounded("metadata.session_id", view.session.as_deref())?;
-        ex.session = view.session.clone();
+        bounded("metadata.session_id", session)?;
+        ex.session = session.map(str::to_owned);
     }
-    let model = view.model.clone().ok_or(ProxyError::MissingModel)?;
-    let target = rt.target(&model);
-    ex.model = Some(model);
-    let target = target.ok_or_else(|| ProxyError::UnknownModel {
-        model: ex.model.clone().unwrap_or_default(),
+    let model = model.ok_or(ProxyError::MissingModel)?;
+    ex.model = Some(model.to_owned());
+    let target = rt.target(model).ok_or_else(|| ProxyError::UnknownModel {
+        model: model.to_owned(),
     })?;
     ex.upstream_model = Some(target.model.to_string());
     ex.model_known = target.is_alias;
