@@ -66,9 +66,6 @@ impl Runtime {
                 (None, None) => continue,
             };
             match source.read() {
-                Ok(secret) if secret.expose().trim().is_empty() => {
-                    problems.push(format!("auth.keys[{i}]: the key is empty"));
-                }
                 Ok(secret) => {
                     let id = Identity {
                         user: Arc::from(k.user.as_str()),
