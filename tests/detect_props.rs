@@ -121,7 +121,11 @@ fn any_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    // 512 cases by default; `PROPTEST_CASES` sets more (`.ci/run` fuzzes the normaliser so).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        ..ProptestConfig::default()
+    })]
 
     /// The segment cache changes the cost, never the verdict: a conversation scanned cold, then
     /// again with every long segment taken from the cache, then grown by a turn (the way clients
