@@ -181,21 +181,28 @@ async fn two_processes_on_one_postgres_show_the_fleet_sum_and_lose_nothing() {
     assert_eq!(per_user, vec![("alice", 120), ("bob", 80)]);
 }
 
-#[test]
-fn an_unreachable_database_stops_the_start_with_the_reason_and_no_password() {
+/// `gatehouse serve` pointed at a PostgreSQL port nobody listens on (user `gh`, `password`), with
+/// `RUST_LOG` at `log`: it stops at the store; what it printed.
+fn serve_without_a_database(password: &str, log: &str) -> std::process::Output {
     let closed = free_port();
-    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .arg("serve")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env(
             "GATEHOUSE_STORE__URL",
-            format!("postgres://gh:hunter2@127.0.0.1:{closed}/gatehouse"),
+            format!("postgres://gh:{password}@127.0.0.1:{closed}/gatehouse"),
         )
         .env("GATEHOUSE_PROXY__LISTEN", "127.0.0.1:0")
         .env("GATEHOUSE_ADMIN__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "error")
+        .env("RUST_LOG", log)
+        .env_remove("NO_COLOR")
         .output()
-        .expect("gatehouse runs");
+        .expect("gatehouse runs")
+}
+
+#[test]
+fn an_unreachable_database_stops_the_start_with_the_reason_and_no_password() {
+    let out = serve_without_a_database("hunter2", "error");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -208,20 +215,7 @@ fn an_unreachable_database_stops_the_start_with_the_reason_and_no_password() {
 
 #[test]
 fn logs_written_to_a_pipe_carry_no_colour_codes() {
-    let closed = free_port();
-    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .arg("serve")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env(
-            "GATEHOUSE_STORE__URL",
-            format!("postgres://gh:pw@127.0.0.1:{closed}/gatehouse"),
-        )
-        .env("GATEHOUSE_PROXY__LISTEN", "127.0.0.1:0")
-        .env("GATEHOUSE_ADMIN__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .env_remove("NO_COLOR")
-        .output()
-        .expect("gatehouse runs");
+    let out = serve_without_a_database("pw", "info");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(" WARN gatehouse"), "it logged: {err}");
     assert!(

@@ -28,6 +28,22 @@ async fn until_closed(tcp: &mut TcpStream) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// A kept-alive connection to `addr` that has been served one `/health`: it holds a slot
+/// (accepted and served) until dropped or timed out.
+async fn served(addr: &str) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 12];
+    tokio::time::timeout(ENOUGH, tcp.read_exact(&mut buf))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    tcp
+}
+
 async fn metrics(gw: &TestGateway) -> String {
     get_text(&format!("{}/metrics", gw.admin_url)).await
 }
@@ -101,18 +117,7 @@ async fn connections_beyond_the_cap_are_refused_until_one_closes() {
     let gw = TestGateway::start(c).await;
     let mut held = Vec::new();
     for _ in 0..3 {
-        let mut tcp = connect(&gw).await;
-        // A complete request proves the connection holds a slot (it was accepted and served).
-        tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .expect("write");
-        let mut buf = [0u8; 12];
-        tokio::time::timeout(ENOUGH, tcp.read_exact(&mut buf))
-            .await
-            .expect("answered")
-            .expect("read");
-        assert_eq!(&buf, b"HTTP/1.1 200");
-        held.push(tcp);
+        held.push(served(gw.url.trim_start_matches("http://")).await);
     }
     let mut over = connect(&gw).await;
     let _ = over
@@ -163,17 +168,7 @@ async fn the_admin_listener_has_its_own_cap_and_header_timeout() {
     // Two kept-alive connections fill the cap; a third is closed unanswered.
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut tcp = TcpStream::connect(&admin).await.expect("connect");
-        tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .expect("write");
-        let mut buf = [0u8; 12];
-        tokio::time::timeout(ENOUGH, tcp.read_exact(&mut buf))
-            .await
-            .expect("answered")
-            .expect("read");
-        assert_eq!(&buf, b"HTTP/1.1 200");
-        held.push(tcp);
+        held.push(served(&admin).await);
     }
     let mut over = TcpStream::connect(&admin).await.expect("connect");
     let _ = over
