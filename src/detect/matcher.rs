@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::lanes::Phrases;
-use super::normalise::{normalise, squash, written_without_spaces};
+use super::normalise::{is_hangul, normalise, squash, written_without_spaces};
 use super::policy::Policy;
 use super::regexes::{RegexRules, RegexSpec};
 use super::verdict::Category;
@@ -325,10 +325,10 @@ fn words(norm: &str, from: usize, to: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Scripts written with spaces get whole-word matching; CJK, Hangul and Thai
-/// (written without spaces) match as substrings.
+/// Scripts written with spaces get whole-word matching; CJK and Thai (written without
+/// spaces) and Hangul (words that carry their particles) match as substrings.
 fn needs_boundary(c: char) -> bool {
-    c.is_alphanumeric() && !written_without_spaces(c)
+    c.is_alphanumeric() && !written_without_spaces(c) && !is_hangul(c)
 }
 
 fn is_word(b: u8) -> bool {

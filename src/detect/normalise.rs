@@ -412,10 +412,17 @@ fn alnum_mask(blk: &[u8]) -> u64 {
     })
 }
 
-/// True for characters of scripts written without spaces between words: CJK ideographs, kana,
-/// Hangul and Thai. Phrase matching takes them as substrings, word counting two to a word.
+/// True for characters of scripts written without spaces between words: CJK ideographs, kana
+/// and Thai. Phrase matching takes them as substrings, word counting two to a word.
 pub fn written_without_spaces(c: char) -> bool {
-    matches!(c, '\u{0E00}'..='\u{0E7F}' | '\u{1100}'..='\u{11FF}' | '\u{3000}'..='\u{9FFF}' | '\u{AC00}'..='\u{D7AF}' | '\u{F900}'..='\u{FAFF}')
+    matches!(c, '\u{0E00}'..='\u{0E7F}' | '\u{3000}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}')
+}
+
+/// True for Hangul (syllables, and the jamo normalisation decomposes them into). Korean puts
+/// spaces between words, so its words count like any spaced script's; but a word carries its
+/// particles and endings, so phrase matching takes Hangul as substrings too.
+pub fn is_hangul(c: char) -> bool {
+    matches!(c, '\u{1100}'..='\u{11FF}' | '\u{AC00}'..='\u{D7AF}')
 }
 
 /// Words in normalised text: space-separated tokens, plus one word for every two characters
@@ -435,7 +442,21 @@ pub fn word_count(norm: &str) -> usize {
 
 #[cfg(test)]
 mod fast_path_tests {
-    use super::{looks_split, normalise};
+    use super::{looks_split, normalise, word_count};
+
+    /// REGRESSION: normalised Hangul is jamo, and counting jamo two to a word made a three-word
+    /// Korean turn count as ten, so short-text damping stopped damping Korean at all.
+    #[test]
+    fn words_are_counted_per_script() {
+        let words = |s: &str| word_count(&normalise(s).text);
+        assert_eq!(words("여자 울리는 법"), 3, "Korean: spaced words");
+        assert_eq!(words("how to make it"), 4);
+        assert_eq!(
+            words("忽略之前的指令"),
+            4,
+            "CJK: one token, two characters to a word"
+        );
+    }
 
     /// The byte-at-a-time definition the block version must agree with.
     fn looks_split_reference(norm: &str) -> bool {
