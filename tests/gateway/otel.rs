@@ -2,9 +2,6 @@
 //! decodes what arrives. Asserts the span attributes for plain, streamed, blocked and failed
 //! requests, Langfuse's auth and capture, recovery after an outage, and loud-once 401s.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use base64::Engine;
 use gatehouse::config::{OtlpConfig, TraceCapture};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -255,29 +252,9 @@ async fn traces_queued_while_the_backend_is_down_arrive_when_it_is_back() {
     );
 }
 
-/// Captured log output of the current (single-threaded) test runtime.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn rejected_keys_are_logged_once_and_counted() {
-    let logs = Logs::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = Logs::capture();
     let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
     let mut otlp = FakeOtlp::start(|_| 401).await;
     let keys = tempfile::tempdir().expect("tempdir");
@@ -296,7 +273,7 @@ async fn rejected_keys_are_logged_once_and_counted() {
         text.contains(r#"gatehouse_traces_failed_total{backend="langfuse"} 3"#),
         "{text}"
     );
-    let out = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    let out = logs.text();
     let lines: Vec<&str> = out
         .lines()
         .filter(|l| l.contains("rejected the credentials"))

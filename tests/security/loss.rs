@@ -7,8 +7,6 @@
 //! so writes fail with SQLite's own "database or disk is full"; a ballast table written from
 //! outside fills the room, and dropping it is the space coming back.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gatehouse::config::{AlertLevel, Config, RuleConfig, RuleKind};
@@ -20,25 +18,6 @@ use crate::support::*;
 const RETRY_BUFFER: usize = 20;
 /// Requests sent while the disk fills.
 const WHILE_FULL: usize = 120;
-
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf-8")
-    }
-}
 
 /// The value of one sample (`name{labels}`) in a text scrape; 0 when absent.
 fn sample(text: &str, series: &str) -> f64 {
@@ -142,13 +121,7 @@ async fn notice(rx: &mut Receiver, status: &str) -> serde_json::Value {
 /// locked" from outside).
 #[tokio::test]
 async fn a_full_disk_is_counted_logged_alerted_and_recovered_from() {
-    let logs = Logs::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = Logs::capture();
     let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
     let mut rx = Receiver::start(|_, _| (200, "{}")).await;
     let gw = TestGateway::start(full_disk_config(&up, &rx)).await;

@@ -642,3 +642,42 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Log lines of the current thread's `tracing` output, captured (plain text, no colour) while
+/// this value lives; tests run the gateway on the test's own single-threaded runtime.
+pub struct Logs {
+    buf: Arc<Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+#[derive(Clone)]
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    pub fn capture() -> Logs {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = LogSink(buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        Logs {
+            buf,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.buf.lock().expect("lock").clone()).expect("utf-8")
+    }
+}
