@@ -59,6 +59,9 @@ struct Prox {
     window: u32,
 }
 
+/// The group id of a proximity rule's `unless` words.
+const UNLESS: u8 = u8::MAX;
+
 /// Error building the matcher from validated policies.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -147,6 +150,15 @@ impl Builder {
                     for w in words {
                         self.add_pattern(w, Target::Prox { rule, group });
                     }
+                }
+                for w in &px.unless {
+                    self.add_pattern(
+                        w,
+                        Target::Prox {
+                            rule,
+                            group: UNLESS,
+                        },
+                    );
                 }
                 self.prox.push(Prox {
                     rule,
@@ -286,7 +298,8 @@ impl Matcher {
     }
 }
 
-/// First ordered chain group0 → group1 → … within `window` words.
+/// First ordered chain group0 → group1 → … within `window` words that has no `unless` word
+/// within `window` words of it.
 fn chain(norm: &str, hits: &[(u32, u8, usize, usize)], p: &Prox) -> Option<Hit> {
     let max_bytes = p.window as usize * 24;
     for first in hits.iter().filter(|h| h.1 == 0) {
@@ -306,7 +319,7 @@ fn chain(norm: &str, hits: &[(u32, u8, usize, usize)], p: &Prox) -> Option<Hit> 
                 }
             }
         }
-        if ok {
+        if ok && !vetoed(norm, hits, p.window, first.2, end) {
             return Some(Hit {
                 rule: p.rule,
                 start: first.2,
@@ -315,6 +328,25 @@ fn chain(norm: &str, hits: &[(u32, u8, usize, usize)], p: &Prox) -> Option<Hit> 
         }
     }
     None
+}
+
+/// True when an `unless` word lies inside `start..end` or within `window` words of it.
+fn vetoed(
+    norm: &str,
+    hits: &[(u32, u8, usize, usize)],
+    window: u32,
+    start: usize,
+    end: usize,
+) -> bool {
+    hits.iter().filter(|h| h.1 == UNLESS).any(|h| {
+        if h.3 <= start {
+            words(norm, h.3, start) <= window
+        } else if h.2 >= end {
+            words(norm, end, h.2) <= window
+        } else {
+            true
+        }
+    })
 }
 
 fn words(norm: &str, from: usize, to: usize) -> u32 {

@@ -60,12 +60,16 @@ pub struct RuleSpec {
     pub response: bool,
 }
 
-/// Ordered word groups that must all occur within `window` words.
+/// Ordered word groups that must all occur within `window` words, unless a word of `unless`
+/// occurs within `window` words of the chain (before it, inside it or after it).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProximitySpec {
     pub window: u32,
     pub groups: Vec<Vec<String>>,
+    /// Words that cancel a chain near them (a defender's framing: "detect", "prevent").
+    #[serde(default)]
+    pub unless: Vec<String>,
 }
 
 /// Validation applied to a regex hit before it counts.
@@ -251,6 +255,9 @@ fn validate_proximity(px: &ProximitySpec, bad: &mut impl FnMut(&str, String)) {
                 "empty group or word".into(),
             );
         }
+    }
+    if px.unless.iter().any(|w| w.trim().is_empty()) {
+        bad("proximity.unless", "empty word".into());
     }
 }
 
