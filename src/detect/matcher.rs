@@ -172,6 +172,7 @@ impl Builder {
                     pattern: re.clone(),
                     check: r.check,
                     windowed: r.category == Category::PiiInPrompt,
+                    max_text: r.max_text_bytes,
                 });
             }
         }

@@ -91,6 +91,8 @@ pub fn score(
 
 /// Words up to which a text is a fragment: too short to carry an instruction and its target,
 /// so its rule matches weigh [`FRAGMENT_FACTOR`] ("forget it", "olvida todo" as a whole turn).
+/// Code-injection matches are exempt: a payload (`a);/usr/bin/id`, `' or ''='`) is one "word"
+/// by spaces, and its shape, not a word in it, is the evidence.
 pub const FRAGMENT_WORDS: usize = 2;
 /// Weight factor for hostile rule matches in a fragment.
 pub const FRAGMENT_FACTOR: f32 = 0.5;
@@ -100,7 +102,10 @@ pub const QUOTED_CAP: f32 = 6.0;
 
 fn damp_fragments(f: &mut Findings) {
     let (matches, segs) = f.matches_and_segments();
-    for m in matches.iter_mut().filter(|m| m.category.is_hostile()) {
+    for m in matches
+        .iter_mut()
+        .filter(|m| m.category.is_hostile() && m.category != Category::CodeInjection)
+    {
         if segs
             .get(m.segment as usize)
             .is_some_and(|s| s.words <= FRAGMENT_WORDS)

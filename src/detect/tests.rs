@@ -247,6 +247,28 @@ fn indirect_rules() {
     check_fires(INDIRECT);
 }
 
+/// A message that is nothing but an injection payload is flagged (medium) even though it is
+/// one "word" by spaces: short-text damping must not halve a payload's shape.
+#[test]
+fn bare_payloads_are_medium() {
+    let det = rules_only();
+    for (text, rule) in [
+        ("a);/usr/bin/id", "code.bare_shell_payload"),
+        ("`ping -c 3 10.0.0.1`", "code.bare_shell_payload"),
+        ("x\") or (\"y\"=\"y", "code.bare_sql_payload"),
+        ("bob'#", "code.bare_sql_payload"),
+        ("{\"$ne\": null}", "code.bare_nosql_payload"),
+    ] {
+        let v = det.scan_text(text);
+        assert!(
+            v.matches.iter().any(|m| &*m.rule == rule) && v.level >= RiskLevel::Medium,
+            "{text}: {:?} {:?}",
+            v.level,
+            v.matches
+        );
+    }
+}
+
 #[test]
 fn injection_rules() {
     check_fires(INJECTION);
@@ -329,6 +351,11 @@ const BENIGN: &[(&str, &str)] = &[
         "defender 2",
         "Give me a checklist to protect our staff from spear-phishing emails that slip past the mail filter.",
     ),
+    ("sql question", "What's the difference between 'or' and 'and' in SQL?"),
+    ("dash aside", "Don't -- I changed my mind, thanks"),
+    ("short shell", "ls -al"),
+    ("and true", "and true enough, it worked"),
+    ("mongo question", "How do I use $gt in a MongoDB query?"),
 ];
 
 #[test]
