@@ -514,13 +514,13 @@ fn hand_on(
     prices: &Prices,
 ) {
     if ex.cost.is_none() {
-        let model = ex
-            .response_model
-            .as_deref()
-            .or(ex.upstream_model.as_deref())
-            .unwrap_or("");
+        // By the model the upstream says it ran, else the one asked for: OpenAI answers with a
+        // dated snapshot (`gpt-4o-mini-2024-07-18`) the price table lists undated.
         let u = ex.usage;
-        ex.cost = prices.cost(model, u.prompt_tokens, u.completion_tokens, u.cached_tokens);
+        let cost = |m: Option<&str>| {
+            m.and_then(|m| prices.cost(m, u.prompt_tokens, u.completion_tokens, u.cached_tokens))
+        };
+        ex.cost = cost(ex.response_model.as_deref()).or_else(|| cost(ex.upstream_model.as_deref()));
     }
     // A priced model is a known name, so a key in the rollups even when no upstream answered.
     if !ex.model_known {

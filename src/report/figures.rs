@@ -37,6 +37,9 @@ pub struct Figures {
     pub p99_latency: f64,
     pub previous_p95_latency: Option<f64>,
     pub total_cost: f64,
+    /// Requests whose cost is unknown (a model missing from the price table and no cost
+    /// reported by the upstream): `total_cost` leaves them out.
+    pub unpriced_requests: u64,
     pub total_tokens: u64,
     pub unique_users: u64,
     pub models: Vec<ModelFigures>,
@@ -64,7 +67,10 @@ pub struct ModelFigures {
     pub p95_latency: f64,
     pub previous_p95_latency: Option<f64>,
     pub cost: f64,
+    /// Mean cost of the requests whose cost is known.
     pub cost_per_request: f64,
+    /// Requests of this model whose cost is unknown, left out of `cost`.
+    pub unpriced_requests: u64,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -202,6 +208,7 @@ pub async fn gather(
         previous_p95_latency: (before.general_metrics.total_requests > 0)
             .then_some(before.general_metrics.p95_latency),
         total_cost: g.total_cost,
+        unpriced_requests: g.unpriced_requests,
         total_tokens: g.total_tokens,
         unique_users: g.unique_users,
         models: usage
@@ -215,7 +222,11 @@ pub async fn gather(
                 p95_latency: m.p95_latency,
                 previous_p95_latency: prev.get(m.model.as_str()).copied(),
                 cost: m.cost,
-                cost_per_request: analytics_ratio(m.cost, m.requests),
+                cost_per_request: analytics_ratio(
+                    m.cost,
+                    m.requests.saturating_sub(m.unpriced_requests),
+                ),
+                unpriced_requests: m.unpriced_requests,
             })
             .collect(),
         users: usage

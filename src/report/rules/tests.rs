@@ -23,6 +23,7 @@ pub(crate) fn quiet() -> Figures {
         p99_latency: 2.0,
         previous_p95_latency: Some(1.0),
         total_cost: 10.0,
+        unpriced_requests: 0,
         total_tokens: 100_000,
         unique_users: 10,
         models: vec![],
@@ -60,6 +61,7 @@ fn model(name: &str, requests: u64, cost: f64, p95: f64, prev: Option<f64>) -> M
         previous_p95_latency: prev,
         cost,
         cost_per_request: cost / requests as f64,
+        unpriced_requests: 0,
     }
 }
 
@@ -137,6 +139,29 @@ fn a_model_far_above_its_peers_in_cost_per_request() {
     assert_eq!(r[0].group, Group::Cost);
     assert!(r[0].title.starts_with("o1 "), "{}", r[0].title);
     assert!(r[0].action.contains("{model: mini}"), "{}", r[0].action);
+}
+
+#[test]
+fn a_model_with_unknown_cost_gets_a_price() {
+    let mut f = quiet();
+    let mut unpriced = model("deepseek/deepseek-r1-distill-qwen-32b", 30, 0.0, 1.0, None);
+    unpriced.unpriced_requests = 30;
+    f.models = vec![unpriced, model("mini", 100, 1.0, 1.0, None)];
+    f.unpriced_requests = 30;
+    let r = recommend(&f, &rules());
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].group, Group::Cost);
+    assert_eq!(
+        r[0].evidence[0],
+        "cost unknown for 30 of 30 requests of deepseek/deepseek-r1-distill-qwen-32b: not in \
+         the price table and no cost reported by the upstream; the period's cost ($10.00) \
+         leaves them out"
+    );
+    assert!(
+        r[0].action.contains("policies/prices.yaml"),
+        "{}",
+        r[0].action
+    );
 }
 
 #[test]
