@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::analytics::{self, Anomaly};
 use crate::config::{AlertsConfig, Config, RuleKind, ThresholdsConfig};
+use crate::store::hist::Histogram;
 use crate::store::{DailyThreats, Offender, Scored, Store};
 
 use super::period::{self, Bounds, Zone};
@@ -66,6 +67,10 @@ pub struct ModelFigures {
     pub error_rate: f64,
     pub p95_latency: f64,
     pub previous_p95_latency: Option<f64>,
+    /// p95 time to first token of the streamed requests, seconds (none streamed: `None`).
+    pub p95_ttft: Option<f64>,
+    /// Streamed requests with a first token, which `p95_ttft` is taken over.
+    pub streamed_requests: u64,
     pub cost: f64,
     /// Mean cost of the requests whose cost is known.
     pub cost_per_request: f64,
@@ -173,6 +178,12 @@ pub async fn gather(
         .threat_offenders(from, to, analytics::security::TOP_OFFENDERS)
         .await?;
     let upstreams = store.upstream_counts(from, to).await?;
+    let ttft: BTreeMap<String, Histogram> = store
+        .ttft_by_model(from, to)
+        .await?
+        .into_iter()
+        .map(|m| (m.model, m.hist))
+        .collect();
     let (scored, scanned) = store.scored_requests(from, to).await?;
     let forecast = analytics::forecast::forecast_at(store, to.min(now_ms), 14)
         .await
@@ -221,6 +232,11 @@ pub async fn gather(
                 error_rate: m.error_rate,
                 p95_latency: m.p95_latency,
                 previous_p95_latency: prev.get(m.model.as_str()).copied(),
+                p95_ttft: ttft
+                    .get(&m.model)
+                    .filter(|h| h.count() > 0)
+                    .map(|h| h.quantile(0.95)),
+                streamed_requests: ttft.get(&m.model).map_or(0, Histogram::count),
                 cost: m.cost,
                 cost_per_request: analytics_ratio(
                     m.cost,

@@ -182,10 +182,14 @@ fn key_figures(f: &Figures) -> Vec<(&'static str, String)> {
         v.push((
             "model",
             format!(
-                "{}: {} requests, p95 {:.2} s, ${:.4}/request{}",
+                "{}: {} requests, p95 {:.2} s{}, ${:.4}/request{}",
                 m.model,
                 m.requests,
                 m.p95_latency,
+                m.p95_ttft.map_or(String::new(), |t| format!(
+                    ", time to first token p95 {t:.2} s over {} streamed",
+                    m.streamed_requests
+                )),
                 m.cost_per_request,
                 unpriced(m.unpriced_requests)
             ),

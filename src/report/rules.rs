@@ -24,6 +24,7 @@ pub fn recommend(f: &Figures, r: &RuleThresholds) -> Vec<Recommendation> {
     let (over, named) = limits::p95_above_limit(f);
     out.extend(over);
     out.extend(p95_rising(f, r, &named));
+    out.extend(limits::ttft_above_limit(f, r.ttft_p95_secs));
     out.extend(expensive_models(f, r));
     out.extend(unpriced_models(f));
     out.extend(high_risk_users(f, r));

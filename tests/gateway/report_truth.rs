@@ -409,3 +409,68 @@ async fn unknown_cost_is_said_in_the_report() {
         report.recommendations
     );
 }
+
+/// Time to first token is judged on the streamed requests read back from the store: a model
+/// whose streams start slowly is named with its p95, its streamed count and the limit, and
+/// one whose plain answers are slow but whose streams start fast is not.
+#[tokio::test]
+async fn a_slow_first_token_is_named_against_its_limit() {
+    let (_dir, store) = temp_store().await;
+    let t = MONDAY_MS + 9 * HOUR_MS;
+    let stream = |id: String, model: &str, ttft_ms: u64| {
+        let mut ex = exchange(&id, t, model, None, ttft_ms + 500);
+        ex.stream = true;
+        ex.ttft = Some(std::time::Duration::from_millis(ttft_ms));
+        ex
+    };
+    let slow = (0..25).map(|i| stream(format!("s{i}"), "slow-start", 3_200));
+    let fast = (0..25).map(|i| stream(format!("f{i}"), "quick-start", 300));
+    // Plain answers: their TTFT is their whole body, not a stream's first token.
+    let plain = (0..25).map(|i| {
+        let mut ex = exchange(&format!("p{i}"), t, "quick-start", None, 4_000);
+        ex.ttft = Some(std::time::Duration::from_millis(4_000));
+        ex
+    });
+    fill(&store, slow.chain(fast).chain(plain).collect()).await;
+    let (r, _) = reporter(&store, Config::default());
+    let date = "2026-01-05".parse().expect("a date");
+    let report = r
+        .generate(Period::Daily, Some(date), Trigger::Manual)
+        .await
+        .expect("report");
+    store.close().await;
+
+    let figures = |name: &str| {
+        report
+            .figures
+            .models
+            .iter()
+            .find(|m| m.model == name)
+            .unwrap_or_else(|| panic!("{name} in the figures"))
+            .clone()
+    };
+    let slow = figures("slow-start");
+    assert_eq!(slow.streamed_requests, 25);
+    let p95 = slow.p95_ttft.expect("a p95 TTFT for slow-start");
+    assert!(
+        (3.0..=3.2).contains(&p95),
+        "in the (3, 4] s bucket, capped at 3.2: {p95}"
+    );
+    let quick = figures("quick-start");
+    assert_eq!(quick.streamed_requests, 25, "plain answers are not counted");
+    assert!(quick.p95_ttft.expect("quick-start p95") <= 0.3);
+
+    let ttft: Vec<_> = report
+        .recommendations
+        .iter()
+        .filter(|r| r.title.starts_with("Time to first token"))
+        .collect();
+    assert_eq!(ttft.len(), 1, "{:?}", report.recommendations);
+    assert_eq!(
+        ttft[0].evidence,
+        [format!(
+            "p95 time to first token {p95:.2} s over 25 streamed requests of slow-start, above \
+             the 2.00 s limit (`report.rules.ttft_p95_secs`)"
+        )]
+    );
+}
