@@ -233,6 +233,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         feed,
         alerts,
         reports: Some(reporter),
+        proxy_openapi: Some(proxy_doc(&proxy)),
     };
     let tasks = Tasks {
         fanout: bg.spawn(fan_out(
@@ -386,6 +387,16 @@ fn segment_cache_stats(proxy: &Arc<Proxy>) -> crate::telemetry::metrics::CacheSt
         let rt = proxy.upgrade()?.runtime.load_full();
         let stats = rt.guard.as_ref()?.detector.cache_stats();
         Some((stats.hits, stats.misses))
+    })
+}
+
+/// The proxy port's OpenAPI document for the passthrough list the live runtime has.
+fn proxy_doc(proxy: &Arc<Proxy>) -> crate::admin::ProxyDocFn {
+    // Weak, as `scanner`: the admin API must not keep the proxy alive at shutdown.
+    let proxy = Arc::downgrade(proxy);
+    Arc::new(move || {
+        let rt = proxy.upgrade()?.runtime.load_full();
+        Some(proxy::openapi::document(&rt.config.proxy.passthrough))
     })
 }
 

@@ -72,7 +72,7 @@ pub struct ModelFigures {
     /// Streamed requests with a first token, which `p95_ttft` is taken over.
     pub streamed_requests: u64,
     pub cost: f64,
-    /// Mean cost of the requests whose cost is known.
+    /// Mean cost of the requests not counted in `unpriced_requests`.
     pub cost_per_request: f64,
     /// Requests of this model whose cost is unknown, left out of `cost`.
     pub unpriced_requests: u64,
