@@ -233,6 +233,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         feed,
         alerts,
         reports: Some(reporter),
+        proxy_openapi: Some(proxy_doc(&proxy)),
     };
     let tasks = Tasks {
         fanout: bg.spawn(fan_out(
@@ -389,6 +390,16 @@ fn segment_cache_stats(proxy: &Arc<Proxy>) -> crate::telemetry::metrics::CacheSt
     })
 }
 
+/// The proxy port's OpenAPI document for the passthrough list the live runtime has.
+fn proxy_doc(proxy: &Arc<Proxy>) -> crate::admin::ProxyDocFn {
+    // Weak, as `scanner`: the admin API must not keep the proxy alive at shutdown.
+    let proxy = Arc::downgrade(proxy);
+    Arc::new(move || {
+        let rt = proxy.upgrade()?.runtime.load_full();
+        Some(proxy::openapi::document(&rt.config.proxy.passthrough))
+    })
+}
+
 /// The admin API's view of the live detector: scans like the proxy does, including the
 /// configured actions, without touching the user's behaviour window.
 fn scanner(proxy: Arc<Proxy>) -> crate::admin::ScanFn {
@@ -514,13 +525,13 @@ fn hand_on(
     prices: &Prices,
 ) {
     if ex.cost.is_none() {
-        let model = ex
-            .response_model
-            .as_deref()
-            .or(ex.upstream_model.as_deref())
-            .unwrap_or("");
+        // By the model the upstream says it ran, else the one asked for: OpenAI answers with a
+        // dated snapshot (`gpt-4o-mini-2024-07-18`) the price table lists undated.
         let u = ex.usage;
-        ex.cost = prices.cost(model, u.prompt_tokens, u.completion_tokens, u.cached_tokens);
+        let cost = |m: Option<&str>| {
+            m.and_then(|m| prices.cost(m, u.prompt_tokens, u.completion_tokens, u.cached_tokens))
+        };
+        ex.cost = cost(ex.response_model.as_deref()).or_else(|| cost(ex.upstream_model.as_deref()));
     }
     // A priced model is a known name, so a key in the rollups even when no upstream answered.
     if !ex.model_known {

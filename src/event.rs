@@ -208,6 +208,23 @@ impl Exchange {
         self.blame == Some(Blame::Client) && !matches!(self.outcome, Outcome::Ok | Outcome::Blocked)
     }
 
+    /// True when the request used the model but its cost is unknown: no cost was reported by
+    /// the upstream (`usage.cost`) nor computed from the price table (an unpriced model), yet
+    /// tokens were counted or an inference call succeeded. Such a request adds nothing to cost
+    /// sums, so the sums say how many of them there were instead of passing for $0.
+    pub fn cost_unknown(&self) -> bool {
+        let inference = matches!(
+            self.endpoint,
+            Endpoint::ChatCompletions
+                | Endpoint::Completions
+                | Endpoint::Embeddings
+                | Endpoint::Responses
+                | Endpoint::Generate
+        );
+        self.cost.is_none()
+            && (self.usage.total().is_some() || (inference && self.outcome == Outcome::Ok))
+    }
+
     /// A fresh record for a request that has just arrived.
     pub fn new(id: String, method: &str, path: &str) -> Exchange {
         Exchange {

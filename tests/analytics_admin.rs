@@ -41,6 +41,7 @@ async fn start(token: Option<&str>, public_metrics: bool) -> Admin {
         feed: tokio::sync::broadcast::channel(16).0,
         alerts: None,
         reports: None,
+        proxy_openapi: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -268,3 +268,53 @@ async fn client_mistakes_are_not_counted_in_error_rates() {
         );
     }
 }
+
+/// On both backends: the rollups count requests whose cost is unknown apart from the cost sum,
+/// and the report's TTFT read buckets streamed requests per model (plain ones left out).
+#[tokio::test]
+async fn unpriced_requests_and_streamed_ttft_on_every_backend() {
+    let base = MONDAY_MS + 9 * HOUR_MS;
+    let mut v = Vec::new();
+    for i in 0..3 {
+        let mut ex = exchange(&format!("p{i}"), base + i, "acme/unpriced-1", None, 800);
+        ex.cost = None;
+        v.push(ex);
+    }
+    for i in 0..4 {
+        let mut ex = exchange(&format!("s{i}"), base + i, "gpt-4o-mini", None, 800);
+        ex.stream = true;
+        ex.ttft = Some(Duration::from_millis(2_500));
+        v.push(ex);
+    }
+    let batch: Vec<Arc<gatehouse::event::Exchange>> = v.into_iter().map(Arc::new).collect();
+    for t in temp_stores().await {
+        t.store
+            .insert_batch(&batch, &CaptureConfig::default())
+            .await
+            .expect("write");
+        let u = usage_at(&t.store, base + 20 * MIN, 1).await.expect("usage");
+        let g = &u.general_metrics;
+        assert_eq!(g.unpriced_requests, 3, "{}", t.backend);
+        assert!(
+            close(g.total_cost, 0.004),
+            "{}: {}",
+            t.backend,
+            g.total_cost
+        );
+        let ttft = t
+            .store
+            .ttft_by_model(base - HOUR_MS, base + HOUR_MS)
+            .await
+            .expect("ttft");
+        assert_eq!(
+            ttft.len(),
+            1,
+            "{}: only streamed requests: {ttft:?}",
+            t.backend
+        );
+        assert_eq!(ttft[0].model, "gpt-4o-mini");
+        assert_eq!(ttft[0].hist.count(), 4);
+        assert_eq!(ttft[0].hist.max_us, 2_500_000);
+        t.store.close().await;
+    }
+}

@@ -8,9 +8,11 @@
 //! this file's PostgreSQL URL). Every test here runs inside a jail.
 #![allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use gatehouse::config::{load, validate};
+use gatehouse::llm::prices::Prices;
 
 /// The crate's policies by absolute path: a jail's working directory is a temp dir, where the
 /// configs' relative `policies` would not be found.
@@ -43,6 +45,91 @@ fn shipped_gateway_yaml_parses_and_validates() {
         assert!(c.models.aliases["qwendeepseek"].model.contains("qwen"));
         Ok(())
     });
+}
+
+/// Every model a shipped configuration names has a price, so none of them shows $0: the
+/// aliases of `gateway.yaml` and of the deployment manifests, and the `MODEL_NAMES` example in
+/// `gateway.yaml`'s comments.
+#[test]
+fn every_shipped_model_has_a_price() {
+    figment::Jail::expect_with(|jail| {
+        shipped_policies(jail);
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let c = load(Some(&root.join("gateway.yaml"))).expect("gateway.yaml parses");
+        let prices = Prices::load(&root.join(&c.prices)).expect("the shipped price table loads");
+        let mut models: Vec<(String, String)> = c
+            .models
+            .aliases
+            .iter()
+            .map(|(a, m)| (format!("gateway.yaml alias {a}"), m.model.clone()))
+            .collect();
+        let text = std::fs::read_to_string(root.join("gateway.yaml")).expect("gateway.yaml");
+        let example = text
+            .split("MODEL_NAMES='")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .expect("gateway.yaml shows a MODEL_NAMES='{...}' example");
+        let example: BTreeMap<String, String> =
+            serde_json::from_str(example).expect("the MODEL_NAMES example is a JSON object");
+        models.extend(
+            example
+                .into_iter()
+                .map(|(a, m)| (format!("MODEL_NAMES example {a}"), m)),
+        );
+        for file in [
+            "deploy/helm/gatehouse/values.yaml",
+            "deploy/k8s/edge/configmap.yaml",
+            "deploy/k8s/sidecar/configmap.yaml",
+        ] {
+            let text = std::fs::read_to_string(root.join(file)).expect(file);
+            let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect(file);
+            let mut found = Vec::new();
+            alias_models(&doc, &mut found);
+            assert!(
+                !found.is_empty(),
+                "{file}: no alias found; is the walk wrong?"
+            );
+            models.extend(found.into_iter().map(|m| (format!("{file} alias"), m)));
+        }
+        let unpriced: Vec<&(String, String)> = models
+            .iter()
+            .filter(|(_, m)| prices.get(m).is_none())
+            .collect();
+        assert!(
+            unpriced.is_empty(),
+            "shipped models without a price in policies/prices.yaml (their cost would show as \
+             unknown): {unpriced:?}"
+        );
+        Ok(())
+    });
+}
+
+/// The `model` of every entry under an `aliases` key anywhere in `v`, also inside string
+/// values that are YAML documents themselves (a ConfigMap's `gateway.yaml: |`).
+fn alias_models(v: &serde_yaml::Value, out: &mut Vec<String>) {
+    use serde_yaml::Value;
+    match v {
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    (Some("aliases"), Value::Mapping(aliases)) => out.extend(
+                        aliases
+                            .values()
+                            .filter_map(|a| a.get("model").and_then(Value::as_str))
+                            .map(str::to_owned),
+                    ),
+                    _ => alias_models(v, out),
+                }
+            }
+        }
+        Value::Sequence(s) => s.iter().for_each(|v| alias_models(v, out)),
+        Value::String(s) => {
+            if let Ok(inner @ Value::Mapping(_)) = serde_yaml::from_str::<Value>(s) {
+                alias_models(&inner, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 #[test]

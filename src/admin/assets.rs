@@ -8,7 +8,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
-use axum::response::{Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
@@ -70,6 +70,17 @@ fn serve(content_type: &'static str, body: impl Into<Body>) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     rsp
+}
+
+/// `/openapi-proxy.json`: the proxy port's OpenAPI document, like `/openapi.json` without the
+/// token (it holds no data, only the routes and the passthrough list).
+pub(super) async fn proxy_openapi(
+    axum::extract::State(s): axum::extract::State<super::AdminState>,
+) -> Response {
+    match s.proxy_openapi.as_ref().and_then(|doc| doc()) {
+        Some(doc) => serve("application/json", doc.to_string()),
+        None => super::routes::not_found().await.into_response(),
+    }
 }
 
 /// The pages, their scripts and styles, `/` (→ `/dashboard`) and `/openapi.json`.

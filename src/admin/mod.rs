@@ -2,8 +2,9 @@
 //! request-log, export, feedback, alert, report and threshold routes. Thin handlers: parse and
 //! check parameters, call `analytics`/`store`/`report`, serialise. Nothing imports `admin`.
 //!
-//! Also serves the dashboard (`/dashboard`), the API docs (`/docs`) and the OpenAPI document
-//! generated from the handlers' annotations (`/openapi.json`).
+//! Also serves the dashboard (`/dashboard`), the API docs (`/docs`), the OpenAPI document
+//! generated from the handlers' annotations (`/openapi.json`) and the proxy port's document
+//! (`/openapi-proxy.json`, built by the proxy and handed in by `app`).
 //!
 //! Auth: a Bearer token on every route but `/health`, the sign-in routes and the static pages
 //! (the scheme in any case, as RFC 9110 says; compared in constant time), or the session cookie
@@ -67,7 +68,13 @@ pub struct AdminState {
     pub alerts: Option<Arc<crate::alerts::Handle>>,
     /// The analysis agent; `None` answers the report routes with 503.
     pub reports: Option<crate::report::Reporter>,
+    /// The proxy port's OpenAPI document as now configured (`app` wires it to the proxy's
+    /// runtime), served at `/openapi-proxy.json`; `None` answers 404.
+    pub proxy_openapi: Option<ProxyDocFn>,
 }
+
+/// Builds the proxy port's OpenAPI document (`None` once the proxy has stopped).
+pub type ProxyDocFn = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
 
 /// Scans a request the way the proxy would (`app` wires it to the live detector): `None`
 /// when detection is off.
@@ -233,6 +240,10 @@ pub fn router(state: AdminState) -> Router {
         "{}".to_owned()
     });
     api.merge(assets::router(json))
+        .route(
+            "/openapi-proxy.json",
+            axum::routing::get(assets::proxy_openapi),
+        )
         .fallback(routes::not_found)
         .with_state(state)
 }

@@ -69,6 +69,8 @@ pub struct WindowStats {
     pub p99_latency: f64,
     pub tokens: u64,
     pub cost: f64,
+    /// Requests whose cost is unknown (unpriced model, no upstream cost), left out of `cost`.
+    pub unpriced_requests: u64,
     pub blocked: u64,
     pub threats_by_level: BTreeMap<&'static str, u64>,
     pub threats_by_category: BTreeMap<&'static str, u64>,
@@ -93,6 +95,7 @@ struct Slot {
     blocked: u64,
     tokens: u64,
     cost: f64,
+    unpriced: u64,
     latency_sum_us: u64,
     hist: Histogram,
     levels: [u64; 4],
@@ -107,6 +110,7 @@ impl Slot {
         self.blocked += u64::from(is_blocked(ex));
         self.tokens += ex.usage.total().unwrap_or(0);
         self.cost += ex.cost.unwrap_or(0.0);
+        self.unpriced += u64::from(ex.cost_unknown());
         self.latency_sum_us += lat_us;
         self.hist.record(lat_us);
         if let Some(i) = threat_level(ex).and_then(|l| LEVELS.iter().position(|n| *n == l.as_str()))
@@ -132,6 +136,7 @@ impl Slot {
         self.blocked += o.blocked;
         self.tokens += o.tokens;
         self.cost += o.cost;
+        self.unpriced += o.unpriced;
         self.latency_sum_us += o.latency_sum_us;
         self.hist.merge(&o.hist);
         let pairs = [
@@ -255,6 +260,7 @@ fn stats(s: &Slot, window_s: u64) -> WindowStats {
         p99_latency: s.hist.quantile(0.99),
         tokens: s.tokens,
         cost: s.cost,
+        unpriced_requests: s.unpriced,
         blocked: s.blocked,
         threats_by_level: named(&LEVELS, &s.levels),
         threats_by_category: named(&cats, &s.categories),

@@ -51,6 +51,9 @@ pub struct GeneralMetrics {
     pub unique_users: u64,
     pub total_tokens: u64,
     pub total_cost: f64,
+    /// Requests whose cost is unknown (a model missing from the price table and no cost
+    /// reported by the upstream): `total_cost` leaves them out, it does not count them as $0.
+    pub unpriced_requests: u64,
     pub blocked_requests: u64,
 }
 
@@ -67,6 +70,8 @@ pub struct ModelUsage {
     pub completion_tokens: u64,
     pub total_tokens: u64,
     pub cost: f64,
+    /// Requests of this model whose cost is unknown, left out of `cost`.
+    pub unpriced_requests: u64,
     pub blocked: u64,
     /// Mean prompt and response length in characters (quality metrics).
     pub avg_prompt_chars: f64,
@@ -137,6 +142,7 @@ pub(crate) struct Sums {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cost: f64,
+    pub unpriced: u64,
     pub prompt_chars: u64,
     pub response_chars: u64,
     pub hist: Histogram,
@@ -152,6 +158,7 @@ impl Sums {
         self.prompt_tokens += r.prompt_tokens;
         self.completion_tokens += r.completion_tokens;
         self.cost += r.cost;
+        self.unpriced += r.unpriced;
         self.prompt_chars += r.prompt_chars;
         self.response_chars += r.response_chars;
         self.hist.merge(&r.hist);
@@ -304,6 +311,7 @@ fn general(t: &Sums, unique_users: u64) -> GeneralMetrics {
         unique_users,
         total_tokens: t.prompt_tokens + t.completion_tokens,
         total_cost: t.cost,
+        unpriced_requests: t.unpriced,
         blocked_requests: t.blocked,
     }
 }
@@ -323,6 +331,7 @@ fn by_model(models: BTreeMap<&str, Sums>) -> Vec<ModelUsage> {
             completion_tokens: s.completion_tokens,
             total_tokens: s.prompt_tokens + s.completion_tokens,
             cost: s.cost,
+            unpriced_requests: s.unpriced,
             blocked: s.blocked,
             avg_prompt_chars: ratio(s.prompt_chars, s.requests),
             avg_response_chars: ratio(s.response_chars, s.requests),
@@ -371,6 +380,7 @@ fn timeseries(hours: &[Sums], from_ms: i64, days: u32) -> Timeseries {
         d.prompt_tokens += s.prompt_tokens;
         d.completion_tokens += s.completion_tokens;
         d.cost += s.cost;
+        d.unpriced += s.unpriced;
         d.hist.merge(&s.hist);
     }
     Timeseries {

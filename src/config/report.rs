@@ -129,6 +129,9 @@ pub struct RuleThresholds {
     /// Share (0..1) of scanned requests blocked above which thresholds look too tight.
     /// Default 0.05.
     pub blocked_share: f64,
+    /// p95 time to first token of a model's streamed requests, seconds, above which it is
+    /// reported (whatever the period before). Greater than 0. Default 2.0.
+    pub ttft_p95_secs: f64,
 }
 
 impl Default for RuleThresholds {
@@ -139,6 +142,7 @@ impl Default for RuleThresholds {
             cost_ratio: 3.0,
             high_risk_requests: 5,
             blocked_share: 0.05,
+            ttft_p95_secs: 2.0,
         }
     }
 }

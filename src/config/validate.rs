@@ -278,6 +278,12 @@ fn check_report(c: &Config, p: &mut Vec<String>, warnings: &mut Vec<String>) {
     if r.model.as_deref().is_some_and(str::is_empty) {
         p.push("report.model must not be empty (leave it out for the rule engine)".into());
     }
+    let ttft = r.rules.ttft_p95_secs;
+    if !(ttft.is_finite() && ttft > 0.0) {
+        p.push(format!(
+            "report.rules.ttft_p95_secs must be a number of seconds greater than 0, not {ttft}"
+        ));
+    }
 }
 
 fn check_detect(c: &Config, p: &mut Vec<String>) {
@@ -486,6 +492,7 @@ mod tests {
         c.report.digest.enabled = true;
         c.report.digest.channels = vec!["slack".into(), "alertmanager".into()];
         c.report.digest.top = 0;
+        c.report.rules.ttft_p95_secs = f64::NAN;
         c.alerts.enabled = false;
         let problems = validate(&c).expect_err("bad report section").0;
         let fields: Vec<&str> = problems
@@ -498,7 +505,8 @@ mod tests {
                 "report.schedule.time_zone",
                 "report.digest.enabled",
                 "report.digest.channels",
-                "report.digest.top"
+                "report.digest.top",
+                "report.rules.ttft_p95_secs"
             ],
             "{problems:#?}"
         );

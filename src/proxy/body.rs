@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use super::capture::AnswerText;
+use super::kind::Kind;
 use super::record::Recorder;
 use crate::detect::{Action, Match, ResponseWindow, RiskLevel, Verdict};
 use crate::event::{Blame, Exchange, Outcome};
@@ -226,9 +227,9 @@ impl Relay {
                     if self.timer.as_mut().poll(cx).is_ready() {
                         let total = Instant::now() >= self.deadline;
                         let kind = if total {
-                            "upstream_total_timeout"
+                            Kind::UpstreamTotalTimeout
                         } else {
-                            "upstream_idle_timeout"
+                            Kind::UpstreamIdleTimeout
                         };
                         return self.fail(kind);
                     }
@@ -261,7 +262,7 @@ impl Relay {
                 },
                 Poll::Ready(Some(Err(e))) => {
                     tracing::debug!(error = %e, "upstream body failed");
-                    return self.fail("upstream_reset");
+                    return self.fail(Kind::UpstreamReset);
                 }
                 Poll::Ready(None) => {
                     let rest = self.rest();
@@ -377,7 +378,7 @@ impl Relay {
         let ex = rec.ex();
         ex.bytes_out += out.len() as u64;
         ex.outcome = Outcome::Blocked;
-        ex.error_kind = Some("response_blocked");
+        ex.error_kind = Some(Kind::ResponseBlocked.as_str());
         ex.blame = Some(Blame::Upstream);
         add_response_match(ex, m, true);
         rec.finish();
@@ -434,7 +435,7 @@ impl Relay {
                 Outcome::Ok
             };
             if saw_error {
-                ex.error_kind = Some("upstream_stream_error");
+                ex.error_kind = Some(Kind::UpstreamStreamError.as_str());
                 ex.blame = Some(Blame::Upstream);
             }
         }
@@ -469,7 +470,8 @@ impl Relay {
 
     /// The upstream failed mid-answer: record it, and for event streams tell the client with
     /// an error event (headers are gone, so the stream is the only channel left).
-    fn fail(&mut self, kind: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn fail(&mut self, kind: Kind) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let kind = kind.as_str();
         self.ended = true;
         let partial = !self.splitter.is_empty();
         let strip = self.hold;

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 
+use super::kind::Kind;
 use crate::event::{Blame, Outcome};
 use crate::llm::ViewError;
 
@@ -121,32 +122,37 @@ impl ProxyError {
 
     /// The `x-gatehouse-error` value and metric label.
     pub fn kind(&self) -> &'static str {
+        self.error_kind().as_str()
+    }
+
+    /// The kind of this error (see [`Kind`]).
+    pub fn error_kind(&self) -> Kind {
         match self {
-            ProxyError::NotFound { .. } | ProxyError::AdminRoute { .. } => "not_found",
-            ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
-            ProxyError::BadPath => "invalid_path",
-            ProxyError::PathTooLong { .. } => "path_too_long",
-            ProxyError::Unscannable { .. } => "unscannable_body",
-            ProxyError::Unauthorized => "unauthorized",
-            ProxyError::UnsupportedMediaType => "unsupported_media_type",
-            ProxyError::BodyTooLarge { .. } => "body_too_large",
-            ProxyError::BodyRead(_) => "body_read",
-            ProxyError::BodyTimeout { .. } => "body_timeout",
-            ProxyError::InvalidBody(_) => "invalid_json",
-            ProxyError::InvalidField(_) => "invalid_field",
-            ProxyError::MissingModel => "missing_model",
-            ProxyError::UnknownModel { .. } => "unknown_model",
-            ProxyError::Blocked { .. } => "prompt_blocked",
-            ProxyError::ResponseBlocked { .. } => "response_blocked",
-            ProxyError::ResponseTooLarge { .. } => "response_too_large",
-            ProxyError::Connect { .. } => "upstream_connect",
-            ProxyError::FirstByteTimeout { .. } => "upstream_timeout",
-            ProxyError::UpstreamProtocol { .. } => "upstream_protocol",
-            ProxyError::UpstreamStatus { .. } => "upstream_status",
-            ProxyError::UnknownRequest => "unknown_request",
-            ProxyError::AlreadyRated => "already_rated",
-            ProxyError::FeedbackUnavailable => "feedback_unavailable",
-            ProxyError::ShuttingDown => "shutting_down",
+            ProxyError::NotFound { .. } | ProxyError::AdminRoute { .. } => Kind::NotFound,
+            ProxyError::MethodNotAllowed { .. } => Kind::MethodNotAllowed,
+            ProxyError::BadPath => Kind::InvalidPath,
+            ProxyError::PathTooLong { .. } => Kind::PathTooLong,
+            ProxyError::Unscannable { .. } => Kind::UnscannableBody,
+            ProxyError::Unauthorized => Kind::Unauthorized,
+            ProxyError::UnsupportedMediaType => Kind::UnsupportedMediaType,
+            ProxyError::BodyTooLarge { .. } => Kind::BodyTooLarge,
+            ProxyError::BodyRead(_) => Kind::BodyRead,
+            ProxyError::BodyTimeout { .. } => Kind::BodyTimeout,
+            ProxyError::InvalidBody(_) => Kind::InvalidJson,
+            ProxyError::InvalidField(_) => Kind::InvalidField,
+            ProxyError::MissingModel => Kind::MissingModel,
+            ProxyError::UnknownModel { .. } => Kind::UnknownModel,
+            ProxyError::Blocked { .. } => Kind::PromptBlocked,
+            ProxyError::ResponseBlocked { .. } => Kind::ResponseBlocked,
+            ProxyError::ResponseTooLarge { .. } => Kind::ResponseTooLarge,
+            ProxyError::Connect { .. } => Kind::UpstreamConnect,
+            ProxyError::FirstByteTimeout { .. } => Kind::UpstreamTimeout,
+            ProxyError::UpstreamProtocol { .. } => Kind::UpstreamProtocol,
+            ProxyError::UpstreamStatus { .. } => Kind::UpstreamStatus,
+            ProxyError::UnknownRequest => Kind::UnknownRequest,
+            ProxyError::AlreadyRated => Kind::AlreadyRated,
+            ProxyError::FeedbackUnavailable => Kind::FeedbackUnavailable,
+            ProxyError::ShuttingDown => Kind::ShuttingDown,
         }
     }
 

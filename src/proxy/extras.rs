@@ -51,6 +51,12 @@ pub fn health() -> Response<ProxyBody> {
     unrecorded(json_response(StatusCode::OK, json!({"status": "ok"})))
 }
 
+/// `/openapi.json`: this port's OpenAPI document, for the passthrough list now configured.
+pub fn openapi(rt: &Runtime) -> Response<ProxyBody> {
+    let doc = super::openapi::document(&rt.config.proxy.passthrough);
+    unrecorded(json_response(StatusCode::OK, doc))
+}
+
 /// `/ready`: config loaded and the default upstream reachable (any HTTP answer counts). The
 /// body also says whether the event store is writing (`store`: `ok` or `failing`, with the
 /// records waiting and dropped).

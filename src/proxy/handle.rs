@@ -29,6 +29,7 @@ pub async fn handle(proxy: Arc<Proxy>, mut req: Request<Incoming>) -> Response<P
     match route {
         Route::Health => return extras::health(),
         Route::Ready => return extras::ready(&proxy).await,
+        Route::OpenApi => return extras::openapi(&rt),
         Route::Feedback if normalised.is_ok() => return extras::feedback(&proxy, req).await,
         _ => {}
     }
@@ -52,7 +53,7 @@ pub async fn handle(proxy: Arc<Proxy>, mut req: Request<Incoming>) -> Response<P
             path: req.uri().path().to_owned(),
             admin: rt.config.admin.listen.clone(),
         }),
-        Route::NotFound | Route::Health | Route::Ready | Route::Feedback => {
+        Route::NotFound | Route::Health | Route::Ready | Route::OpenApi | Route::Feedback => {
             Err(ProxyError::NotFound {
                 method: req.method().to_string(),
                 path: req.uri().path().to_owned(),
@@ -464,7 +465,7 @@ pub async fn forward(
         .find_map(|n| h.get(*n).and_then(|v| v.to_str().ok()).map(str::to_owned));
     if !rsp.status().is_success() {
         ex.outcome = Outcome::UpstreamError;
-        ex.error_kind = Some("upstream_status");
+        ex.error_kind = Some(super::kind::Kind::UpstreamStatus.as_str());
         let blame = rsp.status() == StatusCode::TOO_MANY_REQUESTS || rsp.status().is_server_error();
         ex.blame = Some(if blame {
             Blame::Upstream

@@ -13,6 +13,8 @@ mod guard;
 mod handle;
 mod headers;
 mod id;
+pub mod kind;
+pub mod openapi;
 mod record;
 mod route;
 mod runtime;

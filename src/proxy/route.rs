@@ -16,6 +16,8 @@ use crate::event::Endpoint;
 pub enum Route {
     Health,
     Ready,
+    /// `GET /openapi.json`: this port's OpenAPI document.
+    OpenApi,
     /// An inference call whose body names a model.
     Inference(Endpoint),
     /// `GET /v1/models`: aliases plus the upstream's list.
@@ -151,6 +153,8 @@ pub fn route(method: &Method, path: &str, passthrough: &Passthrough) -> Route {
         "/health" | "/healthz" if get => Route::Health,
         "/ready" | "/readyz" if get => Route::Ready,
         "/health" | "/healthz" | "/ready" | "/readyz" => Route::MethodNotAllowed,
+        "/openapi.json" if get => Route::OpenApi,
+        "/openapi.json" => Route::MethodNotAllowed,
         "/generate" if post => Route::Generate,
         "/generate" => Route::MethodNotAllowed,
         "/v1/chat/completions" => inference(Endpoint::ChatCompletions),

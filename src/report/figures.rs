@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::analytics::{self, Anomaly};
 use crate::config::{AlertsConfig, Config, RuleKind, ThresholdsConfig};
+use crate::store::hist::Histogram;
 use crate::store::{DailyThreats, Offender, Scored, Store};
 
 use super::period::{self, Bounds, Zone};
@@ -37,6 +38,9 @@ pub struct Figures {
     pub p99_latency: f64,
     pub previous_p95_latency: Option<f64>,
     pub total_cost: f64,
+    /// Requests whose cost is unknown (a model missing from the price table and no cost
+    /// reported by the upstream): `total_cost` leaves them out.
+    pub unpriced_requests: u64,
     pub total_tokens: u64,
     pub unique_users: u64,
     pub models: Vec<ModelFigures>,
@@ -63,8 +67,15 @@ pub struct ModelFigures {
     pub error_rate: f64,
     pub p95_latency: f64,
     pub previous_p95_latency: Option<f64>,
+    /// p95 time to first token of the streamed requests, seconds (none streamed: `None`).
+    pub p95_ttft: Option<f64>,
+    /// Streamed requests with a first token, which `p95_ttft` is taken over.
+    pub streamed_requests: u64,
     pub cost: f64,
+    /// Mean cost of the requests not counted in `unpriced_requests`.
     pub cost_per_request: f64,
+    /// Requests of this model whose cost is unknown, left out of `cost`.
+    pub unpriced_requests: u64,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -167,6 +178,12 @@ pub async fn gather(
         .threat_offenders(from, to, analytics::security::TOP_OFFENDERS)
         .await?;
     let upstreams = store.upstream_counts(from, to).await?;
+    let ttft: BTreeMap<String, Histogram> = store
+        .ttft_by_model(from, to)
+        .await?
+        .into_iter()
+        .map(|m| (m.model, m.hist))
+        .collect();
     let (scored, scanned) = store.scored_requests(from, to).await?;
     let forecast = analytics::forecast::forecast_at(store, to.min(now_ms), 14)
         .await
@@ -202,6 +219,7 @@ pub async fn gather(
         previous_p95_latency: (before.general_metrics.total_requests > 0)
             .then_some(before.general_metrics.p95_latency),
         total_cost: g.total_cost,
+        unpriced_requests: g.unpriced_requests,
         total_tokens: g.total_tokens,
         unique_users: g.unique_users,
         models: usage
@@ -214,8 +232,17 @@ pub async fn gather(
                 error_rate: m.error_rate,
                 p95_latency: m.p95_latency,
                 previous_p95_latency: prev.get(m.model.as_str()).copied(),
+                p95_ttft: ttft
+                    .get(&m.model)
+                    .filter(|h| h.count() > 0)
+                    .map(|h| h.quantile(0.95)),
+                streamed_requests: ttft.get(&m.model).map_or(0, Histogram::count),
                 cost: m.cost,
-                cost_per_request: analytics_ratio(m.cost, m.requests),
+                cost_per_request: analytics_ratio(
+                    m.cost,
+                    m.requests.saturating_sub(m.unpriced_requests),
+                ),
+                unpriced_requests: m.unpriced_requests,
             })
             .collect(),
         users: usage

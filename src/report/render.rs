@@ -157,7 +157,10 @@ fn key_figures(f: &Figures) -> Vec<(&'static str, String)> {
                 f.p50_latency, f.p95_latency, f.p99_latency
             ),
         ),
-        ("cost", format!("${:.2}", f.total_cost)),
+        (
+            "cost",
+            format!("${:.2}{}", f.total_cost, unpriced(f.unpriced_requests)),
+        ),
         ("tokens", f.total_tokens.to_string()),
         ("users", f.unique_users.to_string()),
         ("threats", format!("{} ({by_level})", f.security.threats)),
@@ -179,12 +182,30 @@ fn key_figures(f: &Figures) -> Vec<(&'static str, String)> {
         v.push((
             "model",
             format!(
-                "{}: {} requests, p95 {:.2} s, ${:.4}/request",
-                m.model, m.requests, m.p95_latency, m.cost_per_request
+                "{}: {} requests, p95 {:.2} s{}, ${:.4}/request{}",
+                m.model,
+                m.requests,
+                m.p95_latency,
+                m.p95_ttft.map_or(String::new(), |t| format!(
+                    ", time to first token p95 {t:.2} s over {} streamed",
+                    m.streamed_requests
+                )),
+                m.cost_per_request,
+                unpriced(m.unpriced_requests)
             ),
         ));
     }
     v
+}
+
+/// `" (cost unknown for N requests)"` when some requests had no price, so a cost figure is
+/// never read as complete when it is not.
+fn unpriced(n: u64) -> String {
+    match n {
+        0 => String::new(),
+        1 => " (cost unknown for 1 request)".into(),
+        n => format!(" (cost unknown for {n} requests)"),
+    }
 }
 
 fn capital(s: &str) -> String {

@@ -24,7 +24,9 @@ pub fn recommend(f: &Figures, r: &RuleThresholds) -> Vec<Recommendation> {
     let (over, named) = limits::p95_above_limit(f);
     out.extend(over);
     out.extend(p95_rising(f, r, &named));
+    out.extend(limits::ttft_above_limit(f, r.ttft_p95_secs));
     out.extend(expensive_models(f, r));
+    out.extend(unpriced_models(f));
     out.extend(high_risk_users(f, r));
     out.extend(thresholds(f));
     out.extend(rising_threats(f));
@@ -194,6 +196,32 @@ fn expensive_models(f: &Figures, r: &RuleThresholds) -> Vec<Recommendation> {
         ));
     }
     out
+}
+
+/// Models with requests whose cost is unknown: the period's cost is short by their share.
+fn unpriced_models(f: &Figures) -> Vec<Recommendation> {
+    f.models
+        .iter()
+        .filter(|m| m.unpriced_requests > 0)
+        .map(|m| {
+            rec(
+                Group::Cost,
+                Priority::Medium,
+                format!("Cost of {} is unknown", m.model),
+                vec![format!(
+                    "cost unknown for {} of {} requests of {}: not in the price table and no \
+                     cost reported by the upstream; the period's cost (${:.2}) leaves them out",
+                    m.unpriced_requests, m.requests, m.model, f.total_cost
+                )],
+                format!(
+                    "add `{}: {{input: <USD per million tokens>, output: <USD per million \
+                     tokens>}}` to the price table (`prices`, default `policies/prices.yaml`); \
+                     it is reloaded without a restart",
+                    m.model
+                ),
+            )
+        })
+        .collect()
 }
 
 /// A user with `rules.high_risk_requests` or more high or critical requests.

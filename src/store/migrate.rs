@@ -29,6 +29,7 @@ migrations![
     (3, "reports", "0003_reports.sql"),
     (4, "fleet", "0004_fleet.sql"),
     (5, "key_user", "0005_key_user.sql"),
+    (6, "unpriced", "0006_unpriced.sql"),
 ];
 
 #[derive(Debug)]

@@ -32,6 +32,7 @@ mod rollup_read;
 mod row;
 mod security;
 mod sql;
+mod ttft;
 mod write;
 mod writer;
 
@@ -54,6 +55,7 @@ pub use rollup_read::{GroupBy, Resolution, RollupRow, UserRollupRow};
 pub use row::{is_blocked, model_key, threat_level};
 pub use security::{MatchRow, Offender, SecurityFilter};
 pub use sql::Dialect;
+pub use ttft::ModelTtft;
 pub use writer::{run_writer, FlushObserver, FlushStats, WriterConfig, WriterSummary};
 
 /// Store errors.

@@ -30,6 +30,8 @@ pub struct RollupRow {
     pub cost: f64,
     pub prompt_chars: u64,
     pub response_chars: u64,
+    /// Requests whose cost is unknown (unpriced model, no upstream cost): not in `cost`.
+    pub unpriced: u64,
     pub hist: Histogram,
 }
 
@@ -64,7 +66,7 @@ pub enum Resolution {
     Hour,
 }
 
-const SUMMED: [&str; 13] = [
+const SUMMED: [&str; 14] = [
     "requests",
     "errors",
     "blocked",
@@ -78,6 +80,7 @@ const SUMMED: [&str; 13] = [
     "cost",
     "prompt_chars",
     "response_chars",
+    "unpriced",
 ];
 
 /// `SUM(c) AS c`, typed the same on both backends: `0.0` keeps `cost` a float when the range is
@@ -260,6 +263,7 @@ fn rollup_from_row(r: &AnyRow) -> Result<RollupRow, sqlx::Error> {
         cost: num(r, "cost")?,
         prompt_chars: u("prompt_chars")?,
         response_chars: u("response_chars")?,
+        unpriced: u("unpriced")?,
         hist,
     })
 }

@@ -106,6 +106,8 @@ pub(super) struct Agg {
     pub cost: f64,
     pub prompt_chars: i64,
     pub response_chars: i64,
+    /// Requests whose cost is unknown (`Exchange::cost_unknown`), not in `cost`.
+    pub unpriced: i64,
     pub hist: [i64; BUCKETS],
 }
 
@@ -125,6 +127,7 @@ impl Agg {
         self.cost += ex.cost.unwrap_or(0.0);
         self.prompt_chars += opt_i64(ex.prompt_chars).unwrap_or(0);
         self.response_chars += opt_i64(ex.response_chars).unwrap_or(0);
+        self.unpriced += i64::from(ex.cost_unknown());
         self.hist[bucket_of(lat.max(0) as u64)] += 1;
     }
 }

@@ -254,7 +254,7 @@ async fn insert_matches(
     Ok(())
 }
 
-const AGG_COLUMNS: [&str; 14] = [
+const AGG_COLUMNS: [&str; 15] = [
     "requests",
     "errors",
     "blocked",
@@ -269,6 +269,7 @@ const AGG_COLUMNS: [&str; 14] = [
     "cost",
     "prompt_chars",
     "response_chars",
+    "unpriced",
 ];
 
 /// `INSERT INTO <table> (...) ` and the `ON CONFLICT` tail that adds the deltas.
@@ -305,7 +306,7 @@ fn rollup_statements() -> &'static [(String, String); 2] {
     SQL.get_or_init(|| [rollup_sql("rollup_minute"), rollup_sql("rollup_hour")])
 }
 
-/// Rollup rows per statement: 43 columns × 300 stays below the bound-parameter limit.
+/// Rollup rows per statement: 44 columns × 300 stays below the bound-parameter limit.
 const ROLLUPS_PER_UPSERT: usize = 300;
 
 async fn upsert_rollups(
@@ -332,7 +333,8 @@ async fn upsert_rollups(
                     .bind(a.completion_tokens)
                     .bind(a.cost)
                     .bind(a.prompt_chars)
-                    .bind(a.response_chars);
+                    .bind(a.response_chars)
+                    .bind(a.unpriced);
                 a.hist.iter().for_each(|h| {
                     b.bind(*h);
                 });

@@ -153,6 +153,33 @@ describe('dashboard in headless Chromium', { concurrency: false }, () => {
     assert.ok(await page.locator('#t-users td.name').count() > 0, 'top users listed');
   });
 
+  test('the cost says how many requests it could not price', async () => {
+    // The demo's upstream names the model it was asked for and reports no cost of its own, so
+    // a model missing from the price table leaves its requests unpriced (its 13th answers
+    // fail, hence the retry).
+    await eventually('an answered request to an unpriced model', async () => {
+      const rsp = await fetch(`${urls.proxy}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'acme/unpriced-1', user: 'pricing-check', messages: [{ role: 'user', content: 'hello' }] }),
+      });
+      await rsp.arrayBuffer();
+      return rsp.status === 200;
+    }, 15_000);
+    const usage = await eventually('the unpriced request in the analytics', async () => {
+      const u = await admin('/api/usage/analytics?days=1');
+      return u.general_metrics.unpriced_requests > 0 && u;
+    }, 15_000);
+    const n = usage.general_metrics.unpriced_requests;
+    const said = `cost unknown for ${n} request${n === 1 ? '' : 's'}`;
+    await page.waitForFunction((s) => document.getElementById('k-cost-hint').textContent.includes(s), said, { timeout: 20_000 });
+    const row = page.locator('#t-models tbody tr', { hasText: 'acme/unpriced-1' });
+    await row.waitFor({ timeout: 20_000 });
+    const cost = row.locator('td').nth(4);
+    assert.match(await cost.textContent(), /\+ \?$/, 'the model row marks its cost as incomplete');
+    assert.equal(await cost.getAttribute('title'), said);
+  });
+
   test('the live charts draw while a slow range query is still running', async () => {
     // A large store makes /api/usage/analytics slow; the live charts must not wait for it.
     const slow = await page.context().newPage();
@@ -285,12 +312,23 @@ describe('dashboard in headless Chromium', { concurrency: false }, () => {
   test('the docs page renders the OpenAPI document offline', async () => {
     const doc = await (await fetch(`${urls.admin}/openapi.json`)).text(); // validated by .ci/run
     await writeFile(`${OUT}/openapi.json`, doc);
+    const proxyDoc = await (await fetch(`${urls.admin}/openapi-proxy.json`)).text(); // and this one
+    await writeFile(`${OUT}/openapi-proxy.json`, proxyDoc);
     await page.goto(`${urls.admin}/docs`);
     await page.waitForFunction(() => document.querySelectorAll('details.op').length >= 15);
     const paths = await page.locator('details.op .path').allTextContents();
     for (const p of ['/api/usage/analytics', '/api/events/stream', '/api/session', '/api/export']) {
       assert.ok(paths.includes(p), `${p} documented`);
     }
+    // The proxy port's routes, from /openapi-proxy.json, in their own section, linked.
+    await page.waitForFunction(() => document.querySelectorAll('#proxy-api details.op').length >= 10);
+    assert.equal(await page.textContent('#proxy-api h1'), `gatehouse proxy API ${JSON.parse(proxyDoc).info.version}`);
+    const proxyPaths = await page.locator('#proxy-api details.op .path').allTextContents();
+    for (const p of ['/v1/chat/completions', '/v1/responses', '/generate', '/v1/feedback', '/health', '/ready', '/v1/files/{path}']) {
+      assert.ok(proxyPaths.includes(p), `${p} documented`);
+    }
+    assert.equal(await page.locator('a[href="/openapi-proxy.json"]').count(), 1, 'the page links the proxy document');
+    assert.equal(await page.locator('#proxy-api details.op', { hasText: '/v1/chat/completions' }).locator('.lock').textContent(), 'gateway key');
     await page.locator('details.op', { hasText: '/api/usage/analytics' }).first().locator('summary').click();
     await page.screenshot({ path: `${OUT}/docs.png`, fullPage: false });
     assert.deepEqual(consoleErrors, []);

@@ -168,3 +168,60 @@ async fn segment_cache_lookups_reach_metrics() {
     }
     gw.shutdown().await;
 }
+
+/// Cost is never a silent $0: a request to a model missing from the price table, whose
+/// upstream reports no `usage.cost`, is counted as unpriced in the usage analytics (range and
+/// live) and left out of the cost; a priced model answered under a dated id
+/// (`gpt-4o-mini-2024-07-18`) is priced by the model asked for.
+#[tokio::test]
+async fn unknown_cost_is_counted_not_summed_as_zero() {
+    const UNPRICED: &str = r#"{"id":"c1","object":"chat.completion","model":"acme/unpriced-1","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"ok"}}],"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12}}"#;
+    let up = FakeUpstream::start(|_, req| {
+        let answer = if String::from_utf8_lossy(&req.body).contains("acme/unpriced-1") {
+            UNPRICED
+        } else {
+            CHAT_ANSWER
+        };
+        Reply::Json(200, answer.into())
+    })
+    .await;
+    let gw = TestGateway::with_upstream(&up).await;
+    for model in ["acme/unpriced-1", "openai/gpt-4o-mini"] {
+        let body =
+            serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hello"}]});
+        assert_eq!(gw.chat(&body).await.status(), 200, "{model}");
+    }
+
+    let usage = until(
+        &format!("{}/api/usage/analytics?days=1", gw.admin_url),
+        |v| v["general_metrics"]["total_requests"] == 2,
+    )
+    .await;
+    let g = &usage["general_metrics"];
+    assert_eq!(g["unpriced_requests"], 1, "{g}");
+    // CHAT_ANSWER at gpt-4o-mini's prices: 186 uncached and 1024 cached prompt tokens, 3
+    // completion tokens.
+    let priced = (186.0 * 0.15 + 1024.0 * 0.075 + 3.0 * 0.60) / 1e6;
+    let total = g["total_cost"].as_f64().expect("total_cost");
+    assert!(
+        (total - priced).abs() < 1e-12,
+        "only the priced request: {g}"
+    );
+    let by_model = usage["by_model"].as_array().expect("by_model");
+    let model = |name: &str| {
+        by_model
+            .iter()
+            .find(|m| m["model"] == name)
+            .unwrap_or_else(|| panic!("{name} in by_model: {usage}"))
+    };
+    assert_eq!(model("acme/unpriced-1")["unpriced_requests"], 1);
+    assert_eq!(model("acme/unpriced-1")["cost"], 0.0);
+    assert_eq!(model("openai/gpt-4o-mini")["unpriced_requests"], 0);
+
+    let live = until(&format!("{}/api/usage/live", gw.admin_url), |v| {
+        v["total"]["requests"] == 2
+    })
+    .await;
+    assert_eq!(live["total"]["unpriced_requests"], 1, "{live}");
+    gw.shutdown().await;
+}

@@ -292,3 +292,129 @@ async fn the_pages_are_embedded_open_and_locked_down() {
     }
     gw.shutdown().await;
 }
+
+/// The proxy port's API is documented: the admin port's `/openapi-proxy.json` (also the proxy
+/// port's own `/openapi.json`) lists every proxy route, the passthrough paths configured, the
+/// OpenAI error shape and exactly the `x-gatehouse-error` kinds gatehouse names; `/docs` links
+/// and renders it; and every documented operation is one the proxy serves, never its 404.
+#[tokio::test]
+async fn the_proxy_port_is_documented() {
+    let (_up, gw) = gateway().await;
+    let http = client();
+    let get_json = |url: String| {
+        let http = http.clone();
+        async move {
+            let rsp = http.get(&url).send().await.expect("rsp");
+            assert_eq!(rsp.status(), 200, "{url}");
+            rsp.json::<Value>().await.expect("json")
+        }
+    };
+    let doc = get_json(format!("{}/openapi-proxy.json", gw.admin_url)).await;
+    assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."));
+    let paths = doc["paths"].as_object().expect("paths");
+    let documented: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
+    let expected = BTreeSet::from([
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/v1/models",
+        "/v1/models/{id}",
+        "/v1/files",
+        "/v1/files/{path}",
+        "/generate",
+        "/v1/feedback",
+        "/health",
+        "/ready",
+        "/openapi.json",
+    ]);
+    assert_eq!(documented, expected);
+
+    let kinds: Vec<&str> = doc["components"]["schemas"]["GatehouseErrorKind"]["enum"]
+        .as_array()
+        .expect("the kinds")
+        .iter()
+        .map(|k| k.as_str().expect("a kind"))
+        .collect();
+    let declared: Vec<&str> = gatehouse::proxy::kind::Kind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(kinds, declared);
+    for kind in [
+        "prompt_blocked",
+        "unscannable_body",
+        "upstream_reset",
+        "not_found",
+    ] {
+        assert!(kinds.contains(&kind), "{kind}");
+    }
+    let error = &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"];
+    for field in ["message", "type", "param", "code"] {
+        assert!(error[field].is_object(), "the error body has {field}");
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").expect("local $ref");
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} resolves"
+        );
+    }
+    let served = get_json(format!("{}/openapi.json", gw.url)).await;
+    assert_eq!(served, doc, "the proxy port serves the same document");
+
+    // Each documented operation is routed on the proxy port: whatever it answers to an empty
+    // body, it is not the router's own 404 or 405.
+    for (path, item) in paths {
+        for method in item.as_object().expect("path item").keys() {
+            let url = format!(
+                "{}{}",
+                gw.url,
+                path.replace("{id}", "qwendeepseek")
+                    .replace("{path}", "file-1")
+            );
+            let m = http::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let rsp = http
+                .request(m, &url)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .expect("rsp");
+            let kind = rsp
+                .headers()
+                .get("x-gatehouse-error")
+                .map(|v| v.to_str().unwrap_or("").to_owned());
+            assert!(
+                !matches!(kind.as_deref(), Some("not_found" | "method_not_allowed")),
+                "{method} {path}: {} {kind:?}",
+                rsp.status()
+            );
+        }
+    }
+
+    let page = http
+        .get(format!("{}/docs", gw.admin_url))
+        .send()
+        .await
+        .expect("rsp")
+        .text()
+        .await
+        .expect("text");
+    assert!(page.contains("href=\"/openapi-proxy.json\""), "{page}");
+    let script = http
+        .get(format!("{}/docs/docs.js", gw.admin_url))
+        .send()
+        .await
+        .expect("rsp")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        script.contains("'/openapi-proxy.json'"),
+        "the page renders it"
+    );
+    gw.shutdown().await;
+}

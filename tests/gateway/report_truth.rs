@@ -25,7 +25,8 @@ async fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-/// A finished chat request of `user` to `model` that took `latency_ms`.
+/// A finished chat request of `user` to `model` that took `latency_ms`, with its tokens and
+/// cost (a request with no cost counts as one whose cost is unknown).
 fn exchange(id: &str, ts_ms: i64, model: &str, user: Option<&str>, latency_ms: u64) -> Exchange {
     let mut ex = Exchange::new(id.to_owned(), "POST", "/v1/chat/completions");
     ex.started_at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ts_ms as u64);
@@ -39,6 +40,9 @@ fn exchange(id: &str, ts_ms: i64, model: &str, user: Option<&str>, latency_ms: u
     ex.outcome = gatehouse::event::Outcome::Ok;
     ex.attempts = 1;
     ex.latency = std::time::Duration::from_millis(latency_ms);
+    ex.usage.prompt_tokens = Some(100);
+    ex.usage.completion_tokens = Some(10);
+    ex.cost = Some(0.0001);
     ex
 }
 
@@ -352,5 +356,121 @@ async fn auto_tune_does_not_loosen_by_a_clamped_step_the_replay_shows_no_effect_
         applied,
         vec![],
         "a step with no replayed effect is not applied"
+    );
+}
+
+/// A report does not pass unknown cost off as $0: requests to a model with no price and no
+/// upstream cost are counted in the figures, said in the text ("cost unknown for N
+/// requests") and get a recommendation to price the model.
+#[tokio::test]
+async fn unknown_cost_is_said_in_the_report() {
+    let (_dir, store) = temp_store().await;
+    let t = MONDAY_MS + 9 * HOUR_MS;
+    let unpriced = (0..3).map(|i| {
+        let mut ex = exchange(&format!("u{i}"), t + i, "acme/unpriced-1", None, 150);
+        ex.cost = None;
+        ex
+    });
+    let priced = (0..5).map(|i| {
+        let mut ex = exchange(&format!("p{i}"), t + i, "gpt-4o-mini", None, 150);
+        ex.cost = Some(0.25);
+        ex
+    });
+    fill(&store, unpriced.chain(priced).collect()).await;
+    let (r, _) = reporter(&store, Config::default());
+    let date = "2026-01-05".parse().expect("a date");
+    let report = r
+        .generate(Period::Daily, Some(date), Trigger::Manual)
+        .await
+        .expect("report");
+    store.close().await;
+
+    assert_eq!(report.figures.unpriced_requests, 3);
+    assert!((report.figures.total_cost - 1.25).abs() < 1e-9);
+    let text = gatehouse::report::render::markdown(&report);
+    assert!(
+        text.contains("$1.25 (cost unknown for 3 requests)"),
+        "the cost figure says what it leaves out:\n{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("acme/unpriced-1: 3 requests"))
+        .unwrap_or_else(|| panic!("a line for the unpriced model:\n{text}"));
+    assert!(
+        line.ends_with("/request (cost unknown for 3 requests)"),
+        "{line}"
+    );
+    assert!(
+        report
+            .recommendations
+            .iter()
+            .any(|r| r.title == "Cost of acme/unpriced-1 is unknown"),
+        "{:?}",
+        report.recommendations
+    );
+}
+
+/// Time to first token is judged on the streamed requests read back from the store: a model
+/// whose streams start slowly is named with its p95, its streamed count and the limit, and
+/// one whose plain answers are slow but whose streams start fast is not.
+#[tokio::test]
+async fn a_slow_first_token_is_named_against_its_limit() {
+    let (_dir, store) = temp_store().await;
+    let t = MONDAY_MS + 9 * HOUR_MS;
+    let stream = |id: String, model: &str, ttft_ms: u64| {
+        let mut ex = exchange(&id, t, model, None, ttft_ms + 500);
+        ex.stream = true;
+        ex.ttft = Some(std::time::Duration::from_millis(ttft_ms));
+        ex
+    };
+    let slow = (0..25).map(|i| stream(format!("s{i}"), "slow-start", 3_200));
+    let fast = (0..25).map(|i| stream(format!("f{i}"), "quick-start", 300));
+    // Plain answers: their TTFT is their whole body, not a stream's first token.
+    let plain = (0..25).map(|i| {
+        let mut ex = exchange(&format!("p{i}"), t, "quick-start", None, 4_000);
+        ex.ttft = Some(std::time::Duration::from_millis(4_000));
+        ex
+    });
+    fill(&store, slow.chain(fast).chain(plain).collect()).await;
+    let (r, _) = reporter(&store, Config::default());
+    let date = "2026-01-05".parse().expect("a date");
+    let report = r
+        .generate(Period::Daily, Some(date), Trigger::Manual)
+        .await
+        .expect("report");
+    store.close().await;
+
+    let figures = |name: &str| {
+        report
+            .figures
+            .models
+            .iter()
+            .find(|m| m.model == name)
+            .unwrap_or_else(|| panic!("{name} in the figures"))
+            .clone()
+    };
+    let slow = figures("slow-start");
+    assert_eq!(slow.streamed_requests, 25);
+    let p95 = slow.p95_ttft.expect("a p95 TTFT for slow-start");
+    assert!(
+        (3.0..=3.2).contains(&p95),
+        "in the (3, 4] s bucket, capped at 3.2: {p95}"
+    );
+    let quick = figures("quick-start");
+    assert_eq!(quick.streamed_requests, 25, "plain answers are not counted");
+    assert!(quick.p95_ttft.expect("quick-start p95") <= 0.3);
+
+    let ttft: Vec<_> = report
+        .recommendations
+        .iter()
+        .filter(|r| r.title.starts_with("Time to first token"))
+        .collect();
+    assert_eq!(ttft.len(), 1, "{:?}", report.recommendations);
+    assert_eq!(
+        ttft[0].evidence,
+        [format!(
+            "p95 time to first token {p95:.2} s over 25 streamed requests of slow-start, above \
+             the 2.00 s limit (`report.rules.ttft_p95_secs`)"
+        )]
     );
 }

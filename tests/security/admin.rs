@@ -56,6 +56,7 @@ async fn bare_admin(token: &str) -> (String, tempfile::TempDir) {
         feed: tokio::sync::broadcast::channel(4).0,
         alerts: None,
         reports: None,
+        proxy_openapi: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -215,6 +215,7 @@ async function pollRange() {
   $('k-req-hint').textContent = `${nf.format(g.unique_users)} users · ${pct(g.error_rate)} errors`;
   $('k-tok').textContent = compact(g.total_tokens);
   $('k-cost').textContent = usd(g.total_cost);
+  $('k-cost-hint').textContent = g.unpriced_requests ? `in range, USD · ${unpriced(g.unpriced_requests)}` : 'in range, USD';
   $('k-blocked').textContent = compact(g.blocked_requests);
   $('k-threats').textContent = `${nf.format(summary.threats)} threats in range`;
   fillModels(usage.by_model);
@@ -249,8 +250,16 @@ function drawModels(byModel) {
   tbody.replaceChildren(...rows.map((m) => {
     const meter = el('div', 'meter'); const fill = el('div'); fill.style.width = `${(100 * m.total_tokens) / max}%`; meter.append(fill);
     const tdm = el('td'); tdm.append(meter);
-    return row([cell(m.model, 'name'), cell(nf.format(m.requests), 'r'), cell(compact(m.total_tokens), 'r'), tdm, cell(usd(m.cost), 'r'), cell(secs(m.p95_latency), 'r'), cell(pct(m.error_rate), 'r')]);
+    return row([cell(m.model, 'name'), cell(nf.format(m.requests), 'r'), cell(compact(m.total_tokens), 'r'), tdm, costCell(m), cell(secs(m.p95_latency), 'r'), cell(pct(m.error_rate), 'r')]);
   }));
+}
+// A cost sum leaves out requests whose cost is unknown (no price, no upstream cost): say so.
+function unpriced(n) { return `cost unknown for ${nf.format(n)} request${n === 1 ? '' : 's'}`; }
+function costCell(m) {
+  if (!m.unpriced_requests) return cell(usd(m.cost), 'r');
+  const td = cell(`${usd(m.cost)} + ?`, 'r');
+  td.title = unpriced(m.unpriced_requests);
+  return td;
 }
 function drawUsers(byUser) {
   const f = filters();

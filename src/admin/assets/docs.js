@@ -1,5 +1,6 @@
-// Renders /openapi.json (OpenAPI 3.1, generated from the handlers) as a readable page:
-// operations grouped by tag, parameters, request and response schemas. No dependencies.
+// Renders /openapi.json (the admin API, OpenAPI 3.1, generated from the handlers) and
+// /openapi-proxy.json (the proxy port's routes) as one readable page: operations grouped by
+// tag, parameters, request and response schemas. No dependencies.
 'use strict';
 
 const METHODS = ['get', 'post', 'put', 'patch', 'delete'];
@@ -62,7 +63,9 @@ function operation(path, method, op, doc) {
   const d = el('details', 'op');
   const s = el('summary');
   const open = Array.isArray(op.security) && op.security.every((r) => Object.keys(r).length === 0);
-  s.append(el('span', `method ${method}`, method.toUpperCase()), el('span', 'path', path), el('span', 'sum', op.summary || op.description || ''), el('span', 'lock', open ? 'open' : 'token or session'));
+  const schemes = (op.security || doc.security || []).flatMap((r) => Object.keys(r));
+  const lock = open ? 'open' : schemes.includes('gateway_key') ? 'gateway key' : 'token or session';
+  s.append(el('span', `method ${method}`, method.toUpperCase()), el('span', 'path', path), el('span', 'sum', op.summary || op.description || ''), el('span', 'lock', lock));
   d.append(s);
   const body = el('div', 'body');
   if (op.description) body.append(el('p', null, op.description));
@@ -93,9 +96,7 @@ function operation(path, method, op, doc) {
   return d;
 }
 
-function render(doc) {
-  const main = document.getElementById('docs');
-  main.replaceChildren();
+function render(doc, main) {
   main.append(el('h1', null, `${doc.info.title} ${doc.info.version}`));
   main.append(el('p', 'intro', doc.info.description || ''));
   const byTag = new Map((doc.tags || []).map((t) => [t.name, []]));
@@ -121,10 +122,18 @@ document.addEventListener('DOMContentLoaded', async () => {
   const saved = localStorage.getItem('gatehouse-theme');
   const dark = saved ? saved === 'dark' : matchMedia('(prefers-color-scheme: dark)').matches;
   document.documentElement.dataset.theme = dark ? 'dark' : 'light';
-  try {
-    const rsp = await fetch('/openapi.json');
-    render(await rsp.json());
-  } catch (e) {
-    document.getElementById('docs').replaceChildren(el('p', 'error', `Could not load /openapi.json: ${e.message}`));
+  const main = document.getElementById('docs');
+  main.replaceChildren();
+  for (const [url, id] of [['/openapi.json', 'admin-api'], ['/openapi-proxy.json', 'proxy-api']]) {
+    const section = el('section');
+    section.id = id;
+    main.append(section);
+    try {
+      const rsp = await fetch(url);
+      if (!rsp.ok) throw new Error(`HTTP ${rsp.status}`);
+      render(await rsp.json(), section);
+    } catch (e) {
+      section.append(el('p', 'error', `Could not load ${url}: ${e.message}`));
+    }
   }
 });

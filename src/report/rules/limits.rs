@@ -1,7 +1,8 @@
 //! Absolute rules: latency and errors against the operator's own alert thresholds
-//! (`Figures::limits`), whatever the period before looked like. The relative rule
-//! (`p95_rising`) only sees change, so a model that was slow last week and is as slow this week
-//! would never be named; these rules name it.
+//! (`Figures::limits`), and time to first token against `report.rules.ttft_p95_secs`,
+//! whatever the period before looked like. The relative rule (`p95_rising`) only sees change,
+//! so a model that was slow last week and is as slow this week would never be named; these
+//! rules name it.
 //!
 //! Trade-off: the alert rules judge a few minutes at a time and these judge a whole period, so
 //! a period's p95 can sit above the threshold while no alert fired (short bursts averaged
@@ -124,4 +125,33 @@ pub(super) fn error_budget(f: &Figures) -> Vec<Recommendation> {
         ));
     }
     out
+}
+
+/// Models whose streamed requests wait longer than `report.rules.ttft_p95_secs` for their
+/// first token at p95: the wait a streaming user sees before anything appears.
+pub(super) fn ttft_above_limit(f: &Figures, limit: f64) -> Vec<Recommendation> {
+    f.models
+        .iter()
+        .filter(|m| m.streamed_requests >= MIN_REQUESTS)
+        .filter_map(|m| m.p95_ttft.filter(|t| *t > limit).map(|t| (m, t)))
+        .map(|(m, ttft)| {
+            rec(
+                Group::Performance,
+                priority(ttft, limit),
+                format!("Time to first token of {} is above the limit", m.model),
+                vec![format!(
+                    "p95 time to first token {ttft:.2} s over {} streamed requests of {}, above \
+                     the {limit:.2} s limit (`report.rules.ttft_p95_secs`)",
+                    m.streamed_requests, m.model
+                )],
+                format!(
+                    "streaming callers of {} wait before anything appears: move them to a faster \
+                     model with an alias under `models.aliases`, or lower \
+                     `upstreams.<name>.timeouts.first_byte_secs` and add \
+                     `upstreams.<name>.fallbacks` so a slow start fails over",
+                    m.model
+                ),
+            )
+        })
+        .collect()
 }

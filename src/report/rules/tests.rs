@@ -23,6 +23,7 @@ pub(crate) fn quiet() -> Figures {
         p99_latency: 2.0,
         previous_p95_latency: Some(1.0),
         total_cost: 10.0,
+        unpriced_requests: 0,
         total_tokens: 100_000,
         unique_users: 10,
         models: vec![],
@@ -58,8 +59,11 @@ fn model(name: &str, requests: u64, cost: f64, p95: f64, prev: Option<f64>) -> M
         error_rate: 0.0,
         p95_latency: p95,
         previous_p95_latency: prev,
+        p95_ttft: None,
+        streamed_requests: 0,
         cost,
         cost_per_request: cost / requests as f64,
+        unpriced_requests: 0,
     }
 }
 
@@ -137,6 +141,85 @@ fn a_model_far_above_its_peers_in_cost_per_request() {
     assert_eq!(r[0].group, Group::Cost);
     assert!(r[0].title.starts_with("o1 "), "{}", r[0].title);
     assert!(r[0].action.contains("{model: mini}"), "{}", r[0].action);
+}
+
+/// A model whose streamed requests had `streamed` first tokens at p95 `ttft` seconds.
+fn streaming(name: &str, streamed: u64, ttft: f64) -> ModelFigures {
+    let mut m = model(name, 100, 1.0, 1.0, None);
+    m.streamed_requests = streamed;
+    m.p95_ttft = Some(ttft);
+    m
+}
+
+#[test]
+fn time_to_first_token_above_the_limit_is_named() {
+    let mut f = quiet();
+    f.models = vec![streaming("slow-start", 40, 3.5), streaming("mini", 40, 0.4)];
+    let r = recommend(&f, &rules());
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].group, r[0].priority),
+        (Group::Performance, Priority::Medium)
+    );
+    assert_eq!(
+        r[0].title,
+        "Time to first token of slow-start is above the limit"
+    );
+    assert_eq!(
+        r[0].evidence,
+        [
+            "p95 time to first token 3.50 s over 40 streamed requests of slow-start, above the \
+          2.00 s limit (`report.rules.ttft_p95_secs`)"
+        ]
+    );
+    f.models = vec![streaming("slow-start", 40, 4.5)];
+    assert_eq!(
+        recommend(&f, &rules())[0].priority,
+        Priority::High,
+        "more than twice the limit"
+    );
+}
+
+#[test]
+fn time_to_first_token_at_or_under_the_limit_is_silent() {
+    let mut f = quiet();
+    f.models = vec![streaming("a", 40, 2.0), streaming("b", 40, 0.3)];
+    assert_eq!(recommend(&f, &rules()), vec![]);
+    let mut r = rules();
+    r.ttft_p95_secs = 5.0;
+    f.models = vec![streaming("c", 40, 3.5)];
+    assert_eq!(recommend(&f, &r), vec![], "the configured limit is used");
+}
+
+#[test]
+fn time_to_first_token_of_few_streamed_requests_is_not_judged() {
+    let mut f = quiet();
+    // Many requests, but few of them streamed: TTFT rests on the streamed ones only.
+    f.models = vec![streaming("rarely-streamed", MIN_REQUESTS - 1, 9.0)];
+    assert_eq!(recommend(&f, &rules()), vec![]);
+}
+
+#[test]
+fn a_model_with_unknown_cost_gets_a_price() {
+    let mut f = quiet();
+    let mut unpriced = model("deepseek/deepseek-r1-distill-qwen-32b", 30, 0.0, 1.0, None);
+    unpriced.unpriced_requests = 30;
+    f.models = vec![unpriced, model("mini", 100, 1.0, 1.0, None)];
+    f.unpriced_requests = 30;
+    let r = recommend(&f, &rules());
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].group, Group::Cost);
+    assert_eq!(
+        r[0].evidence[0],
+        "cost unknown for 30 of 30 requests of deepseek/deepseek-r1-distill-qwen-32b: not in \
+         the price table and no cost reported by the upstream; the period's cost ($10.00) \
+         leaves them out"
+    );
+    assert!(
+        r[0].action.contains("policies/prices.yaml"),
+        "{}",
+        r[0].action
+    );
 }
 
 #[test]
