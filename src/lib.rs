@@ -31,6 +31,7 @@ pub mod detect;
 pub mod event;
 pub mod llm;
 pub mod proxy;
+pub mod quota;
 pub mod redact;
 pub mod report;
 pub mod store;
