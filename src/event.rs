@@ -193,6 +193,16 @@ pub struct Exchange {
     /// The detector's verdict, when the request was scanned.
     pub verdict: Option<Arc<Verdict>>,
     pub capture: Option<Capture>,
+    /// The limit that refused the request (429), when one did.
+    pub limited: Option<Limited>,
+}
+
+/// Which limit refused a request: its scope (`key`, `user`, `team`, `model`, `global`) and
+/// what ran out (`requests`, `tokens`, `concurrent`, `budget`). Names no key or user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Limited {
+    pub scope: &'static str,
+    pub reason: &'static str,
 }
 
 impl Exchange {
@@ -243,7 +253,24 @@ impl Exchange {
             response_chars: None,
             verdict: None,
             capture: None,
+            limited: None,
         }
+    }
+
+    /// The cost: the upstream's own figure, else the price table's for the model that answered
+    /// (or was asked for) and the tokens used. `app::fan_out` fills the record with it; budgets
+    /// are charged with it when the record is finished.
+    pub fn cost_with(&self, prices: &crate::llm::prices::Prices) -> Option<f64> {
+        if self.cost.is_some() {
+            return self.cost;
+        }
+        let model = self
+            .response_model
+            .as_deref()
+            .or(self.upstream_model.as_deref())
+            .unwrap_or("");
+        let u = self.usage;
+        prices.cost(model, u.prompt_tokens, u.completion_tokens, u.cached_tokens)
     }
 
     /// Milliseconds since the Unix epoch of `started_at`.

@@ -13,6 +13,7 @@ mod guard;
 mod handle;
 mod headers;
 mod id;
+mod limit;
 mod record;
 mod route;
 mod runtime;

@@ -31,6 +31,7 @@ mod retention;
 mod rollup_read;
 mod row;
 mod security;
+mod spend;
 mod sql;
 mod write;
 mod writer;
@@ -53,6 +54,7 @@ pub use retention::{run_retention, Purged};
 pub use rollup_read::{GroupBy, Resolution, RollupRow, UserRollupRow};
 pub use row::{is_blocked, model_key, threat_level};
 pub use security::{MatchRow, Offender, SecurityFilter};
+pub use spend::Spent;
 pub use sql::Dialect;
 pub use writer::{run_writer, FlushObserver, FlushStats, WriterConfig, WriterSummary};
 
