@@ -726,3 +726,145 @@ fn now_ms() -> i64 {
         .expect("clock")
         .as_millis() as i64
 }
+
+/// Where a table row puts its limits.
+#[derive(Clone, Copy, Debug)]
+enum At {
+    Key,
+    User,
+    Team,
+    Model,
+    Global,
+}
+
+/// Every kind of limit at every scope trips at exactly its figure: `allowed` requests pass,
+/// the next is refused by that scope for that reason. Answers cost $0.0006 and use 12 tokens;
+/// CHAT_BODY's prompt is estimated at 5, so 20 tokens admit 0+5 and 12+5, not 24+5.
+#[tokio::test]
+async fn every_kind_of_limit_trips_at_its_figure_at_every_scope() {
+    let kinds: [(&str, LimitsConfig, usize); 6] = [
+        ("requests", rpm(2), 2),
+        (
+            "requests",
+            LimitsConfig {
+                requests_per_day: Some(2),
+                ..LimitsConfig::default()
+            },
+            2,
+        ),
+        (
+            "tokens",
+            LimitsConfig {
+                tokens_per_minute: Some(20),
+                ..LimitsConfig::default()
+            },
+            2,
+        ),
+        (
+            "tokens",
+            LimitsConfig {
+                tokens_per_day: Some(20),
+                ..LimitsConfig::default()
+            },
+            2,
+        ),
+        (
+            "budget",
+            LimitsConfig {
+                budget_usd: Some(0.001),
+                per: Some(BudgetPeriod::Day),
+                ..LimitsConfig::default()
+            },
+            2,
+        ),
+        (
+            "concurrent",
+            LimitsConfig {
+                concurrent: Some(1),
+                ..LimitsConfig::default()
+            },
+            1,
+        ),
+    ];
+    let gate = Arc::new(Semaphore::new(0));
+    let events = chat_stream_events(true);
+    let g = gate.clone();
+    let chunks: Vec<bytes::Bytes> = events
+        .iter()
+        .map(|e| bytes::Bytes::from(e.clone()))
+        .collect();
+    let up = FakeUpstream::start(move |_, req| {
+        if req.body.windows(13).any(|w| w == b"\"stream\":true") {
+            Reply::Stream {
+                chunks: chunks.clone(),
+                gate: Some(g.clone()),
+                reset_after: None,
+            }
+        } else {
+            Reply::Json(200, priced_answer(0.0006))
+        }
+    })
+    .await;
+    let keys = Keys::new();
+    let stream_body = r#"{"model":"openai/gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    for at in [At::Key, At::User, At::Team, At::Model, At::Global] {
+        for (reason, limits, allowed) in &kinds {
+            let row = format!("{at:?} {limits:?}");
+            let mut c = config_for(&up.url());
+            let mut key = keys.key("k-table", "alice", Some("red"), LimitsConfig::default());
+            match at {
+                At::Key => key.limits = limits.clone(),
+                At::User => c.quotas.users.default = limits.clone(),
+                At::Team => {
+                    c.quotas.teams.insert("red".into(), limits.clone());
+                }
+                At::Model => {
+                    c.quotas
+                        .models
+                        .insert("openai/gpt-4o-mini".into(), limits.clone());
+                }
+                At::Global => c.quotas.global = limits.clone(),
+            }
+            c.auth.keys.push(key);
+            let mut gw = TestGateway::start(c).await;
+            fresh_minute().await;
+            let held = if *reason == "concurrent" {
+                let rsp = call(&gw, Some("k-table"), stream_body).await;
+                assert_eq!(rsp.status(), 200, "{row}: the held stream");
+                Some(rsp)
+            } else {
+                for i in 0..*allowed {
+                    let rsp = call(&gw, Some("k-table"), CHAT_BODY).await;
+                    assert_eq!(rsp.status(), 200, "{row}: request {i} of {allowed}");
+                    rsp.bytes().await.expect("body");
+                }
+                None
+            };
+            let refused = call(&gw, Some("k-table"), CHAT_BODY).await;
+            assert_eq!(
+                refused.status(),
+                429,
+                "{row}: request {} of {allowed}",
+                allowed + 1
+            );
+            refused.bytes().await.expect("body");
+            if let Some(h) = held {
+                gate.add_permits(events.len());
+                h.text().await.expect("the held stream ends");
+            }
+            let scope = format!("{at:?}").to_lowercase();
+            let limited = loop {
+                let rec = gw.record().await;
+                if rec.status == 429 {
+                    break rec.limited;
+                }
+            };
+            assert_eq!(
+                limited.map(|l| (l.scope.to_owned(), l.reason)),
+                Some((scope, *reason)),
+                "{row}"
+            );
+            gw.shutdown().await;
+        }
+    }
+}
