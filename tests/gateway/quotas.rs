@@ -868,3 +868,44 @@ async fn every_kind_of_limit_trips_at_its_figure_at_every_scope() {
         }
     }
 }
+
+/// A reload keeps the counts of a key that is still configured and applies its new figure.
+#[tokio::test]
+async fn a_reload_keeps_counting_with_the_new_figure() {
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let keys = Keys::new();
+    let key_file = keys
+        .key("k-reload", "alice", None, LimitsConfig::default())
+        .key_file;
+    let path = keys.0.path().join("gateway.yaml");
+    let yaml = |per_day: u64| {
+        format!(
+            "proxy:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  fake:\n    base_url: {}\nmodels:\n  default_upstream: fake\nauth:\n  keys:\n    - key_file: {}\n      user: alice\n      limits:\n        requests_per_day: {per_day}\n",
+            up.url(),
+            key_file.as_ref().expect("a key file").display()
+        )
+    };
+    std::fs::write(&path, yaml(2)).expect("write");
+    let gw = TestGateway::start(gatehouse::config::load(Some(&path)).expect("loads")).await;
+    let remaining = |rsp: reqwest::Response| {
+        assert_eq!(rsp.status(), 200);
+        header(&rsp, "x-ratelimit-remaining-requests").map(str::to_owned)
+    };
+    assert_eq!(
+        remaining(call(&gw, Some("k-reload"), CHAT_BODY).await).as_deref(),
+        Some("1")
+    );
+    std::fs::write(&path, yaml(3)).expect("write");
+    let app = gw.app.as_ref().expect("app");
+    app.reload(Some(&path)).expect("reloads");
+    for left in ["1", "0"] {
+        let rsp = call(&gw, Some("k-reload"), CHAT_BODY).await;
+        assert_eq!(
+            remaining(rsp).as_deref(),
+            Some(left),
+            "3 a day, 1 used before the reload"
+        );
+    }
+    assert_eq!(call(&gw, Some("k-reload"), CHAT_BODY).await.status(), 429);
+    gw.shutdown().await;
+}
