@@ -45,7 +45,8 @@ impl Window {
         }
     }
 
-    /// Adds `n` to window `id` if that keeps the count at or below `limit`.
+    /// Adds `n` to window `id` if that keeps the count at or below `limit` and the window is
+    /// not full already.
     ///
     /// # Errors
     /// The count already there, when `n` more would pass the limit.
@@ -57,7 +58,8 @@ impl Window {
                 _ => 0,
             };
             let after = used.saturating_add(n);
-            if after > limit {
+            // A full window refuses even a request estimated at nothing (an empty prompt).
+            if after > limit || used >= limit {
                 return Err(used);
             }
             match self.0.compare_exchange_weak(
@@ -160,6 +162,7 @@ mod tests {
         assert_eq!(w.take(1, 3, 10), Err(8));
         assert_eq!(w.used(1), 8);
         assert_eq!(w.take(1, 2, 10), Ok(10));
+        assert_eq!(w.take(1, 0, 10), Err(10), "a full window refuses even 0");
     }
 
     #[test]
