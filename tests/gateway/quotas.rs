@@ -909,3 +909,43 @@ async fn a_reload_keeps_counting_with_the_new_figure() {
     assert_eq!(call(&gw, Some("k-reload"), CHAT_BODY).await.status(), 429);
     gw.shutdown().await;
 }
+
+/// The seed's `POST /generate` is inference too: the same allow-list and limits apply.
+#[tokio::test]
+async fn generate_is_limited_like_chat() {
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let keys = Keys::new();
+    let mut c = config_for(&up.url());
+    let mut k = keys.key(
+        "k-gen",
+        "alice",
+        None,
+        LimitsConfig {
+            requests_per_day: Some(1),
+            ..LimitsConfig::default()
+        },
+    );
+    k.models = vec!["qwendeepseek".into()];
+    c.auth.keys.push(k);
+    let gw = TestGateway::start(c).await;
+    let generate = |model: &str| {
+        client()
+            .post(format!("{}/generate", gw.url))
+            .header("authorization", "Bearer k-gen")
+            .body(format!(
+                r#"{{"model_name":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#
+            ))
+            .send()
+    };
+    let rsp = generate("qwendeepseek").await.expect("rsp");
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(header(&rsp, "x-ratelimit-remaining-requests"), Some("0"));
+    let rsp = generate("openai/gpt-4o-mini").await.expect("rsp");
+    assert_eq!(rsp.status(), 403);
+    assert_eq!(header(&rsp, "x-gatehouse-error"), Some("model_not_allowed"));
+    let rsp = generate("qwendeepseek").await.expect("rsp");
+    assert_eq!(rsp.status(), 429);
+    assert_eq!(header(&rsp, "x-gatehouse-error"), Some("rate_limited"));
+    assert_eq!(up.count(), 1);
+    gw.shutdown().await;
+}
