@@ -1,6 +1,6 @@
 //! The life of a proxied request, in order: **route → read request (bounded) → inspect request →
-//! limit → forward → relay response → record**. Each phase is a short function; the request's record
-//! lives in a `Recorder` created first and carried by whatever response is returned.
+//! limit → forward → relay response → record**. Each phase is a short function; the request's
+//! record lives in a `Recorder` created first and carried by whatever response is returned.
 
 use std::sync::Arc;
 
