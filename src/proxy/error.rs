@@ -295,9 +295,12 @@ impl ProxyError {
             h.insert(http::header::RETRY_AFTER, r.retry_after_secs.into());
             super::limit::set_headers(h, &r.headers);
         }
-        if let ProxyError::QuotaExceeded(_) = self {
-            // Money does not come back within an SDK's retry window: tell it not to wait.
-            h.insert("x-should-retry", HeaderValue::from_static("false"));
+        if let ProxyError::RateLimited(r) | ProxyError::QuotaExceeded(r) = self {
+            if !r.retryable {
+                // A spent budget, or a request larger than its limit: waiting will not help,
+                // so tell the SDK not to retry.
+                h.insert("x-should-retry", HeaderValue::from_static("false"));
+            }
         }
         if matches!(self, ProxyError::Unauthorized) {
             h.insert(

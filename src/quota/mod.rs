@@ -116,6 +116,9 @@ pub struct Rejection {
     pub message: String,
     /// Seconds until the limit has room again (at least 1).
     pub retry_after_secs: u64,
+    /// Whether waiting can help: not for a budget (money does not come back within a retry
+    /// window) nor for a request larger than its limit.
+    pub retryable: bool,
     pub headers: RateHeaders,
 }
 
@@ -235,7 +238,15 @@ impl Quotas {
 
     fn reject(&self, kind: ScopeKind, r: Refusal, scopes: &[Arc<Scope>], now_ms: i64) -> Rejection {
         let wait = go_duration(r.reset_ms);
+        let too_large = r.requested > r.limit;
         let message = match r.reason {
+            Reason::Tokens if too_large => format!(
+                "Request too large for tokens {} on {}: limit {}, requested {}. Make the request smaller.",
+                r.per,
+                kind.noun(),
+                r.limit,
+                r.requested,
+            ),
             Reason::Requests | Reason::Tokens => format!(
                 "Rate limit reached for {} {} on {}: limit {}, used {}, requested {}. Please try again in {wait}.",
                 r.reason.as_str(),
@@ -263,6 +274,7 @@ impl Quotas {
             reason: r.reason,
             message,
             retry_after_secs: (r.reset_ms.max(1) as u64).div_ceil(1000),
+            retryable: r.reason != Reason::Budget && !too_large,
             headers: headers(scopes, now_ms),
         }
     }

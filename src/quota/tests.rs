@@ -170,6 +170,7 @@ fn tokens_are_reconciled_with_usage() {
     t.settle(Some(95), None, NOW + 1);
     let r = q.admit(&a).expect_err("95 used, 10 more would pass 100");
     assert_eq!(r.reason, Reason::Tokens);
+    assert!(r.retryable, "the next minute has room");
     assert_eq!(r.headers.tokens.map(|f| f.remaining), Some(5));
     let small = Ask { tokens: 5, ..a };
     let t = q.admit(&small).expect("5 fit").expect("ticket");
@@ -180,6 +181,14 @@ fn tokens_are_reconciled_with_usage() {
         f.tokens.map(|f| f.remaining),
         Some(4),
         "a smaller answer gives back"
+    );
+    let huge = q
+        .admit(&Ask { tokens: 101, ..a })
+        .expect_err("more than the limit");
+    assert!(!huge.retryable, "waiting cannot help");
+    assert_eq!(
+        huge.message,
+        "Request too large for tokens per minute on this key: limit 100, requested 101. Make the request smaller."
     );
     let unknown = q
         .admit(&Ask { tokens: 4, ..a })

@@ -148,6 +148,7 @@ async fn a_key_rpm_trips_at_its_figure_with_openai_headers() {
     let rsp = call(&gw, Some("k-rpm"), CHAT_BODY).await;
     assert_eq!(header(&rsp, "x-ratelimit-remaining-requests"), Some("0"));
     assert_eq!(header(&rsp, "x-ratelimit-limit-requests"), Some("3"));
+    assert_eq!(header(&rsp, "x-should-retry"), None, "the SDK may retry");
     let retry = assert_429(
         rsp,
         "rate_limited",
@@ -390,12 +391,18 @@ async fn tokens_are_estimated_then_counted_from_usage() {
         "Rate limit reached for tokens per minute on this key: limit 2430, used 2426, requested 5.",
     )
     .await;
+    let tiny = call(&gw, Some("k-tiny"), CHAT_BODY).await;
+    assert_eq!(
+        header(&tiny, "x-should-retry"),
+        Some("false"),
+        "waiting cannot help"
+    );
     assert_429(
-        call(&gw, Some("k-tiny"), CHAT_BODY).await,
+        tiny,
         "rate_limited",
         "tokens",
         "rate_limit_exceeded",
-        "Rate limit reached for tokens per day on this key: limit 4, used 0, requested 5.",
+        "Request too large for tokens per day on this key: limit 4, requested 5.",
     )
     .await;
     assert_eq!(up.count(), 2);
