@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::alerts;
 mod background;
+mod budgets;
 mod feedback;
 mod fleet;
 mod reports;
@@ -115,6 +116,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     let recent = Arc::new(feedback::Recent::default());
     let proxy =
         Arc::new(Proxy::new(runtime, records_tx, metrics.clone()).with_feedback(feedback_tx));
+    budgets::seed(&proxy.runtime.load(), &store, unix_ms()).await;
 
     let tls = config.proxy.tls.as_ref().map(|t| proxy::TlsFiles {
         cert: t.cert.clone(),
@@ -360,6 +362,13 @@ impl App {
     }
 }
 
+/// Unix milliseconds now.
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Feeds every record to the Prometheus registry.
 async fn observe_metrics(metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Arc<Exchange>>) {
     while let Some(ex) = rx.recv().await {
@@ -524,15 +533,7 @@ fn hand_on(
     metrics: &Metrics,
     prices: &Prices,
 ) {
-    if ex.cost.is_none() {
-        // By the model the upstream says it ran, else the one asked for: OpenAI answers with a
-        // dated snapshot (`gpt-4o-mini-2024-07-18`) the price table lists undated.
-        let u = ex.usage;
-        let cost = |m: Option<&str>| {
-            m.and_then(|m| prices.cost(m, u.prompt_tokens, u.completion_tokens, u.cached_tokens))
-        };
-        ex.cost = cost(ex.response_model.as_deref()).or_else(|| cost(ex.upstream_model.as_deref()));
-    }
+    ex.cost = ex.cost_with(prices);
     // A priced model is a known name, so a key in the rollups even when no upstream answered.
     if !ex.model_known {
         let sent = ex.upstream_model.as_deref().or(ex.model.as_deref());
@@ -596,7 +597,8 @@ fn apply_reload(
     metrics: &Metrics,
     path: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    match reload(path) {
+    let current = proxy.runtime.load_full();
+    match reload_after(path, Some(&current)) {
         Ok(rt) => {
             proxy.runtime.store(Arc::new(rt));
             metrics.config_reload(true);
@@ -616,9 +618,17 @@ fn apply_reload(
 /// # Errors
 /// Any load, validation or build problem, all listed.
 pub fn reload(path: Option<&std::path::Path>) -> anyhow::Result<Runtime> {
+    reload_after(path, None)
+}
+
+/// [`reload`], keeping the counters of `previous`'s limits that are still configured.
+fn reload_after(
+    path: Option<&std::path::Path>,
+    previous: Option<&Runtime>,
+) -> anyhow::Result<Runtime> {
     let config = config::load(path)?;
     config::validate(&config)?;
-    let (rt, warnings) = Runtime::build(Arc::new(config))?;
+    let (rt, warnings) = Runtime::build_after(Arc::new(config), previous)?;
     for w in warnings {
         tracing::warn!("{w}");
     }

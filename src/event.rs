@@ -193,6 +193,16 @@ pub struct Exchange {
     /// The detector's verdict, when the request was scanned.
     pub verdict: Option<Arc<Verdict>>,
     pub capture: Option<Capture>,
+    /// The limit that refused the request (429), when one did.
+    pub limited: Option<Limited>,
+}
+
+/// Which limit refused a request: its scope (`key`, `user`, `team`, `model`, `global`) and
+/// what ran out (`requests`, `tokens`, `concurrent`, `budget`). Names no key or user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Limited {
+    pub scope: &'static str,
+    pub reason: &'static str,
 }
 
 impl Exchange {
@@ -260,7 +270,24 @@ impl Exchange {
             response_chars: None,
             verdict: None,
             capture: None,
+            limited: None,
         }
+    }
+
+    /// The cost: the upstream's own figure, else the price table's for the model that answered
+    /// (or was asked for) and the tokens used. `app::fan_out` fills the record with it; budgets
+    /// are charged with it when the record is finished.
+    pub fn cost_with(&self, prices: &crate::llm::prices::Prices) -> Option<f64> {
+        if self.cost.is_some() {
+            return self.cost;
+        }
+        // By the model the upstream says it ran, else the one asked for: OpenAI answers with a
+        // dated snapshot (`gpt-4o-mini-2024-07-18`) the price table lists undated.
+        let u = self.usage;
+        let cost = |m: Option<&str>| {
+            m.and_then(|m| prices.cost(m, u.prompt_tokens, u.completion_tokens, u.cached_tokens))
+        };
+        cost(self.response_model.as_deref()).or_else(|| cost(self.upstream_model.as_deref()))
     }
 
     /// Milliseconds since the Unix epoch of `started_at`.

@@ -222,3 +222,40 @@ fn a_bad_file_is_refused_with_every_problem() {
         Ok(())
     });
 }
+
+/// Quotas come from the file and from `GATEHOUSE_QUOTAS__…`; a bad figure from either is
+/// refused naming its field.
+#[test]
+fn quotas_come_from_the_file_and_the_environment() {
+    figment::Jail::expect_with(|jail| {
+        shipped_policies(jail);
+        jail.create_file(
+            "g.yaml",
+            "auth:\n  keys:\n    - key_env: K\n      user: alice\n      models: [qwendeepseek]\n      limits:\n        requests_per_minute: 60\n        budget_usd: 5\n        per: day\nquotas:\n  teams:\n    research:\n      tokens_per_day: 1000000\n",
+        )?;
+        jail.set_env("GATEHOUSE_QUOTAS__GLOBAL__CONCURRENT", "64");
+        jail.set_env("GATEHOUSE_QUOTAS__USERS__DEFAULT__REQUESTS_PER_DAY", "500");
+        let c = load(Some(Path::new("g.yaml"))).expect("loads");
+        let key = &c.auth.keys[0];
+        assert_eq!(key.limits.requests_per_minute, Some(60));
+        assert_eq!(key.limits.budget_usd, Some(5.0));
+        assert_eq!(key.limits.per, Some(gatehouse::config::BudgetPeriod::Day));
+        assert_eq!(key.models, ["qwendeepseek"]);
+        assert_eq!(c.quotas.teams["research"].tokens_per_day, Some(1_000_000));
+        assert_eq!(c.quotas.global.concurrent, Some(64));
+        assert_eq!(c.quotas.users.default.requests_per_day, Some(500));
+        jail.set_env("GATEHOUSE_QUOTAS__GLOBAL__CONCURRENT", "0");
+        let c = load(Some(Path::new("g.yaml"))).expect("loads");
+        let problems = validate(&c).expect_err("0 in flight").0;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p == "quotas.global.concurrent must be greater than 0"),
+            "{problems:#?}"
+        );
+        jail.set_env("GATEHOUSE_QUOTAS__GLOBAL__PER", "fortnight");
+        let err = load(Some(Path::new("g.yaml"))).expect_err("not a period");
+        assert!(err.to_string().contains("fortnight"), "{err}");
+        Ok(())
+    });
+}

@@ -251,3 +251,84 @@ async fn batches_with_nulls_in_different_places_all_commit() {
         );
     }
 }
+
+/// The spend budgets read back at start: one query, a sum per start, grouped by key user, end
+/// user and team; requests without a cost and before the earliest start are left out.
+#[tokio::test]
+async fn spend_is_summed_since_each_start_per_key_user_user_and_team() {
+    for t in temp_stores().await {
+        let store = t.store;
+        let mut rows = Vec::new();
+        for (id, ts, key_user, user, team, cost) in [
+            (
+                "s1",
+                MONDAY_MS - HOUR_MS,
+                "alice",
+                "alice",
+                "red",
+                Some(0.5),
+            ),
+            (
+                "s2",
+                MONDAY_MS + HOUR_MS,
+                "alice",
+                "alice",
+                "red",
+                Some(0.25),
+            ),
+            ("s3", MONDAY_MS + 2 * HOUR_MS, "alice", "alice", "red", None),
+            (
+                "s4",
+                MONDAY_MS + 3 * HOUR_MS,
+                "bot",
+                "end-7",
+                "red",
+                Some(0.125),
+            ),
+            (
+                "s5",
+                MONDAY_MS - 30 * 24 * HOUR_MS,
+                "alice",
+                "alice",
+                "red",
+                Some(100.0),
+            ),
+        ] {
+            let mut ex = exchange(id, ts, "m", Some(user), 3);
+            ex.key_user = Some(key_user.into());
+            ex.team = Some(team.into());
+            ex.cost = cost;
+            rows.push(Arc::new(ex));
+        }
+        store
+            .insert_batch(&rows, &CaptureConfig::default())
+            .await
+            .expect("write");
+        let mut spent = store
+            .spend_since(&[MONDAY_MS, MONDAY_MS - 2 * HOUR_MS])
+            .await
+            .expect("spend");
+        spent.sort_by(|a, b| a.user.cmp(&b.user));
+        let got: Vec<_> = spent
+            .iter()
+            .map(|s| {
+                (
+                    s.key_user.as_deref(),
+                    s.user.as_deref(),
+                    s.team.as_deref(),
+                    s.usd.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("alice"), Some("alice"), Some("red"), vec![0.25, 0.75]),
+                (Some("bot"), Some("end-7"), Some("red"), vec![0.125, 0.125]),
+            ],
+            "{}",
+            t.backend
+        );
+        assert!(store.spend_since(&[]).await.expect("none").is_empty());
+    }
+}

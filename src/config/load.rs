@@ -51,7 +51,7 @@ pub fn load(path: Option<&Path>) -> Result<Config, LoadError> {
 }
 
 /// Top-level config sections `GATEHOUSE_*` variables may set.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "proxy",
     "admin",
     "auth",
@@ -63,6 +63,7 @@ const SECTIONS: [&str; 12] = [
     "alerts",
     "prices",
     "report",
+    "quotas",
     "instance",
 ];
 

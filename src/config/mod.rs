@@ -12,6 +12,7 @@
 mod alerts;
 mod load;
 pub mod passthrough;
+mod quota;
 mod report;
 mod secret;
 mod store;
@@ -28,6 +29,9 @@ pub use alerts::{
     DeliveryConfig, EmailConfig, RuleConfig, RuleKind, UrlChannelConfig, WebhookConfig,
 };
 pub use load::{load, LoadError, DEFAULT_FILE};
+pub use quota::{
+    BudgetPeriod, LimitsConfig, QuotasConfig, UserQuotasConfig, MAX_BUDGET_USD, MAX_LIMIT,
+};
 pub use report::{
     parse_at, parse_offset, parse_zone, At, DigestConfig, ReportConfig, RuleThresholds,
     ScheduleConfig, DIGEST_CHANNELS,
@@ -58,6 +62,9 @@ pub struct Config {
     pub prices: PathBuf,
     /// The analysis agent: scheduled reports and recommendations.
     pub report: ReportConfig,
+    /// Rate limits, concurrency caps and spend budgets for end users, teams, models and the
+    /// whole gateway (limits on a key are in `auth.keys[].limits`).
+    pub quotas: QuotasConfig,
     /// This replica's name in a shared store (fleet mode): it tags alert claims and lets each
     /// replica tell its own records from the others'. Set `GATEHOUSE_INSTANCE` (Kubernetes: the
     /// pod name); default the host name.
@@ -196,6 +203,11 @@ pub struct KeyConfig {
     /// recorded) or `trusted` (for a backend that serves many users through one key).
     /// Escalation applies to the key's user either way.
     pub end_users: EndUsers,
+    /// Rate limits, concurrency cap and spend budget of this key. Default none.
+    pub limits: LimitsConfig,
+    /// The models this key may call (aliases or upstream model ids, exact names); any other
+    /// model is refused with 403 `model_not_allowed`. Empty (default): every model.
+    pub models: Vec<String>,
 }
 
 /// What a key does with the end-user ids its clients send.
@@ -470,6 +482,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             prices: PathBuf::from("policies/prices.yaml"),
             report: ReportConfig::default(),
+            quotas: QuotasConfig::default(),
             instance: None,
         }
     }

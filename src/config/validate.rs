@@ -90,6 +90,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
     check_detect(c, &mut p);
     super::traces::check(&c.traces, &mut p);
     check_alerts(c, &mut p, &mut warnings);
+    super::quota::check(c, &mut p, &mut warnings);
     if p.is_empty() {
         Ok(warnings)
     } else {

@@ -11,6 +11,7 @@ use http::{HeaderValue, Response, StatusCode};
 use super::kind::Kind;
 use crate::event::{Blame, Outcome};
 use crate::llm::ViewError;
+use crate::quota::{Reason, Rejection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -88,6 +89,23 @@ pub enum ProxyError {
     FeedbackUnavailable,
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    #[error("the model {model:?} is not allowed for this key")]
+    ModelNotAllowed { model: String },
+    #[error("{}", .0.message)]
+    RateLimited(Box<Rejection>),
+    #[error("{}", .0.message)]
+    QuotaExceeded(Box<Rejection>),
+}
+
+impl From<Rejection> for ProxyError {
+    fn from(r: Rejection) -> ProxyError {
+        match r.reason {
+            Reason::Budget => ProxyError::QuotaExceeded(Box::new(r)),
+            Reason::Requests | Reason::Tokens | Reason::Concurrent => {
+                ProxyError::RateLimited(Box::new(r))
+            }
+        }
+    }
 }
 
 impl ProxyError {
@@ -117,6 +135,10 @@ impl ProxyError {
             ProxyError::AlreadyRated => StatusCode::CONFLICT,
             ProxyError::FeedbackUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ProxyError::RateLimited(_) | ProxyError::QuotaExceeded(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
         }
     }
 
@@ -153,6 +175,9 @@ impl ProxyError {
             ProxyError::AlreadyRated => Kind::AlreadyRated,
             ProxyError::FeedbackUnavailable => Kind::FeedbackUnavailable,
             ProxyError::ShuttingDown => Kind::ShuttingDown,
+            ProxyError::ModelNotAllowed { .. } => Kind::ModelNotAllowed,
+            ProxyError::RateLimited(_) => Kind::RateLimited,
+            ProxyError::QuotaExceeded(_) => Kind::QuotaExceeded,
         }
     }
 
@@ -175,7 +200,10 @@ impl ProxyError {
             | ProxyError::UnknownModel { .. }
             | ProxyError::UnknownRequest
             | ProxyError::AlreadyRated
-            | ProxyError::Blocked { .. } => Blame::Client,
+            | ProxyError::Blocked { .. }
+            | ProxyError::ModelNotAllowed { .. }
+            | ProxyError::RateLimited(_)
+            | ProxyError::QuotaExceeded(_) => Blame::Client,
             ProxyError::ResponseBlocked { .. }
             | ProxyError::ResponseTooLarge { .. }
             | ProxyError::Connect { .. }
@@ -198,6 +226,13 @@ impl ProxyError {
 
     /// The OpenAI error `type`.
     fn error_type(&self) -> &'static str {
+        match self {
+            // OpenAI's own: the kind of limit, or `insufficient_quota` for money.
+            ProxyError::RateLimited(r) if r.reason == Reason::Tokens => return "tokens",
+            ProxyError::RateLimited(_) => return "requests",
+            ProxyError::QuotaExceeded(_) => return "insufficient_quota",
+            _ => {}
+        }
         match self.status().as_u16() {
             401 => "authentication_error",
             403 => "permission_error",
@@ -221,6 +256,8 @@ impl ProxyError {
             ProxyError::UnknownModel { .. } => "model_not_found",
             ProxyError::Blocked { .. } => "prompt_blocked",
             ProxyError::ResponseBlocked { .. } => "response_blocked",
+            ProxyError::RateLimited(_) => "rate_limit_exceeded",
+            ProxyError::QuotaExceeded(_) => "insufficient_quota",
             other => other.kind(),
         }
     }
@@ -259,6 +296,17 @@ impl ProxyError {
         h.insert("x-gatehouse-error", HeaderValue::from_static(self.kind()));
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert("x-gatehouse-request-id", v);
+        }
+        if let ProxyError::RateLimited(r) | ProxyError::QuotaExceeded(r) = self {
+            h.insert(http::header::RETRY_AFTER, r.retry_after_secs.into());
+            super::limit::set_headers(h, &r.headers);
+        }
+        if let ProxyError::RateLimited(r) | ProxyError::QuotaExceeded(r) = self {
+            if !r.retryable {
+                // A spent budget, or a request larger than its limit: waiting will not help,
+                // so tell the SDK not to retry.
+                h.insert("x-should-retry", HeaderValue::from_static("false"));
+            }
         }
         if matches!(self, ProxyError::Unauthorized) {
             h.insert(

@@ -126,7 +126,7 @@ pub async fn models(
     req: Request<Incoming>,
 ) -> Result<Done, ProxyError> {
     rec.ex().endpoint = Endpoint::Models;
-    let (parts, body) = authenticate(rt, rec, req)?;
+    let (parts, body, _) = authenticate(rt, rec, req)?;
     let _ = read_body(rt, rec, &parts, body).await?;
     if route == Route::Model {
         let id = parts
@@ -191,7 +191,7 @@ pub async fn generate(
     req: Request<Incoming>,
 ) -> Result<Done, ProxyError> {
     rec.ex().endpoint = Endpoint::Generate;
-    let (parts, body) = authenticate(rt, rec, req)?;
+    let (parts, body, key) = authenticate(rt, rec, req)?;
     let body = read_body(rt, rec, &parts, body).await?;
     let expected =
         "expected {\"model_name\": string, \"messages\": array, ...chat completion fields}";
@@ -231,11 +231,13 @@ pub async fn generate(
         None => None,
     };
     let target = super::handle::resolve(rt, rec, Some(&model_name), user, None)?;
+    super::limit::check_model(key.as_ref(), &model_name, &target)?;
     rec.ex().stream = stream;
     fields.insert("model".into(), Value::String(target.model.to_string()));
     let chat = Bytes::from(Value::Object(fields).to_string());
     super::handle::capture_prompt(rt, rec, &chat);
     super::handle::inspect_request(proxy, rt, rec, &chat).await?;
+    super::limit::admit(proxy, rt, rec, key.as_ref(), chat.len())?;
     let mut out = outbound(rt, parts, "/chat/completions".into(), chat);
     out.method = http::Method::POST;
     out.headers.insert(

@@ -1,6 +1,6 @@
 //! The life of a proxied request, in order: **route → read request (bounded) → inspect request →
-//! forward → relay response → record**. Each phase is a short function; the request's record
-//! lives in a `Recorder` created first and carried by whatever response is returned.
+//! limit → forward → relay response → record**. Each phase is a short function; the request's
+//! record lives in a `Recorder` created first and carried by whatever response is returned.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use super::body::{ProxyBody, Reading, Relay};
 use super::error::ProxyError;
 use super::record::Recorder;
 use super::route::{route, Route};
-use super::runtime::{Runtime, Target};
+use super::runtime::{Identity, Runtime, Target};
 use super::upstream::{Outbound, Upstream};
 use super::{extras, Proxy};
 use crate::config::AuthMode;
@@ -64,11 +64,16 @@ pub async fn handle(proxy: Arc<Proxy>, mut req: Request<Incoming>) -> Response<P
             path: req.uri().path().to_owned(),
         }),
     };
-    match result {
+    let rate = rec.rate_headers();
+    let mut rsp = match result {
         Ok(Done::Relay(rsp)) => attach(rec, rsp, rt.capture.as_ref()),
         Ok(Done::Made(rsp)) => made(rec, rsp, Outcome::Ok),
         Err(e) => error_response(rec, &e),
+    };
+    if let Some(rate) = rate {
+        super::limit::set_headers(rsp.headers_mut(), &rate);
     }
+    rsp
 }
 
 /// Longest request path routed (the record, the store and the upstream each keep it).
@@ -144,7 +149,7 @@ async fn inference(
     req: Request<Incoming>,
 ) -> Result<Done, ProxyError> {
     rec.ex().endpoint = endpoint;
-    let (parts, body) = authenticate(rt, rec, req)?;
+    let (parts, body, key) = authenticate(rt, rec, req)?;
     check_json(&parts.headers)?;
     let body = read_body(rt, rec, &parts, body).await?;
     let view = RequestView::parse(&body).map_err(ProxyError::InvalidBody)?;
@@ -155,9 +160,11 @@ async fn inference(
         view.user.as_deref(),
         view.session.as_deref(),
     )?;
+    super::limit::check_model(key.as_ref(), view.model.as_deref().unwrap_or(""), &target)?;
     rec.ex().stream = view.stream;
     capture_prompt(rt, rec, &body);
     inspect_request(proxy, rt, rec, &body).await?;
+    super::limit::admit(proxy, rt, rec, key.as_ref(), body.len())?;
     // The body bytes that may change, and why: the alias becomes the upstream's model id; a
     // streamed chat/completions call asks for usage so the record has token counts.
     let wants_usage =
@@ -246,7 +253,7 @@ async fn passthrough(
     rec: &mut Recorder,
     req: Request<Incoming>,
 ) -> Result<Done, ProxyError> {
-    let (parts, body) = authenticate(rt, rec, req)?;
+    let (parts, body, _) = authenticate(rt, rec, req)?;
     let body = read_body(rt, rec, &parts, body).await?;
     let upstream = rt
         .default_upstream()
@@ -264,12 +271,13 @@ async fn passthrough(
     }))
 }
 
-/// Checks the gateway key and fills in who is calling.
+/// Checks the gateway key and fills in who is calling; returns the key's identity, if a key
+/// named the caller.
 pub fn authenticate(
     rt: &Runtime,
     rec: &mut Recorder,
     req: Request<Incoming>,
-) -> Result<(http::request::Parts, Incoming), ProxyError> {
+) -> Result<(http::request::Parts, Incoming, Option<Identity>), ProxyError> {
     let (parts, body) = req.into_parts();
     let identity = rt
         .identify(bearer(&parts.headers))
@@ -287,7 +295,7 @@ pub fn authenticate(
     bounded("X-Gatehouse-User", header("x-gatehouse-user").as_deref())?;
     let ex = rec.ex();
     ex.session = session;
-    match identity {
+    match &identity {
         // Without keys, whoever calls names the user (nothing to check it against).
         None => ex.user = header("x-gatehouse-user"),
         // A key names its user; the client's end-user id (header, then the body's `user`) is
@@ -300,10 +308,10 @@ pub fn authenticate(
                 ex.user = Some(id.user.to_string());
             }
             ex.key_user = Some(id.user.to_string());
-            ex.team = id.team.map(|t| t.to_string());
+            ex.team = id.team.as_ref().map(|t| t.to_string());
         }
     }
-    Ok((parts, body))
+    Ok((parts, body, identity))
 }
 
 /// The key of an `Authorization: Bearer <key>` header (scheme matched case-insensitively).

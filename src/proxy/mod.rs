@@ -14,6 +14,7 @@ mod handle;
 mod headers;
 mod id;
 pub mod kind;
+mod limit;
 pub mod openapi;
 mod record;
 mod route;

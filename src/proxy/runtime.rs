@@ -16,6 +16,10 @@ pub struct Identity {
     pub team: Option<Arc<str>>,
     /// The key's clients may name their end users (`end_users: trusted`).
     pub trusts_end_users: bool,
+    /// The key's own limits, when it has any.
+    pub quota: Option<Arc<crate::quota::Scope>>,
+    /// The models the key may call; `None`: every model.
+    pub models: Option<Arc<[String]>>,
 }
 
 /// A missing or unknown gateway key while keys are required.
@@ -48,6 +52,8 @@ pub struct Runtime {
     pub guard: Option<super::guard::Guard>,
     /// Prompt/answer text capture for the record; `None` (no copies) unless a consumer wants it.
     pub capture: Option<super::capture::TextCapture>,
+    /// The limits of the `quotas:` section (keys carry their own in `Identity`).
+    pub quotas: crate::quota::Quotas,
 }
 
 impl Runtime {
@@ -56,6 +62,18 @@ impl Runtime {
     /// # Errors
     /// Secrets that cannot be read (gateway keys), listed together.
     pub fn build(config: Arc<Config>) -> Result<(Runtime, Vec<String>), Problems> {
+        Runtime::build_after(config, None)
+    }
+
+    /// Builds the runtime that replaces `previous` (on reload): limits still configured keep
+    /// counting where `previous` left them.
+    ///
+    /// # Errors
+    /// As [`Runtime::build`].
+    pub fn build_after(
+        config: Arc<Config>,
+        previous: Option<&Runtime>,
+    ) -> Result<(Runtime, Vec<String>), Problems> {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
         let mut keys = HashMap::new();
@@ -67,10 +85,15 @@ impl Runtime {
             };
             match source.read() {
                 Ok(secret) => {
+                    let old = previous
+                        .and_then(|p| p.keys.get(secret.expose()))
+                        .and_then(|id| id.quota.as_deref());
                     let id = Identity {
                         user: Arc::from(k.user.as_str()),
                         team: k.team.as_deref().map(Arc::from),
                         trusts_end_users: k.end_users == crate::config::EndUsers::Trusted,
+                        quota: key_scope(&k.limits, old),
+                        models: (!k.models.is_empty()).then(|| k.models.clone().into()),
                     };
                     keys.insert(secret.expose().to_owned(), id);
                 }
@@ -127,9 +150,18 @@ impl Runtime {
             prices: Arc::new(crate::llm::prices::Prices::load_or_empty(&config.prices)),
             guard,
             capture: super::capture::TextCapture::from_config(&config),
+            quotas: crate::quota::Quotas::build(&config, previous.map(|p| &p.quotas)),
             config,
         };
         Ok((rt, warnings))
+    }
+
+    /// Every key's own limits (to seed their budgets at start); keys sharing a user are listed
+    /// each.
+    pub fn key_scopes(&self) -> impl Iterator<Item = (&str, &Arc<crate::quota::Scope>)> {
+        self.keys
+            .values()
+            .filter_map(|id| Some((&*id.user, id.quota.as_ref()?)))
     }
 
     /// Resolves a model name: alias, then prefix route, then the default upstream.
@@ -203,6 +235,19 @@ impl Runtime {
             AuthMode::Passthrough => Ok(None),
         }
     }
+}
+
+/// A key's scope, when its config sets limits; with `old`'s counters when it had one.
+fn key_scope(
+    c: &crate::config::LimitsConfig,
+    old: Option<&crate::quota::Scope>,
+) -> Option<Arc<crate::quota::Scope>> {
+    let limits = crate::quota::Limits::from_config(c)?;
+    Some(Arc::new(crate::quota::Scope::new(
+        crate::quota::ScopeKind::Key,
+        limits,
+        old,
+    )))
 }
 
 /// The detector, when enabled. A policy that fails to load stops the build when it says

@@ -82,6 +82,7 @@ const SEED_METRICS: [(&str, &str, &str); 4] = [
 ];
 pub const CONNECTIONS_OPEN: &str = "gatehouse_connections_open";
 pub const CLIENT_ERRORS: &str = "gatehouse_client_errors";
+pub const RATELIMIT_REJECTED: &str = "gatehouse_ratelimit_rejected";
 pub const CONNECTIONS_CLOSED: &str = "gatehouse_connections_closed";
 
 /// `Content-Type` of the 0.0.4 text format.
@@ -160,6 +161,12 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    scope: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: &'static str,
 }
@@ -221,6 +228,7 @@ pub struct Metrics {
     connections_open: Family<ListenerLabels, Gauge>,
     connections_closed: Family<ReasonLabels, Counter>,
     client_errors: Family<KindLabels, Counter>,
+    ratelimit_rejected: Family<LimitLabels, Counter>,
     segment_cache: Arc<scrape::SegmentCache>,
 }
 
@@ -345,6 +353,15 @@ impl Metrics {
     pub fn connection_closed(&self, listener: &'static str, reason: &'static str) {
         self.connections_closed
             .get_or_create(&ReasonLabels { listener, reason })
+            .inc();
+    }
+
+    /// Counts a request a quota refused: `scope` is key, user, team, model or global, `reason`
+    /// requests, tokens, concurrent or budget (never a key or user id). Counted where the
+    /// request is refused, so it is visible before the record is.
+    pub fn ratelimit_rejected(&self, scope: &'static str, reason: &'static str) {
+        self.ratelimit_rejected
+            .get_or_create(&LimitLabels { scope, reason })
             .inc();
     }
 

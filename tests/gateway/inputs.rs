@@ -161,6 +161,7 @@ async fn gateway_keys_are_required_when_configured() {
         user: "alice".into(),
         team: Some("research".into()),
         end_users: gatehouse::config::EndUsers::Trusted,
+        ..Default::default()
     });
     let mut gw = TestGateway::start(c).await;
     let url = format!("{}/v1/chat/completions", gw.url);

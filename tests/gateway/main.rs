@@ -20,6 +20,7 @@ mod inputs;
 mod listener;
 mod otel;
 mod passthrough;
+mod quotas;
 mod records;
 mod report;
 mod report_digest;

@@ -259,8 +259,13 @@ pub fn config_for(upstream: &str) -> Config {
 
 impl TestGateway {
     pub async fn start(config: Config) -> TestGateway {
+        TestGateway::start_in(config, tempfile::tempdir().expect("tempdir")).await
+    }
+
+    /// Starts a gateway whose SQLite store is in `dir`: a fresh directory, or that of a stopped
+    /// gateway ([`TestGateway::stop_keeping_store`]) to start again on its records.
+    pub async fn start_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("tempdir");
         let mut config = config;
         config.store.path = dir.path().join("gatehouse.db");
         // The crate's own files by absolute path: the config tests' `figment::Jail` moves the
@@ -338,6 +343,13 @@ impl TestGateway {
             .await
             .expect("a record within 10 s")
             .expect("record channel open")
+    }
+
+    /// Stops gracefully (every record committed), keeping the store's directory.
+    pub async fn stop_keeping_store(mut self) -> tempfile::TempDir {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        self.shutdown().await;
+        dir
     }
 
     pub async fn shutdown(mut self) {

@@ -38,6 +38,7 @@ pub(super) fn build(models: HashSet<String>) -> Metrics {
         connections_open: Family::default(),
         connections_closed: Family::default(),
         client_errors: Family::default(),
+        ratelimit_rejected: Family::default(),
         segment_cache: Arc::default(),
     };
     // A fresh process has loaded its config successfully.
@@ -51,6 +52,11 @@ fn register(mut m: Metrics) -> Metrics {
         INFERENCE_REQUESTS,
         INFERENCE_REQUESTS_HELP,
         m.requests.clone(),
+    );
+    r.register(
+        RATELIMIT_REJECTED,
+        "Requests refused by a quota (429), by scope (key, user, team, model, global) and reason (requests, tokens, concurrent, budget)",
+        m.ratelimit_rejected.clone(),
     );
     r.register(
         CONNECTIONS_OPEN,

@@ -1,0 +1,81 @@
+//! Budgets read back from the store at start: the current period's spend per key, end user and
+//! team, in one query, so a restart does not hand every budget a fresh period. After this the
+//! counters only ever move in memory (no store round trip on the request path).
+//!
+//! A key's spend is that of its user's requests made with a key (`key_user`): two keys of one
+//! user each start from their combined spend.
+
+use std::collections::HashMap;
+
+use crate::config::BudgetPeriod;
+use crate::proxy::Runtime;
+use crate::quota::period_bounds;
+use crate::store::{Spent, Store};
+
+/// Seeds every budget of `rt` from `store`. A failed query is logged and the budgets start
+/// at zero: the gateway still serves.
+pub(super) async fn seed(rt: &Runtime, store: &Store, now_ms: i64) {
+    let q = &rt.quotas;
+    let mut periods: Vec<BudgetPeriod> = rt
+        .key_scopes()
+        .filter_map(|(_, s)| s.limits.budget.map(|(_, per)| per))
+        .chain(q.budget_periods())
+        .collect();
+    periods.sort_by_key(|p| p.as_str());
+    periods.dedup();
+    let starts: Vec<(BudgetPeriod, i64)> = periods
+        .into_iter()
+        .filter_map(|p| Some((p, period_bounds(p, now_ms, q.zone())?.0)))
+        .collect();
+    if starts.is_empty() {
+        return;
+    }
+    let froms: Vec<i64> = starts.iter().map(|s| s.1).collect();
+    let rows = match store.spend_since(&froms).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "budgets start at zero: reading this period's spend failed");
+            return;
+        }
+    };
+    let index = |per: BudgetPeriod| starts.iter().position(|(p, _)| *p == per);
+    let keys = totals(&rows, |r| r.key_user.as_deref());
+    let users = totals(&rows, |r| r.user.as_deref());
+    let teams = totals(&rows, |r| r.team.as_deref());
+    for (user, scope) in rt.key_scopes() {
+        let spent = scope
+            .limits
+            .budget
+            .and_then(|(_, per)| Some(keys.get(user)?[index(per)?]));
+        if let Some(usd) = spent {
+            q.seed_key(scope, usd, now_ms);
+        }
+    }
+    for (team, sums) in &teams {
+        if let Some(i) = q.team_period(team).and_then(index) {
+            q.seed_team(team, sums[i], now_ms);
+        }
+    }
+    if let Some(i) = q.user_period().and_then(index) {
+        for (user, sums) in &users {
+            q.seed_user(user, sums[i], now_ms);
+        }
+    }
+    tracing::info!(rows = rows.len(), "budgets seeded with this period's spend");
+}
+
+/// Sums per name, one per start.
+fn totals<'a>(
+    rows: &'a [Spent],
+    name: impl Fn(&'a Spent) -> Option<&'a str>,
+) -> HashMap<&'a str, Vec<f64>> {
+    let mut m: HashMap<&str, Vec<f64>> = HashMap::new();
+    for r in rows {
+        let Some(n) = name(r) else { continue };
+        let sums = m.entry(n).or_insert_with(|| vec![0.0; r.usd.len()]);
+        for (s, v) in sums.iter_mut().zip(&r.usd) {
+            *s += v;
+        }
+    }
+    m
+}

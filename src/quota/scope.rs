@@ -1,0 +1,314 @@
+//! One scope's limits and counters, and taking a request's share of them all-or-nothing.
+
+use std::sync::Arc;
+
+use jiff::tz::TimeZone;
+
+use super::budget::{micros, Spend};
+use super::window::{window_at, Gauge, Window, DAY_MS, MINUTE_MS};
+use super::{Figure, RateHeaders, Reason, ScopeKind};
+use crate::config::{BudgetPeriod, LimitsConfig};
+
+/// A scope's limits, built from its `LimitsConfig`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    pub requests_per_minute: Option<u64>,
+    pub requests_per_day: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    pub concurrent: Option<u64>,
+    /// Micro-dollars per period.
+    pub budget: Option<(u64, BudgetPeriod)>,
+}
+
+impl Limits {
+    /// The limits a validated config sets; `None` when it sets none.
+    pub fn from_config(c: &LimitsConfig) -> Option<Limits> {
+        let l = Limits {
+            requests_per_minute: c.requests_per_minute,
+            requests_per_day: c.requests_per_day,
+            tokens_per_minute: c.tokens_per_minute,
+            tokens_per_day: c.tokens_per_day,
+            concurrent: c.concurrent,
+            budget: c.budget_usd.zip(c.per).map(|(usd, per)| (micros(usd), per)),
+        };
+        let none = Limits {
+            requests_per_minute: None,
+            requests_per_day: None,
+            tokens_per_minute: None,
+            tokens_per_day: None,
+            concurrent: None,
+            budget: None,
+        };
+        (l != none).then_some(l)
+    }
+
+    fn counts_tokens(&self) -> bool {
+        self.tokens_per_minute.is_some() || self.tokens_per_day.is_some()
+    }
+}
+
+/// A scope's counters. They outlive a reload that keeps the scope's budget period.
+#[derive(Debug, Default)]
+pub struct State {
+    requests_minute: Window,
+    requests_day: Window,
+    tokens_minute: Window,
+    tokens_day: Window,
+    in_flight: Gauge,
+    pub(super) spend: Spend,
+}
+
+impl State {
+    /// Requests of this scope in flight now.
+    pub fn in_flight_now(&self) -> u64 {
+        self.in_flight.get()
+    }
+}
+
+/// One limited key, user, team, model or the gateway.
+#[derive(Debug)]
+pub struct Scope {
+    pub kind: ScopeKind,
+    pub limits: Limits,
+    pub state: Arc<State>,
+}
+
+impl Scope {
+    /// A scope with fresh counters, or with `previous`'s when the budget period is unchanged
+    /// (a reload that changes a rate keeps counting; one that changes the period starts over).
+    pub fn new(kind: ScopeKind, limits: Limits, previous: Option<&Scope>) -> Scope {
+        let period = |l: &Limits| l.budget.map(|(_, per)| per);
+        let state = previous
+            .filter(|p| period(&p.limits) == period(&limits))
+            .map_or_else(Arc::default, |p| p.state.clone());
+        Scope {
+            kind,
+            limits,
+            state,
+        }
+    }
+
+    /// The figures for the `x-ratelimit-*` headers at `now_ms`: this scope's tightest request
+    /// and token limits.
+    pub(super) fn figures(&self, now_ms: i64, into: &mut RateHeaders) {
+        let (l, s) = (&self.limits, &self.state);
+        let (minute, minute_reset) = window_at(now_ms, MINUTE_MS);
+        let (day, day_reset) = window_at(now_ms, DAY_MS);
+        let rows = [
+            (
+                l.requests_per_minute,
+                &s.requests_minute,
+                minute,
+                minute_reset,
+                false,
+            ),
+            (l.requests_per_day, &s.requests_day, day, day_reset, false),
+            (
+                l.tokens_per_minute,
+                &s.tokens_minute,
+                minute,
+                minute_reset,
+                true,
+            ),
+            (l.tokens_per_day, &s.tokens_day, day, day_reset, true),
+        ];
+        for (limit, w, id, reset_ms, tokens) in rows {
+            let Some(limit) = limit else { continue };
+            let f = Figure {
+                limit,
+                remaining: limit.saturating_sub(w.used(id)),
+                reset_ms,
+            };
+            let slot = if tokens {
+                &mut into.tokens
+            } else {
+                &mut into.requests
+            };
+            if slot.is_none_or(|old| (f.remaining, f.limit) < (old.remaining, old.limit)) {
+                *slot = Some(f);
+            }
+        }
+    }
+}
+
+/// Why a scope refused a request, with the figures for the message.
+#[derive(Debug)]
+pub struct Refusal {
+    pub reason: Reason,
+    /// `per minute`, `per day`, or the budget period.
+    pub per: &'static str,
+    pub limit: u64,
+    pub used: u64,
+    pub requested: u64,
+    pub reset_ms: i64,
+}
+
+/// What one request took from one scope; given back on rollback, and its concurrency slot
+/// when dropped.
+#[derive(Debug)]
+pub struct Taken {
+    pub scope: Arc<Scope>,
+    minute: u64,
+    day: u64,
+    /// Tokens charged at admission (the estimate), 0 when the scope counts none.
+    tokens: u64,
+    entered: bool,
+}
+
+impl Taken {
+    /// Takes one request (and `tokens` estimated tokens) from `scope`, or nothing.
+    ///
+    /// # Errors
+    /// The first limit that has no room.
+    pub fn take(
+        scope: &Arc<Scope>,
+        tokens: u64,
+        now_ms: i64,
+        zone: &TimeZone,
+    ) -> Result<Taken, Refusal> {
+        let (l, s) = (&scope.limits, &scope.state);
+        let (minute, minute_reset) = window_at(now_ms, MINUTE_MS);
+        let (day, day_reset) = window_at(now_ms, DAY_MS);
+        if let Some((budget, per)) = l.budget {
+            let (spent, end) = s.spend.current(now_ms, per, zone);
+            if spent >= budget {
+                return Err(Refusal {
+                    reason: Reason::Budget,
+                    per: per.as_str(),
+                    limit: budget,
+                    used: spent,
+                    requested: 0,
+                    reset_ms: end - now_ms,
+                });
+            }
+        }
+        // From here on, `t` gives back what it took if a later limit refuses.
+        let mut t = Taken {
+            scope: scope.clone(),
+            minute,
+            day,
+            tokens: if l.counts_tokens() { tokens } else { 0 },
+            entered: false,
+        };
+        if let Some(limit) = l.concurrent {
+            s.in_flight.enter(limit).map_err(|used| Refusal {
+                reason: Reason::Concurrent,
+                per: "at once",
+                limit,
+                used,
+                requested: 1,
+                reset_ms: 1000,
+            })?;
+            t.entered = true;
+        }
+        let rows = [
+            (
+                l.requests_per_minute,
+                &s.requests_minute,
+                minute,
+                minute_reset,
+                1,
+                Reason::Requests,
+                "per minute",
+            ),
+            (
+                l.requests_per_day,
+                &s.requests_day,
+                day,
+                day_reset,
+                1,
+                Reason::Requests,
+                "per day",
+            ),
+            (
+                l.tokens_per_minute,
+                &s.tokens_minute,
+                minute,
+                minute_reset,
+                tokens,
+                Reason::Tokens,
+                "per minute",
+            ),
+            (
+                l.tokens_per_day,
+                &s.tokens_day,
+                day,
+                day_reset,
+                tokens,
+                Reason::Tokens,
+                "per day",
+            ),
+        ];
+        let mut took = [false; 4];
+        for (i, (limit, w, id, reset_ms, n, reason, per)) in rows.into_iter().enumerate() {
+            let Some(limit) = limit else { continue };
+            if let Err(used) = w.take(id, n, limit) {
+                for (j, (_, w, id, _, n, _, _)) in rows.iter().enumerate().take(i) {
+                    if took[j] {
+                        w.add(*id, -(*n as i64));
+                    }
+                }
+                return Err(Refusal {
+                    reason,
+                    per,
+                    limit,
+                    used,
+                    requested: n,
+                    reset_ms,
+                });
+            }
+            took[i] = true;
+        }
+        Ok(t)
+    }
+
+    /// Gives back the request and tokens taken (another scope refused the request).
+    pub fn rollback(&self) {
+        let (l, s) = (&self.scope.limits, &self.scope.state);
+        let n = self.tokens as i64;
+        for (limit, w, id, n) in [
+            (l.requests_per_minute, &s.requests_minute, self.minute, 1),
+            (l.requests_per_day, &s.requests_day, self.day, 1),
+            (l.tokens_per_minute, &s.tokens_minute, self.minute, n),
+            (l.tokens_per_day, &s.tokens_day, self.day, n),
+        ] {
+            if limit.is_some() {
+                w.add(id, -n);
+            }
+        }
+    }
+
+    /// Corrects the token estimate with the answer's `actual` tokens, and charges `cost`
+    /// micro-dollars to the budget, at `now_ms`.
+    pub fn settle(&self, actual: Option<u64>, cost: u64, now_ms: i64, zone: &TimeZone) {
+        let (l, s) = (&self.scope.limits, &self.scope.state);
+        if let Some(actual) = actual.filter(|_| l.counts_tokens()) {
+            let delta = actual as i64 - self.tokens as i64;
+            let (minute, _) = window_at(now_ms, MINUTE_MS);
+            let (day, _) = window_at(now_ms, DAY_MS);
+            for (limit, w, then, now) in [
+                (l.tokens_per_minute, &s.tokens_minute, self.minute, minute),
+                (l.tokens_per_day, &s.tokens_day, self.day, day),
+            ] {
+                // A window that has passed keeps the estimate; the rest of the usage counts
+                // in the window it is learnt in.
+                let delta = if then == now { delta } else { delta.max(0) };
+                if limit.is_some() && delta != 0 {
+                    w.add(now, delta);
+                }
+            }
+        }
+        if let Some((_, per)) = l.budget {
+            s.spend.charge(cost, now_ms, per, zone);
+        }
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if self.entered {
+            self.scope.state.in_flight.leave();
+        }
+    }
+}
