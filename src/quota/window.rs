@@ -33,6 +33,22 @@ fn unpack(v: u64) -> (u64, u64) {
     (v >> COUNT_BITS, v & COUNT_MASK)
 }
 
+/// True when window `a` comes after window `b` (24-bit ids, compared modulo wrap-around).
+fn newer(a: u64, b: u64) -> bool {
+    a != b && (a.wrapping_sub(b) & ID_MASK) < (1 << 23)
+}
+
+/// The window a change for window `id` lands in, and its count: `id`'s own, or a newer window
+/// the counter already holds (a caller that read the clock just before a boundary must not
+/// wipe the new window's count by writing its old id over it). An empty counter holds no
+/// window (a fresh one reads as window 0).
+fn target(cur: u64, id: u64) -> (u64, u64) {
+    match unpack(cur) {
+        (w, c) if w == id || (c > 0 && newer(w, id)) => (w, c),
+        _ => (id, 0),
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Window(AtomicU64);
 
@@ -53,10 +69,7 @@ impl Window {
     pub fn take(&self, id: u64, n: u64, limit: u64) -> Result<u64, u64> {
         let mut cur = self.0.load(Ordering::Acquire);
         loop {
-            let used = match unpack(cur) {
-                (w, c) if w == id => c,
-                _ => 0,
-            };
+            let (id, used) = target(cur, id);
             let after = used.saturating_add(n);
             // A full window refuses even a request estimated at nothing (an empty prompt).
             if after > limit || used >= limit {
@@ -80,8 +93,7 @@ impl Window {
     pub fn add(&self, id: u64, delta: i64) {
         let mut cur = self.0.load(Ordering::Acquire);
         loop {
-            let (w, c) = unpack(cur);
-            let base = if w == id { c } else { 0 };
+            let (w, base) = target(cur, id);
             if w != id && delta <= 0 {
                 return;
             }
@@ -92,7 +104,7 @@ impl Window {
             };
             match self.0.compare_exchange_weak(
                 cur,
-                pack(id, next),
+                pack(w, next),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -163,6 +175,27 @@ mod tests {
         assert_eq!(w.used(1), 8);
         assert_eq!(w.take(1, 2, 10), Ok(10));
         assert_eq!(w.take(1, 0, 10), Err(10), "a full window refuses even 0");
+    }
+
+    #[test]
+    fn a_late_caller_never_wipes_a_newer_window() {
+        let w = Window::default();
+        w.take(2, 7, 100).expect("room");
+        // Callers that read the clock just before the boundary, acting after it.
+        w.take(1, 1, 100).expect("room");
+        w.add(1, 3);
+        w.add(1, -5);
+        assert_eq!(
+            w.used(2),
+            11,
+            "the newer window keeps its count and takes the late ones"
+        );
+        assert_eq!(w.used(1), 0);
+        // Across the 24-bit wrap, window 0 is newer than window 2^24 - 1.
+        let w = Window::default();
+        w.take(0, 4, 100).expect("room");
+        w.add((1 << 24) - 1, 1);
+        assert_eq!(w.used(0), 5);
     }
 
     #[test]
