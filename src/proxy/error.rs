@@ -87,8 +87,6 @@ pub enum ProxyError {
     AlreadyRated,
     #[error("feedback cannot be stored right now")]
     FeedbackUnavailable,
-    #[error("the gateway is shutting down")]
-    ShuttingDown,
     #[error("the model {model:?} is not allowed for this key")]
     ModelNotAllowed { model: String },
     #[error("{}", .0.message)]
@@ -134,7 +132,6 @@ impl ProxyError {
             ProxyError::UnknownRequest => StatusCode::NOT_FOUND,
             ProxyError::AlreadyRated => StatusCode::CONFLICT,
             ProxyError::FeedbackUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             ProxyError::RateLimited(_) | ProxyError::QuotaExceeded(_) => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -174,7 +171,6 @@ impl ProxyError {
             ProxyError::UnknownRequest => Kind::UnknownRequest,
             ProxyError::AlreadyRated => Kind::AlreadyRated,
             ProxyError::FeedbackUnavailable => Kind::FeedbackUnavailable,
-            ProxyError::ShuttingDown => Kind::ShuttingDown,
             ProxyError::ModelNotAllowed { .. } => Kind::ModelNotAllowed,
             ProxyError::RateLimited(_) => Kind::RateLimited,
             ProxyError::QuotaExceeded(_) => Kind::QuotaExceeded,
@@ -210,7 +206,7 @@ impl ProxyError {
             | ProxyError::FirstByteTimeout { .. }
             | ProxyError::UpstreamProtocol { .. }
             | ProxyError::UpstreamStatus { .. } => Blame::Upstream,
-            ProxyError::FeedbackUnavailable | ProxyError::ShuttingDown => Blame::Gateway,
+            ProxyError::FeedbackUnavailable => Blame::Gateway,
         }
     }
 

@@ -63,7 +63,6 @@ kinds! {
     UnknownRequest = "unknown_request": "404: `/v1/feedback` names no request of this key.",
     AlreadyRated = "already_rated": "409: the request has feedback already.",
     FeedbackUnavailable = "feedback_unavailable": "503: feedback cannot be stored right now.",
-    ShuttingDown = "shutting_down": "503: the gateway is shutting down.",
     ModelNotAllowed = "model_not_allowed": "403: the key's `models` allow-list does not name this model or alias.",
     RateLimited = "rate_limited": "429: a requests, tokens or concurrency limit (`quotas`, `auth.keys[].limits`) is reached; `Retry-After` says when to try again.",
     QuotaExceeded = "quota_exceeded": "429 `insufficient_quota`: a spend budget is used up until its period ends (`Retry-After`, `x-should-retry: false`).",
