@@ -85,6 +85,8 @@ pub struct Matcher {
     squash_ac: AhoCorasick,
     squash_rules: Vec<u32>,
     prox: Vec<Prox>,
+    /// Index into `prox` of each rule's proximity spec (`u32::MAX`: not a proximity rule).
+    prox_of: Vec<u32>,
     regexes: RegexRules,
 }
 
@@ -179,6 +181,15 @@ impl Builder {
     }
 }
 
+/// For each of `rules` rules, the index of its proximity spec in `prox`, or `u32::MAX`.
+fn prox_index(rules: usize, prox: &[Prox]) -> Vec<u32> {
+    let mut of = vec![u32::MAX; rules];
+    for (i, p) in prox.iter().enumerate() {
+        of[p.rule as usize] = u32::try_from(i).expect("fewer than 4 billion rules");
+    }
+    of
+}
+
 /// A `*` at either end is a wildcard (the word may continue) only when it
 /// touches a letter or digit; `*** new` keeps its stars as text.
 fn wildcards(raw: &str) -> (&str, bool, bool) {
@@ -217,6 +228,7 @@ impl Matcher {
         let mut sq: Vec<(String, u32)> = b.squash.into_iter().collect();
         sq.sort();
         let regexes = RegexRules::build(&b.regexes).map_err(BuildError::Regex)?;
+        let prox_of = prox_index(b.rules.len(), &b.prox);
         Ok(Matcher {
             phrases,
             squash_ac: automaton(&sq.iter().map(|s| s.0.as_str()).collect::<Vec<_>>())?,
@@ -224,6 +236,7 @@ impl Matcher {
             rules: b.rules,
             entries: b.entries,
             prox: b.prox,
+            prox_of,
             regexes,
         })
     }
@@ -267,12 +280,15 @@ impl Matcher {
         }
     }
 
+    /// Chains each rule's candidate words, visiting only the rules that have candidates (in rule
+    /// order, like `prox`).
     fn proximity(&self, norm: &str, hits: &mut [(u32, u8, usize, usize)], out: &mut Vec<Hit>) {
         hits.sort_unstable();
-        for p in &self.prox {
-            let lo = hits.partition_point(|h| h.0 < p.rule);
-            let hi = hits.partition_point(|h| h.0 <= p.rule);
-            if let Some(hit) = chain(norm, &hits[lo..hi], p) {
+        for run in hits.chunk_by(|a, b| a.0 == b.0) {
+            let Some(p) = self.prox.get(self.prox_of[run[0].0 as usize] as usize) else {
+                continue;
+            };
+            if let Some(hit) = chain(norm, run, p) {
                 out.push(hit);
             }
         }
