@@ -107,6 +107,18 @@ fn reporter(store: &Store, config: Config) -> (Reporter, Arc<Mutex<Vec<Threshold
 }
 
 /// One hour into yesterday (UTC): inside the period a scheduled daily report covers.
+/// The daily report of Monday 2026-01-05 over `store`, default config; closes the store.
+async fn daily_report(store: Store) -> Report {
+    let (r, _) = reporter(&store, Config::default());
+    let date = "2026-01-05".parse().expect("a date");
+    let report = r
+        .generate(Period::Daily, Some(date), Trigger::Manual)
+        .await
+        .expect("report");
+    store.close().await;
+    report
+}
+
 fn yesterday_ms() -> i64 {
     let now = gatehouse::analytics::unix_ms(std::time::SystemTime::now());
     now - now.rem_euclid(DAY_MS) - DAY_MS + HOUR_MS
@@ -231,13 +243,7 @@ async fn low_risk_learned_matches_make_no_offender_and_no_rising_trend() {
         ));
     }
     fill(&store, records).await;
-    let (r, _) = reporter(&store, Config::default());
-    let date = "2026-01-05".parse().expect("a date");
-    let report = r
-        .generate(Period::Daily, Some(date), Trigger::Manual)
-        .await
-        .expect("report");
-    store.close().await;
+    let report = daily_report(store).await;
 
     let f = &report.figures;
     let offenders: Vec<&str> = f
@@ -293,13 +299,7 @@ async fn a_slow_model_is_named_against_the_alert_threshold_with_no_period_before
         (0..25).map(|i| exchange(&format!("s{i}"), t + i, "slow-model", Some("alice"), 6_450));
     let fast = (0..25).map(|i| exchange(&format!("f{i}"), t + i, "gpt-4o-mini", Some("bob"), 150));
     fill(&store, slow.chain(fast).collect()).await;
-    let (r, _) = reporter(&store, Config::default());
-    let date = "2026-01-05".parse().expect("a date");
-    let report = r
-        .generate(Period::Daily, Some(date), Trigger::Manual)
-        .await
-        .expect("report");
-    store.close().await;
+    let report = daily_report(store).await;
 
     assert_eq!(
         report.figures.previous_p95_latency, None,
@@ -377,13 +377,7 @@ async fn unknown_cost_is_said_in_the_report() {
         ex
     });
     fill(&store, unpriced.chain(priced).collect()).await;
-    let (r, _) = reporter(&store, Config::default());
-    let date = "2026-01-05".parse().expect("a date");
-    let report = r
-        .generate(Period::Daily, Some(date), Trigger::Manual)
-        .await
-        .expect("report");
-    store.close().await;
+    let report = daily_report(store).await;
 
     assert_eq!(report.figures.unpriced_requests, 3);
     assert!((report.figures.total_cost - 1.25).abs() < 1e-9);
@@ -432,13 +426,7 @@ async fn a_slow_first_token_is_named_against_its_limit() {
         ex
     });
     fill(&store, slow.chain(fast).chain(plain).collect()).await;
-    let (r, _) = reporter(&store, Config::default());
-    let date = "2026-01-05".parse().expect("a date");
-    let report = r
-        .generate(Period::Daily, Some(date), Trigger::Manual)
-        .await
-        .expect("report");
-    store.close().await;
+    let report = daily_report(store).await;
 
     let figures = |name: &str| {
         report
