@@ -33,6 +33,7 @@ pub mod app;
 pub mod config;
 pub mod detect;
 pub mod event;
+pub mod keys;
 pub mod llm;
 pub mod proxy;
 pub mod quota;

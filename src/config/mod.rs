@@ -30,7 +30,8 @@ pub use alerts::{
 };
 pub use load::{load, LoadError, DEFAULT_FILE};
 pub use quota::{
-    BudgetPeriod, LimitsConfig, QuotasConfig, UserQuotasConfig, MAX_BUDGET_USD, MAX_LIMIT,
+    check_limits, BudgetPeriod, LimitsConfig, QuotasConfig, UserQuotasConfig, MAX_BUDGET_USD,
+    MAX_LIMIT,
 };
 pub use report::{
     parse_at, parse_offset, parse_zone, At, DigestConfig, ReportConfig, RuleThresholds,

@@ -123,7 +123,9 @@ pub(super) fn check(c: &Config, p: &mut Vec<String>, w: &mut Vec<String>) {
     check_limits("quotas.global", &q.global, p);
 }
 
-fn check_limits(field: &str, l: &LimitsConfig, p: &mut Vec<String>) {
+/// Every problem in one scope's limits, each named `{field}.<name>` (also used for the limits of
+/// keys created through the admin API).
+pub fn check_limits(field: &str, l: &LimitsConfig, p: &mut Vec<String>) {
     for (name, v) in [
         ("requests_per_minute", l.requests_per_minute),
         ("requests_per_day", l.requests_per_day),
