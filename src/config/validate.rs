@@ -121,6 +121,12 @@ fn check_auth(c: &Config, proxy: Option<SocketAddr>, p: &mut Vec<String>, w: &mu
             p.push(format!("auth.keys[{i}].user must not be empty"));
         }
     }
+    if !(1..=3600).contains(&c.auth.sync_secs) {
+        p.push(format!(
+            "auth.sync_secs must be between 1 and 3600 seconds, got {}",
+            c.auth.sync_secs
+        ));
+    }
     let public = proxy.is_some_and(|a| !a.ip().is_loopback());
     match c.auth.mode {
         AuthMode::Keys if c.auth.keys.is_empty() && public => p.push(format!(
