@@ -117,13 +117,19 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     let recent = Arc::new(feedback::Recent::default());
     let proxy =
         Arc::new(Proxy::new(runtime, records_tx, metrics.clone()).with_feedback(feedback_tx));
-    budgets::seed(&proxy.runtime.load(), &store, unix_ms()).await;
     let key_sync = keys::KeySync::new(&proxy, store.clone());
     let live_keys = key_sync
         .refresh()
         .await
         .context("reading the virtual gateway keys from the store")?;
     tracing::info!(live = live_keys, "virtual gateway keys loaded");
+    budgets::seed(
+        &proxy.runtime.load(),
+        &proxy.keys.scopes(),
+        &store,
+        unix_ms(),
+    )
+    .await;
 
     let tls = config.proxy.tls.as_ref().map(|t| proxy::TlsFiles {
         cert: t.cert.clone(),

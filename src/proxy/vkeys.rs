@@ -99,6 +99,16 @@ impl VirtualKeys {
         Some(e.identity.clone())
     }
 
+    /// Every live key's user and scope, for keys with limits (to seed their budgets at start).
+    pub fn scopes(&self) -> Vec<(Arc<str>, Arc<Scope>)> {
+        self.map
+            .load()
+            .by_hash
+            .values()
+            .filter_map(|e| Some((e.identity.user.clone(), e.identity.quota.clone()?)))
+            .collect()
+    }
+
     /// The scope of key `id`, when it has limits (for tests and the admin's view of state).
     pub fn scope_of(&self, id: &str) -> Option<Arc<Scope>> {
         self.map

@@ -369,3 +369,35 @@ async fn another_gateway_on_the_same_store_follows_a_revocation_within_its_sync(
     b.shutdown().await;
     a.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_virtual_keys_budget_is_read_back_from_the_store_at_start() {
+    if std::env::var("TEST_STORE").as_deref() == Ok("postgres") {
+        // Each start gets a fresh PostgreSQL database: nothing to read back.
+        return;
+    }
+    let answer = json!({
+        "id": "gen-1", "object": "chat.completion", "model": "openai/gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Blue"}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12, "cost": 0.0006}
+    });
+    let up = FakeUpstream::always(Reply::Json(200, answer.to_string())).await;
+    let mut gw = gateway(&up).await;
+    let (_, secret) = create(
+        &gw,
+        json!({"user": "gina", "limits": {"budget_usd": 0.001, "per": "week"}}),
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(status(&gw, &secret).await, 200);
+        gw.record().await;
+    }
+    let dir = gw.stop_keeping_store().await;
+    let gw = TestGateway::start_in(config(&up), dir).await;
+    let rsp = call(&gw, &secret, CHAT_BODY).await;
+    assert_eq!(rsp.status(), 429, "the week's spend came back with the key");
+    let body: Value = rsp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "insufficient_quota");
+    assert_eq!(up.count(), 2);
+    gw.shutdown().await;
+}
