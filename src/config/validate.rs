@@ -456,6 +456,26 @@ mod tests {
     }
 
     #[test]
+    fn the_key_sync_interval_is_bounded() {
+        for (secs, ok) in [(0, false), (1, true), (3600, true), (3601, false)] {
+            let mut c = Config::default();
+            c.auth.sync_secs = secs;
+            match validate(&c) {
+                Ok(_) => assert!(ok, "{secs} should be refused"),
+                Err(p) => {
+                    assert!(!ok, "{secs} should pass: {p:?}");
+                    assert_eq!(
+                        p.0,
+                        [format!(
+                            "auth.sync_secs must be between 1 and 3600 seconds, got {secs}"
+                        )]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn every_problem_is_reported() {
         let mut c = Config::default();
         c.proxy.listen = "0.0.0.0:8000".into();
