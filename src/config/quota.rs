@@ -113,7 +113,7 @@ pub(super) fn check(c: &Config, p: &mut Vec<String>, w: &mut Vec<String>) {
         check_limits(&format!("quotas.teams.{team}"), l, p);
         if !c.auth.keys.iter().any(|k| k.team.as_deref() == Some(team)) {
             w.push(format!(
-                "quotas.teams.{team}: no gateway key has this team, so the limits never apply"
+                "quotas.teams.{team}: no key in auth.keys has this team, so the limits apply only to keys made with it through /api/keys"
             ));
         }
     }
