@@ -16,7 +16,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{check_limits, LimitsConfig, Secret};
+use crate::config::{check_limits, EndUsers, LimitsConfig, Secret};
 
 /// What every virtual key's secret starts with, so a leaked one is recognisable.
 pub const SECRET_PREFIX: &str = "gh-";
@@ -42,6 +42,8 @@ pub struct VirtualKey {
     pub name: Option<String>,
     pub user: String,
     pub team: Option<String>,
+    /// Whether the end-user ids its clients send are recorded (as `auth.keys[].end_users`).
+    pub end_users: EndUsers,
     /// Allowed models; empty: every model.
     pub models: Vec<String>,
     pub limits: LimitsConfig,
@@ -110,6 +112,11 @@ pub struct KeySpec {
     /// The team recorded for requests with this key (team quotas apply).
     #[serde(default)]
     pub team: Option<String>,
+    /// `ignored` (default: the key's user is recorded) or `trusted` (the end-user id its
+    /// clients send is recorded), as `auth.keys[].end_users`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub end_users: EndUsers,
     /// Models the key may call (aliases or upstream ids); empty or absent: every model.
     #[serde(default)]
     pub models: Vec<String>,
@@ -131,6 +138,9 @@ pub struct KeySpec {
 pub struct KeyPatch {
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub end_users: Option<EndUsers>,
     #[serde(default)]
     pub models: Option<Vec<String>>,
     /// RFC 3339, or `null` for no expiry.
@@ -188,6 +198,7 @@ impl KeySpec {
             name: self.name,
             user: self.user,
             team: self.team,
+            end_users: self.end_users,
             models: self.models,
             limits: self.limits,
             metadata: self.metadata,
@@ -211,6 +222,7 @@ impl KeyPatch {
             key.expires_at_ms = expiry(e.as_deref(), &mut p);
         }
         key.name = self.name.or(key.name);
+        key.end_users = self.end_users.unwrap_or(key.end_users);
         key.models = self.models.unwrap_or(key.models);
         key.metadata = self.metadata.unwrap_or(key.metadata);
         key.limits = self.limits.unwrap_or(key.limits);
@@ -274,6 +286,9 @@ pub struct KeyView {
     pub name: Option<String>,
     pub user: String,
     pub team: Option<String>,
+    /// `ignored` or `trusted`.
+    #[schema(value_type = String)]
+    pub end_users: EndUsers,
     pub models: Vec<String>,
     #[schema(value_type = Object)]
     pub limits: LimitsConfig,
@@ -300,6 +315,7 @@ impl KeyView {
             name: k.name.clone(),
             user: k.user.clone(),
             team: k.team.clone(),
+            end_users: k.end_users,
             models: k.models.clone(),
             limits: k.limits.clone(),
             metadata: k.metadata.clone().into_iter().collect(),

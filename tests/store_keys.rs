@@ -15,6 +15,7 @@ fn spec() -> KeySpec {
         "name": "ci runner",
         "user": "alice",
         "team": "research",
+        "end_users": "trusted",
         "models": ["qwendeepseek"],
         "expires_at": "2030-01-01T00:00:00Z",
         "metadata": {"ticket": "OPS-1", "n": 3},
@@ -64,7 +65,9 @@ async fn keys_round_trip_and_change_only_while_live() {
             }
         }
 
+        assert_eq!(key.end_users, gatehouse::config::EndUsers::Trusted);
         let mut changed = key.clone();
+        changed.end_users = gatehouse::config::EndUsers::Ignored;
         changed.limits = LimitsConfig {
             concurrent: Some(2),
             ..LimitsConfig::default()
@@ -78,6 +81,7 @@ async fn keys_round_trip_and_change_only_while_live() {
             .expect("rotate"));
         let now = store.key("k1").await.expect("get").expect("kept");
         assert_eq!(now.limits.concurrent, Some(2), "{b}");
+        assert_eq!(now.end_users, gatehouse::config::EndUsers::Ignored, "{b}");
         assert_eq!(now.secret_hash, fresh.hash, "{b}");
         assert_ne!(now.secret_hash, key.secret_hash, "{b}");
 

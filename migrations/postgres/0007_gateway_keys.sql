@@ -10,6 +10,7 @@ CREATE TABLE gateway_keys (
   name TEXT,
   "user" TEXT NOT NULL,
   team TEXT,
+  end_users TEXT NOT NULL,
   models TEXT NOT NULL,
   limits TEXT NOT NULL,
   metadata TEXT NOT NULL,

@@ -60,7 +60,7 @@ impl VirtualKeys {
                 let identity = Identity {
                     user: Arc::from(k.user.as_str()),
                     team: k.team.as_deref().map(Arc::from),
-                    trusts_end_users: false,
+                    trusts_end_users: k.end_users == crate::config::EndUsers::Trusted,
                     quota,
                     models: (!k.models.is_empty()).then(|| k.models.clone().into()),
                 };

@@ -8,7 +8,8 @@ use sqlx::Row;
 use super::{query_err, Error, Store};
 use crate::keys::VirtualKey;
 
-const COLUMNS: &str = "id, secret_hash, prefix, name, \"user\", team, models, limits, metadata, \
+const COLUMNS: &str =
+    "id, secret_hash, prefix, name, \"user\", team, end_users, models, limits, metadata, \
     expires_at_ms, created_at_ms, updated_at_ms, revoked_at_ms";
 
 impl Store {
@@ -19,7 +20,7 @@ impl Store {
     pub async fn insert_key(&self, k: &VirtualKey) -> Result<(), Error> {
         let sql = format!(
             "INSERT INTO gateway_keys ({COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         );
         sqlx::query(&sql)
             .bind(&k.id)
@@ -28,6 +29,7 @@ impl Store {
             .bind(k.name.as_deref())
             .bind(&k.user)
             .bind(k.team.as_deref())
+            .bind(json(&k.end_users))
             .bind(json(&k.models))
             .bind(json(&k.limits))
             .bind(json(&k.metadata))
@@ -74,7 +76,7 @@ impl Store {
             .map_err(query_err("key"))
     }
 
-    /// Writes a key's changeable fields (name, models, limits, metadata, expiry). Returns
+    /// Writes a key's changeable fields (name, end users, models, limits, metadata, expiry). Returns
     /// false when no key with that id is live (missing or revoked).
     ///
     /// # Errors
@@ -82,7 +84,8 @@ impl Store {
     pub async fn update_key(&self, k: &VirtualKey) -> Result<bool, Error> {
         let done = sqlx::query(
             "UPDATE gateway_keys SET name = $2, models = $3, limits = $4, metadata = $5, \
-             expires_at_ms = $6, updated_at_ms = $7 WHERE id = $1 AND revoked_at_ms IS NULL",
+             expires_at_ms = $6, updated_at_ms = $7, end_users = $8 \
+             WHERE id = $1 AND revoked_at_ms IS NULL",
         )
         .bind(&k.id)
         .bind(k.name.as_deref())
@@ -91,6 +94,7 @@ impl Store {
         .bind(json(&k.metadata))
         .bind(k.expires_at_ms)
         .bind(k.updated_at_ms)
+        .bind(json(&k.end_users))
         .execute(&self.write)
         .await
         .map_err(query_err("update key"))?;
@@ -162,6 +166,7 @@ fn key_from(r: &AnyRow) -> Result<VirtualKey, sqlx::Error> {
         name: r.try_get("name")?,
         user: r.try_get("user")?,
         team: r.try_get("team")?,
+        end_users: parsed(r, "end_users")?,
         models: parsed(r, "models")?,
         limits: parsed(r, "limits")?,
         metadata: parsed(r, "metadata")?,

@@ -105,12 +105,33 @@ async fn a_key_made_through_the_api_works_at_once_and_its_secret_is_shown_only_t
         "once a key exists, keys are required"
     );
     assert_eq!(status(&gw, "").await, 401);
+    for _ in 0..2 {
+        assert_eq!(gw.record().await.status, 401, "refusals are recorded too");
+    }
+
+    // A key that trusts its clients records the end user they name; one that does not, its own.
+    let (_, backend) = create(&gw, json!({"user": "chatbot", "end_users": "trusted"})).await;
+    for (key, recorded) in [(&backend, "end-1"), (&secret, "alice")] {
+        let rsp = client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .header("content-type", "application/json")
+            .header("x-gatehouse-user", "end-1")
+            .bearer_auth(key)
+            .body(CHAT_BODY)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(rsp.status(), 200);
+        let rec = gw.record().await;
+        assert_eq!(rec.user.as_deref(), Some(recorded));
+    }
 
     let (s, list) = admin(&gw, "GET", "/api/keys", None).await;
     assert_eq!(s, 200);
     let (s, one) = admin(&gw, "GET", &format!("/api/keys/{id}"), None).await;
     assert_eq!(s, 200);
-    assert_eq!(list, json!([one.clone()]));
+    assert_eq!(list[0], one);
+    assert_eq!(list.as_array().map(Vec::len), Some(2));
     assert_eq!(one["user"], "alice");
     assert_eq!(one["status"], "active");
     assert_eq!(one["metadata"], json!({"ticket": "OPS-1"}));
@@ -135,13 +156,14 @@ async fn a_key_made_through_the_api_works_at_once_and_its_secret_is_shown_only_t
         None => format!("sqlite:{}", gw.store_config.path.display()),
     };
     let pool = sqlx::AnyPool::connect(&url).await.expect("open the store");
-    let row: (String, String) = sqlx::query_as("SELECT secret_hash, prefix FROM gateway_keys")
-        .fetch_one(&pool)
-        .await
-        .expect("one row");
+    let row: (String, String) =
+        sqlx::query_as("SELECT secret_hash, prefix FROM gateway_keys WHERE \"user\" = 'alice'")
+            .fetch_one(&pool)
+            .await
+            .expect("one row");
     assert_eq!(row.0, gatehouse::keys::hash(&secret));
     assert_eq!(row.1, &secret[..9]);
-    let dump: Vec<(String, String, String, String)> =
+    let dump: Vec<(String, Option<String>, String, String)> =
         sqlx::query_as("SELECT id, name, metadata, limits FROM gateway_keys")
             .fetch_all(&pool)
             .await
