@@ -16,6 +16,7 @@ mod background;
 mod budgets;
 mod feedback;
 mod fleet;
+mod keys;
 mod reports;
 
 pub use reports::report_once;
@@ -116,7 +117,19 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     let recent = Arc::new(feedback::Recent::default());
     let proxy =
         Arc::new(Proxy::new(runtime, records_tx, metrics.clone()).with_feedback(feedback_tx));
-    budgets::seed(&proxy.runtime.load(), &store, unix_ms()).await;
+    let key_sync = keys::KeySync::new(&proxy, store.clone());
+    let live_keys = key_sync
+        .refresh()
+        .await
+        .context("reading the virtual gateway keys from the store")?;
+    tracing::info!(live = live_keys, "virtual gateway keys loaded");
+    budgets::seed(
+        &proxy.runtime.load(),
+        &proxy.keys.scopes(),
+        &store,
+        unix_ms(),
+    )
+    .await;
 
     let tls = config.proxy.tls.as_ref().map(|t| proxy::TlsFiles {
         cert: t.cert.clone(),
@@ -211,6 +224,10 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             shutdown,
         )),
         bg.spawn(feedback::run(store.clone(), recent.clone(), feedback_rx)),
+        bg.spawn(keys::run(
+            key_sync.clone(),
+            Duration::from_secs(config.auth.sync_secs),
+        )),
     ]);
     if store.dialect() == store::Dialect::Postgres {
         let b = &config.detect.behaviour;
@@ -236,6 +253,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         alerts,
         reports: Some(reporter),
         proxy_openapi: Some(proxy_doc(&proxy)),
+        keys_synced: Some(key_sync.admin_fn()),
     };
     let tasks = Tasks {
         fanout: bg.spawn(fan_out(

@@ -4,7 +4,8 @@
 //!
 //! 1. **route** (`proxy::route`): the path picks an endpoint; `/health` and `/ready` are
 //!    answered at once.
-//! 2. **read** (`proxy::handle`): the gateway key is checked (`proxy::runtime`), the body is read
+//! 2. **read** (`proxy::handle`): the gateway key is checked (`proxy::runtime`: config keys,
+//!    then the virtual keys of `/api/keys` held in memory by `proxy::vkeys`), the body is read
 //!    up to `proxy.max_body_bytes`, and a read-only view (`llm::request`) finds the model,
 //!    `stream` and the end-user id without re-serialising anything.
 //! 3. **inspect** (`proxy::guard` → `detect`): every text the model will read is scanned; a
@@ -21,8 +22,8 @@
 //!    one `event::Exchange` is sent on a bounded channel. `app` fans it out to the consumers
 //!    (metrics, store, exporters), which never slow the proxy: a full queue drops and counts.
 //!
-//! Dependencies point one way: `config` and `llm` are leaves; `detect` and `quota` are pure
-//! (no IO) and know only `config`; `proxy` knows neither the store nor the exporters; `admin`
+//! Dependencies point one way: `config` and `llm` are leaves; `detect`, `quota` and `keys` (the
+//! plain data of virtual keys) are pure (no IO) and know only `config`; `proxy` knows neither the store nor the exporters; `admin`
 //! reads; `app` wires everything.
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ pub mod app;
 pub mod config;
 pub mod detect;
 pub mod event;
+pub mod keys;
 pub mod llm;
 pub mod proxy;
 pub mod quota;

@@ -15,6 +15,9 @@ pub enum AdminError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// The thing exists but is in a state that forbids the change (a revoked key).
+    #[error("{0}")]
+    Conflict(String),
     #[error("missing or invalid admin token")]
     Unauthorized,
     /// Too many wrong tokens from this client; try again after `retry_after`.
@@ -37,6 +40,7 @@ impl AdminError {
         match self {
             AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
             AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error"),
+            AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict_error"),
             AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "authentication_error"),
             AdminError::TooManyAttempts { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error")

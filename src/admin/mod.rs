@@ -1,5 +1,5 @@
 //! The admin listener's router: `/health`, `/metrics` and the `/api/*` analytics, security,
-//! request-log, export, feedback, alert, report and threshold routes. Thin handlers: parse and
+//! request-log, export, feedback, alert, report, threshold and virtual-key routes. Thin handlers: parse and
 //! check parameters, call `analytics`/`store`/`report`, serialise. Nothing imports `admin`.
 //!
 //! Also serves the dashboard (`/dashboard`), the API docs (`/docs`), the OpenAPI document
@@ -18,6 +18,7 @@
 mod alerts;
 mod assets;
 mod error;
+mod keys;
 mod limit;
 mod openapi;
 mod origin;
@@ -71,7 +72,14 @@ pub struct AdminState {
     /// The proxy port's OpenAPI document as now configured (`app` wires it to the proxy's
     /// runtime), served at `/openapi-proxy.json`; `None` answers 404.
     pub proxy_openapi: Option<ProxyDocFn>,
+    /// Applies the store's virtual keys to this replica's proxy (`app` wires it); awaited
+    /// after every change through `/api/keys`, so it applies here before the answer. `None`:
+    /// no proxy to tell (the other replicas read the store at their next sync anyway).
+    pub keys_synced: Option<KeysSyncFn>,
 }
+
+/// Re-reads the virtual keys into the proxy; see [`AdminState::keys_synced`].
+pub type KeysSyncFn = Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// Builds the proxy port's OpenAPI document (`None` once the proxy has stopped).
 pub type ProxyDocFn = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
@@ -211,7 +219,10 @@ fn api_routes(state: &AdminState, auth: &Auth) -> OpenApiRouter<AdminState> {
         .routes(routes!(reports::read))
         .routes(routes!(reports::generate))
         .routes(routes!(reports::recommendations))
-        .routes(routes!(reports::thresholds, reports::set_thresholds));
+        .routes(routes!(reports::thresholds, reports::set_thresholds))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::read, keys::update, keys::revoke))
+        .routes(routes!(keys::rotate));
     let metrics = OpenApiRouter::new().routes(routes!(routes::metrics));
     let guarded = if state.public_metrics {
         api.layer(guard).merge(metrics)

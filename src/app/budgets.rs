@@ -3,21 +3,31 @@
 //! counters only ever move in memory (no store round trip on the request path).
 //!
 //! A key's spend is that of its user's requests made with a key (`key_user`): two keys of one
-//! user each start from their combined spend.
+//! user each start from their combined spend. Virtual keys (`/api/keys`) are seeded the same
+//! way, those that exist at start; a key made later starts at zero.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::config::BudgetPeriod;
 use crate::proxy::Runtime;
-use crate::quota::period_bounds;
+use crate::quota::{period_bounds, Scope};
 use crate::store::{Spent, Store};
 
-/// Seeds every budget of `rt` from `store`. A failed query is logged and the budgets start
-/// at zero: the gateway still serves.
-pub(super) async fn seed(rt: &Runtime, store: &Store, now_ms: i64) {
+/// Seeds every budget of `rt` and of the virtual keys' scopes (`(user, scope)`) from
+/// `store`. A failed query is logged and the budgets start at zero: the gateway still serves.
+pub(super) async fn seed(
+    rt: &Runtime,
+    virtual_keys: &[(Arc<str>, Arc<Scope>)],
+    store: &Store,
+    now_ms: i64,
+) {
     let q = &rt.quotas;
-    let mut periods: Vec<BudgetPeriod> = rt
-        .key_scopes()
+    let key_scopes = || {
+        rt.key_scopes()
+            .chain(virtual_keys.iter().map(|(user, scope)| (&**user, scope)))
+    };
+    let mut periods: Vec<BudgetPeriod> = key_scopes()
         .filter_map(|(_, s)| s.limits.budget.map(|(_, per)| per))
         .chain(q.budget_periods())
         .collect();
@@ -42,7 +52,7 @@ pub(super) async fn seed(rt: &Runtime, store: &Store, now_ms: i64) {
     let keys = totals(&rows, |r| r.key_user.as_deref());
     let users = totals(&rows, |r| r.user.as_deref());
     let teams = totals(&rows, |r| r.team.as_deref());
-    for (user, scope) in rt.key_scopes() {
+    for (user, scope) in key_scopes() {
         let spent = scope
             .limits
             .budget

@@ -30,7 +30,8 @@ pub use alerts::{
 };
 pub use load::{load, LoadError, DEFAULT_FILE};
 pub use quota::{
-    BudgetPeriod, LimitsConfig, QuotasConfig, UserQuotasConfig, MAX_BUDGET_USD, MAX_LIMIT,
+    check_limits, BudgetPeriod, LimitsConfig, QuotasConfig, UserQuotasConfig, MAX_BUDGET_USD,
+    MAX_LIMIT,
 };
 pub use report::{
     parse_at, parse_offset, parse_zone, At, DigestConfig, ReportConfig, RuleThresholds,
@@ -165,7 +166,7 @@ impl Default for AdminConfig {
 }
 
 /// How clients authenticate to the proxy.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// `keys` (default): gateway keys below; with no keys, only a loopback listener may start.
@@ -174,6 +175,20 @@ pub struct AuthConfig {
     pub mode: AuthMode,
     /// Gateway API keys, each mapped to a user id and team.
     pub keys: Vec<KeyConfig>,
+    /// Seconds between two reads of the virtual keys (`/api/keys`) from the store: a key
+    /// created, changed or revoked on another replica takes effect here within this time
+    /// (on the replica that made the change, at once). 1..=3600, default 5.
+    pub sync_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::default(),
+            keys: Vec::new(),
+            sync_secs: 5,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]

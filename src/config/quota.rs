@@ -113,7 +113,7 @@ pub(super) fn check(c: &Config, p: &mut Vec<String>, w: &mut Vec<String>) {
         check_limits(&format!("quotas.teams.{team}"), l, p);
         if !c.auth.keys.iter().any(|k| k.team.as_deref() == Some(team)) {
             w.push(format!(
-                "quotas.teams.{team}: no gateway key has this team, so the limits never apply"
+                "quotas.teams.{team}: no key in auth.keys has this team, so the limits apply only to keys made with it through /api/keys"
             ));
         }
     }
@@ -123,7 +123,9 @@ pub(super) fn check(c: &Config, p: &mut Vec<String>, w: &mut Vec<String>) {
     check_limits("quotas.global", &q.global, p);
 }
 
-fn check_limits(field: &str, l: &LimitsConfig, p: &mut Vec<String>) {
+/// Every problem in one scope's limits, each named `{field}.<name>` (also used for the limits of
+/// keys created through the admin API).
+pub fn check_limits(field: &str, l: &LimitsConfig, p: &mut Vec<String>) {
     for (name, v) in [
         ("requests_per_minute", l.requests_per_minute),
         ("requests_per_day", l.requests_per_day),

@@ -121,6 +121,12 @@ fn check_auth(c: &Config, proxy: Option<SocketAddr>, p: &mut Vec<String>, w: &mu
             p.push(format!("auth.keys[{i}].user must not be empty"));
         }
     }
+    if !(1..=3600).contains(&c.auth.sync_secs) {
+        p.push(format!(
+            "auth.sync_secs must be between 1 and 3600 seconds, got {}",
+            c.auth.sync_secs
+        ));
+    }
     let public = proxy.is_some_and(|a| !a.ip().is_loopback());
     match c.auth.mode {
         AuthMode::Keys if c.auth.keys.is_empty() && public => p.push(format!(
@@ -447,6 +453,26 @@ mod tests {
     #[test]
     fn default_config_validates() {
         validate(&Config::default()).expect("defaults must validate");
+    }
+
+    #[test]
+    fn the_key_sync_interval_is_bounded() {
+        for (secs, ok) in [(0, false), (1, true), (3600, true), (3601, false)] {
+            let mut c = Config::default();
+            c.auth.sync_secs = secs;
+            match validate(&c) {
+                Ok(_) => assert!(ok, "{secs} should be refused"),
+                Err(p) => {
+                    assert!(!ok, "{secs} should pass: {p:?}");
+                    assert_eq!(
+                        p.0,
+                        [format!(
+                            "auth.sync_secs must be between 1 and 3600 seconds, got {secs}"
+                        )]
+                    );
+                }
+            }
+        }
     }
 
     #[test]

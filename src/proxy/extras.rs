@@ -120,13 +120,14 @@ async fn probe(rt: &Runtime) -> bool {
 /// `GET /v1/models`: the aliases, then what the default upstream lists. `GET /v1/models/{id}`:
 /// an alias answered here, anything else from the upstream.
 pub async fn models(
+    proxy: &Proxy,
     rt: &Runtime,
     rec: &mut Recorder,
     route: Route,
     req: Request<Incoming>,
 ) -> Result<Done, ProxyError> {
     rec.ex().endpoint = Endpoint::Models;
-    let (parts, body, _) = authenticate(rt, rec, req)?;
+    let (parts, body, _) = authenticate(proxy, rt, rec, req)?;
     let _ = read_body(rt, rec, &parts, body).await?;
     if route == Route::Model {
         let id = parts
@@ -191,7 +192,7 @@ pub async fn generate(
     req: Request<Incoming>,
 ) -> Result<Done, ProxyError> {
     rec.ex().endpoint = Endpoint::Generate;
-    let (parts, body, key) = authenticate(rt, rec, req)?;
+    let (parts, body, key) = authenticate(proxy, rt, rec, req)?;
     let body = read_body(rt, rec, &parts, body).await?;
     let expected =
         "expected {\"model_name\": string, \"messages\": array, ...chat completion fields}";
@@ -307,7 +308,11 @@ pub async fn feedback(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBo
 async fn rate(proxy: &Proxy, req: Request<Incoming>) -> Result<(), ProxyError> {
     let rt = proxy.runtime.load_full();
     let identity = rt
-        .identify(super::handle::bearer(req.headers()))
+        .identify(
+            super::handle::bearer(req.headers()),
+            &proxy.keys,
+            super::limit::now_ms(),
+        )
         .map_err(|_| ProxyError::Unauthorized)?;
     let tx = proxy
         .feedback

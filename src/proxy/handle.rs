@@ -47,8 +47,8 @@ pub async fn handle(proxy: Arc<Proxy>, mut req: Request<Incoming>) -> Response<P
     let result = match route {
         Route::Inference(endpoint) => inference(&proxy, &rt, &mut rec, endpoint, req).await,
         Route::Generate => extras::generate(&proxy, &rt, &mut rec, req).await,
-        Route::Models | Route::Model => extras::models(&rt, &mut rec, route, req).await,
-        Route::Passthrough => passthrough(&rt, &mut rec, req).await,
+        Route::Models | Route::Model => extras::models(&proxy, &rt, &mut rec, route, req).await,
+        Route::Passthrough => passthrough(&proxy, &rt, &mut rec, req).await,
         Route::NotFound if req.uri().path().starts_with("/api/") => Err(ProxyError::AdminRoute {
             path: req.uri().path().to_owned(),
             admin: rt.config.admin.listen.clone(),
@@ -149,7 +149,7 @@ async fn inference(
     req: Request<Incoming>,
 ) -> Result<Done, ProxyError> {
     rec.ex().endpoint = endpoint;
-    let (parts, body, key) = authenticate(rt, rec, req)?;
+    let (parts, body, key) = authenticate(proxy, rt, rec, req)?;
     check_json(&parts.headers)?;
     let body = read_body(rt, rec, &parts, body).await?;
     let view = RequestView::parse(&body).map_err(ProxyError::InvalidBody)?;
@@ -249,11 +249,12 @@ pub fn capture_prompt(rt: &Runtime, rec: &mut Recorder, body: &[u8]) {
 
 /// Any other `/v1/*` path: forwarded to the default upstream, unread.
 async fn passthrough(
+    proxy: &Proxy,
     rt: &Runtime,
     rec: &mut Recorder,
     req: Request<Incoming>,
 ) -> Result<Done, ProxyError> {
-    let (parts, body, _) = authenticate(rt, rec, req)?;
+    let (parts, body, _) = authenticate(proxy, rt, rec, req)?;
     let body = read_body(rt, rec, &parts, body).await?;
     let upstream = rt
         .default_upstream()
@@ -274,13 +275,14 @@ async fn passthrough(
 /// Checks the gateway key and fills in who is calling; returns the key's identity, if a key
 /// named the caller.
 pub fn authenticate(
+    proxy: &Proxy,
     rt: &Runtime,
     rec: &mut Recorder,
     req: Request<Incoming>,
 ) -> Result<(http::request::Parts, Incoming, Option<Identity>), ProxyError> {
     let (parts, body) = req.into_parts();
     let identity = rt
-        .identify(bearer(&parts.headers))
+        .identify(bearer(&parts.headers), &proxy.keys, super::limit::now_ms())
         .map_err(|_| ProxyError::Unauthorized)?;
     let header = |name: &str| {
         parts

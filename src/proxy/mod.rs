@@ -22,6 +22,7 @@ mod runtime;
 mod server;
 pub mod side;
 mod upstream;
+mod vkeys;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +34,7 @@ pub use error::ProxyError;
 pub use guard::settings as detect_settings;
 pub use runtime::Runtime;
 pub use server::{accept_loop, serve, Limits, Listener, TlsFiles};
+pub use vkeys::VirtualKeys;
 
 use crate::detect::{Behaviour, BehaviourConfig};
 use crate::event::Exchange;
@@ -50,6 +52,9 @@ pub struct Proxy {
     behaviour: Option<Behaviour>,
     /// Where `POST /v1/feedback` goes (the store, wired by `app`); `None` answers 404.
     feedback: Option<mpsc::Sender<feedback::Rating>>,
+    /// The keys created at run time (`app` keeps them in step with the store); outlive
+    /// reloads.
+    pub keys: VirtualKeys,
 }
 
 impl Proxy {
@@ -70,6 +75,7 @@ impl Proxy {
             metrics,
             ready: Mutex::new(None),
             feedback: None,
+            keys: VirtualKeys::default(),
         }
     }
 

@@ -219,19 +219,31 @@ impl Runtime {
         v
     }
 
-    /// Checks a gateway key: `Err` when keys are required and the key is missing or wrong,
-    /// `Ok(None)` when no key identifies the caller.
+    /// Checks a gateway key, among the config's keys first, then the virtual keys: `Err` when
+    /// keys are required and the key is missing or unknown (revoked and expired keys are
+    /// unknown), `Ok(None)` when no key identifies the caller. Keys are required in `keys`
+    /// mode once there is any key, from config or created at run time.
     ///
     /// # Errors
     /// The key is missing or unknown while keys are required.
-    pub fn identify(&self, bearer: Option<&str>) -> Result<Option<Identity>, Unauthorized> {
+    pub fn identify(
+        &self,
+        bearer: Option<&str>,
+        virtual_keys: &super::vkeys::VirtualKeys,
+        now_ms: i64,
+    ) -> Result<Option<Identity>, Unauthorized> {
+        let find = |k: &str| {
+            self.keys
+                .get(k)
+                .cloned()
+                .or_else(|| virtual_keys.get(k, now_ms))
+        };
         match self.auth_mode {
-            AuthMode::Keys if self.keys.is_empty() => Ok(None),
-            AuthMode::Keys => {
-                let key = bearer.ok_or(Unauthorized)?;
-                self.keys.get(key).cloned().map(Some).ok_or(Unauthorized)
-            }
-            AuthMode::Open => Ok(bearer.and_then(|k| self.keys.get(k).cloned())),
+            AuthMode::Keys if self.keys.is_empty() && !virtual_keys.any() => Ok(None),
+            AuthMode::Keys => find(bearer.ok_or(Unauthorized)?)
+                .map(Some)
+                .ok_or(Unauthorized),
+            AuthMode::Open => Ok(bearer.and_then(find)),
             AuthMode::Passthrough => Ok(None),
         }
     }

@@ -30,6 +30,7 @@ migrations![
     (4, "fleet", "0004_fleet.sql"),
     (5, "key_user", "0005_key_user.sql"),
     (6, "unpriced", "0006_unpriced.sql"),
+    (7, "gateway_keys", "0007_gateway_keys.sql"),
 ];
 
 #[derive(Debug)]

@@ -24,6 +24,7 @@ mod alerts;
 mod feedback;
 mod health;
 pub mod hist;
+mod keys;
 mod migrate;
 mod read;
 mod reports;

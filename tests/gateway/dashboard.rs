@@ -73,6 +73,9 @@ async fn the_openapi_document_matches_the_router() {
         "/api/reports/generate",
         "/api/recommendations",
         "/api/config/thresholds",
+        "/api/keys",
+        "/api/keys/{id}",
+        "/api/keys/{id}/rotate",
     ]);
     assert_eq!(documented, expected);
     let mut ids = BTreeSet::new();

@@ -33,6 +33,9 @@ pub async fn temp_store() -> (tempfile::TempDir, Store) {
 pub struct TempStore {
     pub backend: &'static str,
     pub store: Store,
+    /// The database's URL, for a test that reads it directly (`sqlite:<file>` or
+    /// `postgres://…`).
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -41,6 +44,7 @@ pub async fn temp_stores() -> Vec<TempStore> {
     let mut out = vec![TempStore {
         backend: "sqlite",
         store,
+        url: format!("sqlite:{}", dir.path().join("test.db").display()),
         _dir: Some(dir),
     }];
     if let Some(server) = postgres_url() {
@@ -50,6 +54,7 @@ pub async fn temp_stores() -> Vec<TempStore> {
             store: Store::connect(&url)
                 .await
                 .expect("connect store to PostgreSQL"),
+            url,
             _dir: None,
         });
     }

@@ -265,9 +265,28 @@ impl TestGateway {
     /// Starts a gateway whose SQLite store is in `dir`: a fresh directory, or that of a stopped
     /// gateway ([`TestGateway::stop_keeping_store`]) to start again on its records.
     pub async fn start_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut config = config;
         config.store.path = dir.path().join("gatehouse.db");
+        if std::env::var("TEST_STORE").as_deref() == Ok("postgres") {
+            let server = pg::postgres_url().expect("TEST_STORE=postgres needs a server");
+            config.store.url = Some(gatehouse::config::Secret::new(
+                pg::fresh_postgres_db(&server).await,
+            ));
+        }
+        TestGateway::start_on(config, dir).await
+    }
+
+    /// Starts a second gateway on `other`'s store (the same SQLite file or PostgreSQL
+    /// database), as a second replica would.
+    pub async fn start_sharing(config: Config, other: &TestGateway) -> TestGateway {
+        let mut config = config;
+        config.store = other.store_config.clone();
+        TestGateway::start_on(config, tempfile::tempdir().expect("tempdir")).await
+    }
+
+    async fn start_on(config: Config, dir: tempfile::TempDir) -> TestGateway {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut config = config;
         // The crate's own files by absolute path: the config tests' `figment::Jail` moves the
         // process's working directory for a moment, and a gateway starting in that moment
         // would look for `policies/` in the jail.
@@ -276,12 +295,6 @@ impl TestGateway {
             if path.is_relative() {
                 *path = here.join(&*path);
             }
-        }
-        if std::env::var("TEST_STORE").as_deref() == Ok("postgres") {
-            let server = pg::postgres_url().expect("TEST_STORE=postgres needs a server");
-            config.store.url = Some(gatehouse::config::Secret::new(
-                pg::fresh_postgres_db(&server).await,
-            ));
         }
         let store_config = config.store.clone();
         gatehouse::config::validate(&config).expect("test config must validate");
@@ -683,13 +696,41 @@ impl Logs {
             .with_writer(move || sink.clone())
             .with_ansi(false)
             .finish();
-        Logs {
-            buf,
-            _guard: tracing::subscriber::set_default(subscriber),
-        }
+        // Every gateway start registers a scoped subscriber (its background thread's), and
+        // each registration recomputes tracing's global maximum level from the subscribers
+        // alive at that moment; one racing this capture's registration could leave the
+        // maximum at OFF, and this thread's events would be dropped before reaching the
+        // capture. A global subscriber that accepts every level keeps the maximum at TRACE
+        // whatever the race; it discards what it gets.
+        static ACCEPT_ALL: std::sync::Once = std::sync::Once::new();
+        ACCEPT_ALL.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(Discard);
+        });
+        let guard = tracing::subscriber::set_default(subscriber);
+        Logs { buf, _guard: guard }
     }
 
     pub fn text(&self) -> String {
         String::from_utf8(self.buf.lock().expect("lock").clone()).expect("utf-8")
     }
+}
+
+/// A subscriber that is interested in everything and keeps nothing (see `Logs::capture`).
+struct Discard;
+
+impl tracing::Subscriber for Discard {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }
