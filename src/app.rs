@@ -236,6 +236,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         alerts,
         reports: Some(reporter),
         proxy_openapi: Some(proxy_doc(&proxy)),
+        quotas: Some(quota_view(&proxy)),
     };
     let tasks = Tasks {
         fanout: bg.spawn(fan_out(
@@ -406,6 +407,17 @@ fn proxy_doc(proxy: &Arc<Proxy>) -> crate::admin::ProxyDocFn {
     Arc::new(move || {
         let rt = proxy.upgrade()?.runtime.load_full();
         Some(proxy::openapi::document(&rt.config.proxy.passthrough))
+    })
+}
+
+/// The live limits and counters, for `/api/quotas`.
+fn quota_view(proxy: &Arc<Proxy>) -> crate::admin::QuotasFn {
+    // Weak, as `scanner`.
+    let proxy = Arc::downgrade(proxy);
+    Arc::new(move |users| {
+        let rt = proxy.upgrade()?.runtime.load_full();
+        let keys = rt.key_scopes().map(|(n, s)| (n, &**s));
+        Some(rt.quotas.view(keys, users, unix_ms()))
     })
 }
 

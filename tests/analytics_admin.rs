@@ -42,6 +42,7 @@ async fn start(token: Option<&str>, public_metrics: bool) -> Admin {
         alerts: None,
         reports: None,
         proxy_openapi: None,
+        quotas: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -1,5 +1,5 @@
 //! The admin listener's router: `/health`, `/metrics` and the `/api/*` analytics, security,
-//! request-log, export, feedback, alert, report and threshold routes. Thin handlers: parse and
+//! request-log, export, feedback, quota, alert, report and threshold routes. Thin handlers: parse and
 //! check parameters, call `analytics`/`store`/`report`, serialise. Nothing imports `admin`.
 //!
 //! Also serves the dashboard (`/dashboard`), the API docs (`/docs`), the OpenAPI document
@@ -22,6 +22,7 @@ mod limit;
 mod openapi;
 mod origin;
 pub mod params;
+mod quotas;
 mod reports;
 mod routes;
 mod security;
@@ -71,7 +72,13 @@ pub struct AdminState {
     /// The proxy port's OpenAPI document as now configured (`app` wires it to the proxy's
     /// runtime), served at `/openapi-proxy.json`; `None` answers 404.
     pub proxy_openapi: Option<ProxyDocFn>,
+    /// The limits and their counters now, with at most the given number of end users (`app`
+    /// wires it to the proxy's runtime), for `/api/quotas`; `None` answers 503.
+    pub quotas: Option<QuotasFn>,
 }
+
+/// Reads the live limits (`None` once the proxy has stopped).
+pub type QuotasFn = Arc<dyn Fn(usize) -> Option<crate::quota::QuotaView> + Send + Sync>;
 
 /// Builds the proxy port's OpenAPI document (`None` once the proxy has stopped).
 pub type ProxyDocFn = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
@@ -203,6 +210,7 @@ fn api_routes(state: &AdminState, auth: &Auth) -> OpenApiRouter<AdminState> {
         .routes(routes!(routes::export))
         .routes(routes!(routes::feedback))
         .routes(routes!(routes::feedback_summary))
+        .routes(routes!(quotas::quotas))
         .routes(routes!(stream::events))
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::rules))

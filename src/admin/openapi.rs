@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "requests", description = "The request log and exports"),
         (name = "live", description = "Server-sent events for dashboards"),
         (name = "feedback", description = "Quality feedback on answers"),
+        (name = "quotas", description = "Limits and budgets, and where they stand now"),
         (name = "session", description = "Browser sign-in"),
         (name = "meta", description = "Health and Prometheus metrics"),
     )

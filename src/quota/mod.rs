@@ -25,15 +25,18 @@
 mod budget;
 mod scope;
 mod users;
+mod view;
 mod window;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 
 pub use budget::{micros, period_bounds};
 pub use scope::{Limits, Scope};
+pub use view::{BudgetUse, BudgetView, InFlight, QuotaView, Rate, RejectedCount, ScopeView};
 
 use crate::config::Config;
 use scope::{Refusal, Taken};
@@ -146,6 +149,8 @@ pub struct Quotas {
     models: HashMap<String, Arc<Scope>>,
     global: Option<Arc<Scope>>,
     zone: TimeZone,
+    /// Refusals since start, by scope kind and reason; carried across reloads.
+    rejected: Arc<view::Rejected>,
 }
 
 impl Quotas {
@@ -180,6 +185,7 @@ impl Quotas {
             models: named(&q.models, ScopeKind::Model, previous.map(|p| &p.models)),
             global,
             zone: config.report.schedule.zone().unwrap_or(TimeZone::UTC),
+            rejected: previous.map_or_else(Arc::default, |p| p.rejected.clone()),
         }
     }
 
@@ -204,6 +210,8 @@ impl Quotas {
                 Err(r) => {
                     taken.iter().for_each(Taken::rollback);
                     drop(taken);
+                    scope.state.rejected.fetch_add(1, Ordering::Relaxed);
+                    self.rejected.count(scope.kind, r.reason);
                     return Err(self.reject(scope.kind, r, &scopes, ask.now_ms));
                 }
             }

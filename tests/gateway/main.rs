@@ -20,6 +20,7 @@ mod inputs;
 mod listener;
 mod otel;
 mod passthrough;
+mod quota_view;
 mod quotas;
 mod records;
 mod report;

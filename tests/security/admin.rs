@@ -57,6 +57,7 @@ async fn bare_admin(token: &str) -> (String, tempfile::TempDir) {
         alerts: None,
         reports: None,
         proxy_openapi: None,
+        quotas: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
