@@ -225,6 +225,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     }
     let alerts = alerts.map(|(handle, _)| handle);
     metrics.watch_segment_cache(segment_cache_stats(&proxy));
+    metrics.watch_budgets(budget_gauges(&proxy));
     let admin_state = crate::admin::AdminState {
         store: store.clone(),
         live,
@@ -407,6 +408,31 @@ fn proxy_doc(proxy: &Arc<Proxy>) -> crate::admin::ProxyDocFn {
     Arc::new(move || {
         let rt = proxy.upgrade()?.runtime.load_full();
         Some(proxy::openapi::document(&rt.config.proxy.passthrough))
+    })
+}
+
+/// The budgets `/metrics` may name (teams, models, the gateway, labelled keys), for the
+/// `gatehouse_budget_*` gauges.
+fn budget_gauges(proxy: &Arc<Proxy>) -> crate::telemetry::metrics::BudgetsFn {
+    // Weak, as `scanner`.
+    let proxy = Arc::downgrade(proxy);
+    Arc::new(move || {
+        let Some(proxy) = proxy.upgrade() else {
+            return Vec::new();
+        };
+        let rt = proxy.runtime.load_full();
+        let keys = rt.key_scopes().map(|(n, s)| (n, &**s));
+        let budgets = rt.quotas.budgets(keys, false, unix_ms());
+        budgets
+            .into_iter()
+            .filter(|b| b.labelled)
+            .map(|b| crate::telemetry::metrics::BudgetGauge {
+                scope: b.scope.as_str(),
+                remaining_usd: b.remaining_usd(),
+                used_ratio: b.used_ratio(),
+                name: b.name,
+            })
+            .collect()
     })
 }
 

@@ -50,7 +50,7 @@ fn budget(usd: f64) -> LimitsConfig {
 /// A gateway with limits at every scope: alice's key (labelled, $0.001 a day, 10 rpm, 100
 /// rpd, 1000 tpm, 4 at once), a backend key trusting its end users (a $0.5 budget, unlabelled),
 /// team `red` (20 rpm, $0.01 a day), the model ($1 a day), the gateway (1000 rpd) and every end
-/// user (50 rpd).
+/// user (50 rpd, $0.1 a day).
 async fn gateway(up: &FakeUpstream, keys: &tempfile::TempDir) -> TestGateway {
     let key = |secret: &str, user: &str, limits: LimitsConfig| {
         let path = keys.path().join(user);
@@ -88,7 +88,10 @@ async fn gateway(up: &FakeUpstream, keys: &tempfile::TempDir) -> TestGateway {
         .models
         .insert("openai/gpt-4o-mini".into(), budget(1.0));
     c.quotas.global.requests_per_day = Some(1000);
-    c.quotas.users.default.requests_per_day = Some(50);
+    c.quotas.users.default = LimitsConfig {
+        requests_per_day: Some(50),
+        ..budget(0.1)
+    };
     TestGateway::start(c).await
 }
 
@@ -279,5 +282,58 @@ async fn the_api_answers_the_counters_exact_figures() {
         "documented in /openapi.json"
     );
     assert!(doc["components"]["schemas"]["QuotaView"].is_object());
+    gw.shutdown().await;
+}
+
+/// The value of the sample `name{labels}` in a scrape, if present.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().expect("a number"))
+}
+
+#[tokio::test]
+async fn metrics_show_labelled_budgets_and_never_users_or_secrets() {
+    let up = FakeUpstream::always(Reply::Json(200, answer())).await;
+    let keys = tempfile::tempdir().expect("tempdir");
+    let mut gw = gateway(&up, &keys).await;
+    fresh_minute().await;
+    traffic(&mut gw).await;
+    let rsp = admin_get(&gw, "/metrics", Some(ADMIN_TOKEN)).await;
+    assert_eq!(rsp.status(), 200);
+    let scrape = rsp.text().await.expect("scrape");
+    let rows = [
+        ("key", "alice", 0.0, 1.2),
+        ("team", "red", 0.008, 0.2),
+        ("model", "openai/gpt-4o-mini", 0.998, 0.002),
+    ];
+    for (scope, name, remaining, ratio) in rows {
+        let labels = format!("{{scope=\"{scope}\",name=\"{name}\"}}");
+        let got = sample(&scrape, &format!("gatehouse_budget_remaining_usd{labels}"));
+        assert_eq!(got, Some(remaining), "remaining of {scope} {name}");
+        let got = sample(&scrape, &format!("gatehouse_budget_used_ratio{labels}"));
+        assert_eq!(got, Some(ratio), "ratio of {scope} {name}");
+    }
+    let budget_lines: Vec<&str> = scrape
+        .lines()
+        .filter(|l| l.starts_with("gatehouse_budget_"))
+        .collect();
+    assert_eq!(
+        budget_lines.len(),
+        6,
+        "only the labelled key, the team and the model have gauges (the unlabelled key, the end \
+         users and the budget-less gateway none): {budget_lines:#?}"
+    );
+    for hidden in [SECRET_A, SECRET_B, END_USER, "backend"] {
+        assert!(
+            !scrape.contains(hidden),
+            "{hidden:?} must never be in a scrape"
+        );
+    }
+    assert!(
+        scrape.contains("# TYPE gatehouse_budget_used_ratio gauge"),
+        "described as a gauge"
+    );
     gw.shutdown().await;
 }
