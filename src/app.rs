@@ -185,7 +185,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             &config,
             live.clone(),
             store.clone(),
-            rx,
+            (rx, alert_budgets(&proxy)),
             &mut others,
         )?),
         None => None,
@@ -307,7 +307,7 @@ fn start_alerts(
     config: &Config,
     live: Arc<Live>,
     store: Store,
-    records: mpsc::Receiver<Arc<Exchange>>,
+    (records, budgets): (mpsc::Receiver<Arc<Exchange>>, alerts::BudgetsFn),
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<(Arc<alerts::Handle>, Messages)> {
     let a = &config.alerts;
@@ -324,7 +324,8 @@ fn start_alerts(
         &a.delivery,
     ));
     let (notices_tx, notices_rx) = mpsc::channel(alerts::delivery::QUEUE);
-    let engine = alerts::Engine::new(a, live, store, notices_tx.clone(), config.instance_name());
+    let engine = alerts::Engine::new(a, live, store, notices_tx.clone(), config.instance_name())
+        .with_budgets(budgets);
     let handle = Arc::new(alerts::Handle {
         rules: engine.rules.clone(),
         delivery: delivery.clone(),
@@ -433,6 +434,20 @@ fn budget_gauges(proxy: &Arc<Proxy>) -> crate::telemetry::metrics::BudgetsFn {
                 name: b.name,
             })
             .collect()
+    })
+}
+
+/// Every spend budget now (end users' included), for the budget alert rule.
+fn alert_budgets(proxy: &Arc<Proxy>) -> alerts::BudgetsFn {
+    // Weak, as `scanner`.
+    let proxy = Arc::downgrade(proxy);
+    Arc::new(move || {
+        let Some(proxy) = proxy.upgrade() else {
+            return Vec::new();
+        };
+        let rt = proxy.runtime.load_full();
+        let keys = rt.key_scopes().map(|(n, s)| (n, &**s));
+        rt.quotas.budgets(keys, true, unix_ms())
     })
 }
 

@@ -23,6 +23,7 @@
 //! so one slow or failing channel does not hold back the others. Every alert and every
 //! delivery attempt is written to the store.
 
+mod budget;
 pub mod channels;
 pub mod delivery;
 pub mod digest;
@@ -37,7 +38,7 @@ pub use crate::config::AlertLevel as Level;
 pub use channels::{Channel, Channels};
 pub use delivery::{run_delivery, Delivery};
 pub use digest::{Digest, DigestItem};
-pub use engine::{run_engine, Engine};
+pub use engine::{run_engine, BudgetsFn, Engine};
 pub use rules::{Figure, Rule};
 
 /// What a notice tells: an alert firing, resolved, or a test sent by hand.
