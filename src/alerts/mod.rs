@@ -15,6 +15,10 @@
 //! small record of recent events (`rules::Recent`). Trade-off: a record dropped under overload
 //! can delay a critical-threat notice to the next one; the windowed rules are unaffected.
 //!
+//! The budget rule (`budget`) reads the proxy's quota counters at each evaluation through a
+//! closure `app` hands the engine (`Engine::with_budgets`), never the records: spend is already
+//! counted there, to the micro-dollar.
+//!
 //! The same channels carry report digests (`digest`): a `Message` is either an alert's notice
 //! or a digest, and delivery treats both alike.
 //!

@@ -2,7 +2,8 @@
 //! spend budgets per day, week or month, for a gateway key, an end user, a team, a model and
 //! the whole gateway.
 //!
-//! Owns the counters and the admission decision; knows nothing of HTTP (the proxy turns a
+//! Owns the counters, the admission decision and read-only views of both (`view.rs`: what
+//! `/api/quotas`, the budget gauges and the budget alert rule read); knows nothing of HTTP (the proxy turns a
 //! [`Rejection`] into a 429 and [`RateHeaders`] into `x-ratelimit-*` headers) nor of the store
 //! (`app` seeds budgets from it at start).
 //!
