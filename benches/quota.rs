@@ -33,6 +33,7 @@ fn every_limit() -> LimitsConfig {
         concurrent: Some(1 << 39),
         budget_usd: Some(1e9),
         per: Some(BudgetPeriod::Day),
+        label: false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! A gatehouse with traffic, for the dashboard: a fake OpenAI-compatible upstream, the gateway
 //! in-process (proxy and admin on loopback), and a bounded stream of requests from a few users
-//! and models — some slow, some failing, some attacks the detector blocks.
+//! and models — some slow, some failing, some attacks the detector blocks — with limits and
+//! budgets on end users, models and the gateway.
 //!
 //! ```sh
 //! GATEHOUSE_DEMO_TOKEN=demo cargo run --example demo   # then open the printed dashboard URL
@@ -61,6 +62,19 @@ async fn main() -> anyhow::Result<()> {
     if let Ok(token) = std::env::var("GATEHOUSE_DEMO_TOKEN") {
         config.admin.token = Some(gatehouse::config::Secret::new(&token));
     }
+    // Limits, so the Quotas panel has figures: every end user, the demo's own models, and
+    // `openai/gpt-4o`, which only the browser test calls (3 requests a day, $1).
+    let limits = |rpd: Option<u64>, usd: f64| gatehouse::config::LimitsConfig {
+        requests_per_day: rpd,
+        budget_usd: Some(usd),
+        per: Some(gatehouse::config::BudgetPeriod::Day),
+        ..Default::default()
+    };
+    config.quotas.users.default = limits(Some(100_000), 1.0);
+    let models = &mut config.quotas.models;
+    models.insert("openai/gpt-4o-mini".into(), limits(Some(100_000), 5.0));
+    models.insert("openai/gpt-4o".into(), limits(Some(3), 1.0));
+    config.quotas.global.requests_per_minute = Some(10_000);
     let gw = TestGateway::start(config).await;
     println!(
         "{}",

@@ -198,7 +198,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             &config,
             live.clone(),
             store.clone(),
-            rx,
+            (rx, alert_budgets(&proxy)),
             &mut others,
         )?),
         None => None,
@@ -242,6 +242,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
     }
     let alerts = alerts.map(|(handle, _)| handle);
     metrics.watch_segment_cache(segment_cache_stats(&proxy));
+    metrics.watch_budgets(budget_gauges(&proxy));
     let admin_state = crate::admin::AdminState {
         store: store.clone(),
         live,
@@ -254,6 +255,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         reports: Some(reporter),
         proxy_openapi: Some(proxy_doc(&proxy)),
         keys_synced: Some(key_sync.admin_fn()),
+        quotas: Some(quota_view(&proxy)),
     };
     let tasks = Tasks {
         fanout: bg.spawn(fan_out(
@@ -323,7 +325,7 @@ fn start_alerts(
     config: &Config,
     live: Arc<Live>,
     store: Store,
-    records: mpsc::Receiver<Arc<Exchange>>,
+    (records, budgets): (mpsc::Receiver<Arc<Exchange>>, alerts::BudgetsFn),
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<(Arc<alerts::Handle>, Messages)> {
     let a = &config.alerts;
@@ -340,7 +342,8 @@ fn start_alerts(
         &a.delivery,
     ));
     let (notices_tx, notices_rx) = mpsc::channel(alerts::delivery::QUEUE);
-    let engine = alerts::Engine::new(a, live, store, notices_tx.clone(), config.instance_name());
+    let engine = alerts::Engine::new(a, live, store, notices_tx.clone(), config.instance_name())
+        .with_budgets(budgets);
     let handle = Arc::new(alerts::Handle {
         rules: engine.rules.clone(),
         delivery: delivery.clone(),
@@ -424,6 +427,69 @@ fn proxy_doc(proxy: &Arc<Proxy>) -> crate::admin::ProxyDocFn {
     Arc::new(move || {
         let rt = proxy.upgrade()?.runtime.load_full();
         Some(proxy::openapi::document(&rt.config.proxy.passthrough))
+    })
+}
+
+/// The budgets `/metrics` may name (teams, models, the gateway, labelled keys, config and
+/// virtual), for the `gatehouse_budget_*` gauges.
+fn budget_gauges(proxy: &Arc<Proxy>) -> crate::telemetry::metrics::BudgetsFn {
+    // Weak, as `scanner`.
+    let proxy = Arc::downgrade(proxy);
+    Arc::new(move || {
+        let Some(proxy) = proxy.upgrade() else {
+            return Vec::new();
+        };
+        let rt = proxy.runtime.load_full();
+        let virtual_keys = proxy.keys.scopes();
+        let keys = rt
+            .key_scopes()
+            .map(|(n, s)| (n, &**s))
+            .chain(virtual_keys.iter().map(|(n, s)| (&**n, &**s)));
+        let budgets = rt.quotas.budgets(keys, false, unix_ms());
+        budgets
+            .into_iter()
+            .filter(|b| b.labelled)
+            .map(|b| crate::telemetry::metrics::BudgetGauge {
+                scope: b.scope.as_str(),
+                remaining_usd: b.remaining_usd(),
+                used_ratio: b.used_ratio(),
+                name: b.name,
+            })
+            .collect()
+    })
+}
+
+/// Every spend budget now (end users' included), for the budget alert rule.
+fn alert_budgets(proxy: &Arc<Proxy>) -> alerts::BudgetsFn {
+    // Weak, as `scanner`.
+    let proxy = Arc::downgrade(proxy);
+    Arc::new(move || {
+        let Some(proxy) = proxy.upgrade() else {
+            return Vec::new();
+        };
+        let rt = proxy.runtime.load_full();
+        let virtual_keys = proxy.keys.scopes();
+        let keys = rt
+            .key_scopes()
+            .map(|(n, s)| (n, &**s))
+            .chain(virtual_keys.iter().map(|(n, s)| (&**n, &**s)));
+        rt.quotas.budgets(keys, true, unix_ms())
+    })
+}
+
+/// The live limits and counters, for `/api/quotas`.
+fn quota_view(proxy: &Arc<Proxy>) -> crate::admin::QuotasFn {
+    // Weak, as `scanner`.
+    let proxy = Arc::downgrade(proxy);
+    Arc::new(move |users| {
+        let proxy = proxy.upgrade()?;
+        let rt = proxy.runtime.load_full();
+        let virtual_keys = proxy.keys.scopes();
+        let keys = rt
+            .key_scopes()
+            .map(|(n, s)| (n, &**s))
+            .chain(virtual_keys.iter().map(|(n, s)| (&**n, &**s)));
+        Some(rt.quotas.view(keys, users, unix_ms()))
     })
 }
 

@@ -43,6 +43,7 @@ async fn start(token: Option<&str>, public_metrics: bool) -> Admin {
         reports: None,
         proxy_openapi: None,
         keys_synced: None,
+        quotas: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

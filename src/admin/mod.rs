@@ -1,5 +1,5 @@
 //! The admin listener's router: `/health`, `/metrics` and the `/api/*` analytics, security,
-//! request-log, export, feedback, alert, report, threshold and virtual-key routes. Thin handlers: parse and
+//! request-log, export, feedback, quota, alert, report, threshold and virtual-key routes. Thin handlers: parse and
 //! check parameters, call `analytics`/`store`/`report`, serialise. Nothing imports `admin`.
 //!
 //! Also serves the dashboard (`/dashboard`), the API docs (`/docs`), the OpenAPI document
@@ -23,6 +23,7 @@ mod limit;
 mod openapi;
 mod origin;
 pub mod params;
+mod quotas;
 mod reports;
 mod routes;
 mod security;
@@ -76,10 +77,16 @@ pub struct AdminState {
     /// after every change through `/api/keys`, so it applies here before the answer. `None`:
     /// no proxy to tell (the other replicas read the store at their next sync anyway).
     pub keys_synced: Option<KeysSyncFn>,
+    /// The limits and their counters now, with at most the given number of end users (`app`
+    /// wires it to the proxy's runtime), for `/api/quotas`; `None` answers 503.
+    pub quotas: Option<QuotasFn>,
 }
 
 /// Re-reads the virtual keys into the proxy; see [`AdminState::keys_synced`].
 pub type KeysSyncFn = Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// Reads the live limits (`None` once the proxy has stopped).
+pub type QuotasFn = Arc<dyn Fn(usize) -> Option<crate::quota::QuotaView> + Send + Sync>;
 
 /// Builds the proxy port's OpenAPI document (`None` once the proxy has stopped).
 pub type ProxyDocFn = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
@@ -211,6 +218,7 @@ fn api_routes(state: &AdminState, auth: &Auth) -> OpenApiRouter<AdminState> {
         .routes(routes!(routes::export))
         .routes(routes!(routes::feedback))
         .routes(routes!(routes::feedback_summary))
+        .routes(routes!(quotas::quotas))
         .routes(routes!(stream::events))
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::rules))

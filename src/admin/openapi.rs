@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         (name = "live", description = "Server-sent events for dashboards"),
         (name = "feedback", description = "Quality feedback on answers"),
         (name = "keys", description = "Virtual gateway keys: create, list, change, rotate, revoke"),
+        (name = "quotas", description = "Limits and budgets, and where they stand now"),
         (name = "session", description = "Browser sign-in"),
         (name = "meta", description = "Health and Prometheus metrics"),
     )

@@ -163,7 +163,11 @@ pub struct Engine {
     state: State,
     anomalies: Vec<Anomaly>,
     anomalies_at: Option<Instant>,
+    budgets: Option<BudgetsFn>,
 }
+
+/// Reads every spend budget now (`app` wires it to the proxy's quota counters).
+pub type BudgetsFn = Arc<dyn Fn() -> Vec<crate::quota::BudgetUse> + Send + Sync>;
 
 impl Engine {
     pub fn new(
@@ -188,6 +192,15 @@ impl Engine {
             state: State::default(),
             anomalies: Vec::new(),
             anomalies_at: None,
+            budgets: None,
+        }
+    }
+
+    /// Reads the spend budgets from `f` for the budget rule.
+    pub fn with_budgets(self, f: BudgetsFn) -> Engine {
+        Engine {
+            budgets: Some(f),
+            ..self
         }
     }
 
@@ -198,10 +211,17 @@ impl Engine {
         if !only_immediate {
             self.refresh_anomalies(now).await;
         }
+        let wants_budgets =
+            !only_immediate && self.rules.iter().any(|r| r.kind == RuleKind::Budget);
+        let budgets = match &self.budgets {
+            Some(f) if wants_budgets => f(),
+            _ => Vec::new(),
+        };
         let mut snap = Snapshot {
             recent: Some(&self.recent),
             anomalies: &self.anomalies,
             store: Some(self.store.health()),
+            budgets: &budgets,
             ..Snapshot::default()
         };
         for r in self
@@ -348,7 +368,7 @@ impl Engine {
             kind,
             rule: r.name.clone(),
             subject: condition.subject,
-            level: r.level,
+            level: condition.level.unwrap_or(r.level),
             summary,
             figures,
             started_at: started,

@@ -15,6 +15,10 @@
 //! small record of recent events (`rules::Recent`). Trade-off: a record dropped under overload
 //! can delay a critical-threat notice to the next one; the windowed rules are unaffected.
 //!
+//! The budget rule (`budget`) reads the proxy's quota counters at each evaluation through a
+//! closure `app` hands the engine (`Engine::with_budgets`), never the records: spend is already
+//! counted there, to the micro-dollar.
+//!
 //! The same channels carry report digests (`digest`): a `Message` is either an alert's notice
 //! or a digest, and delivery treats both alike.
 //!
@@ -23,6 +27,7 @@
 //! so one slow or failing channel does not hold back the others. Every alert and every
 //! delivery attempt is written to the store.
 
+mod budget;
 pub mod channels;
 pub mod delivery;
 pub mod digest;
@@ -37,7 +42,7 @@ pub use crate::config::AlertLevel as Level;
 pub use channels::{Channel, Channels};
 pub use delivery::{run_delivery, Delivery};
 pub use digest::{Digest, DigestItem};
-pub use engine::{run_engine, Engine};
+pub use engine::{run_engine, BudgetsFn, Engine};
 pub use rules::{Figure, Rule};
 
 /// What a notice tells: an alert firing, resolved, or a test sent by hand.

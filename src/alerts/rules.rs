@@ -17,6 +17,7 @@ use crate::analytics::{Anomaly, WindowStats};
 use crate::config::{AlertLevel, AlertsConfig, RuleKind};
 use crate::detect::RiskLevel;
 use crate::event::{Exchange, Outcome};
+use crate::quota::BudgetUse;
 use crate::store::WriterHealth;
 
 /// Threat and escalation events kept at most (older ones are forgotten first).
@@ -24,6 +25,8 @@ const MAX_EVENTS: usize = 10_000;
 /// Requests an upstream must have had in the window before its failure ratio is judged (one
 /// failed request out of one is not "failing").
 pub const MIN_UPSTREAM_REQUESTS: u64 = 3;
+/// The share of a budget that warns, unless the rule sets its own.
+pub const BUDGET_WARNING: f64 = 0.8;
 
 /// A built rule.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -63,6 +66,7 @@ impl Rule {
                     RuleKind::LatencyP95 => t.latency_secs,
                     RuleKind::ErrorRate => t.error_rate,
                     RuleKind::UpstreamFailing => t.upstream_failure_ratio,
+                    RuleKind::Budget => BUDGET_WARNING,
                     RuleKind::CriticalThreat
                     | RuleKind::Anomaly
                     | RuleKind::UserEscalated
@@ -95,7 +99,7 @@ pub struct Figure {
     pub shown: String,
 }
 
-fn figure(name: &str, label: &str, value: f64, shown: String) -> Figure {
+pub(super) fn figure(name: &str, label: &str, value: f64, shown: String) -> Figure {
     Figure {
         name: name.into(),
         label: label.into(),
@@ -119,16 +123,20 @@ pub struct Condition {
     pub subject: String,
     pub summary: String,
     pub figures: Vec<Figure>,
+    /// The level of this condition's notices when it differs from the rule's (a budget spent
+    /// in full is critical).
+    pub level: Option<AlertLevel>,
 }
 
 /// What the rules read: live windows (one per distinct rule window), recent record events,
-/// the latest anomalies and the store writer's health.
+/// the latest anomalies, the store writer's health and the spend budgets now.
 #[derive(Debug, Default)]
 pub struct Snapshot<'a> {
     pub windows: HashMap<Duration, WindowStats>,
     pub recent: Option<&'a Recent>,
     pub anomalies: &'a [Anomaly],
     pub store: Option<WriterHealth>,
+    pub budgets: &'a [BudgetUse],
 }
 
 /// `5m`, `90s`, `2h`.
@@ -195,6 +203,7 @@ pub fn evaluate(rule: &Rule, snap: &Snapshot<'_>, now: Instant) -> Vec<Condition
             .map_or_else(Vec::new, |r| r.failing_upstreams(since, t, &over)),
         RuleKind::Anomaly => anomalies(snap.anomalies),
         RuleKind::StoreFailing => snap.store.as_ref().map_or_else(Vec::new, store_failing),
+        RuleKind::Budget => super::budget::conditions(snap.budgets, t),
     }
 }
 
@@ -238,6 +247,7 @@ fn whole(summary: String, figures: Vec<Figure>) -> Condition {
         subject: "-".into(),
         summary,
         figures,
+        level: None,
     }
 }
 
@@ -344,6 +354,7 @@ fn anomalies(list: &[Anomaly]) -> Vec<Condition> {
                 ),
                 figure("z_score", "z-score", a.score, format!("{:.1}", a.score)),
             ],
+            level: None,
         })
         .collect()
 }
@@ -464,6 +475,7 @@ impl Recent {
                 subject: user.to_owned(),
                 summary: format!("user {user} escalated by behavioural analysis: {n} request(s) refused over {over}"),
                 figures: vec![figure("escalated_requests", "Escalated requests", n as f64, n.to_string())],
+                level: None,
             })
             .collect()
     }
@@ -499,6 +511,7 @@ impl Recent {
                     figure("unreachable", "Unreachable", unreachable as f64, unreachable.to_string()),
                     figure("requests", "Requests", total as f64, total.to_string()),
                 ],
+                level: None,
             });
         }
         out

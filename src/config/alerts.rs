@@ -88,6 +88,11 @@ pub enum RuleKind {
     /// The event store failing to write (disk full, database down): records wait in the
     /// retry buffer or are dropped. Holds from the first failed write to the first that succeeds.
     StoreFailing,
+    /// A spend budget (a key's, an end user's, a team's, a model's or the gateway's) spent to
+    /// `threshold` (a share in (0, 1), default 0.8) fires at the rule's level; spent in full
+    /// (100 %) it fires again, critical. Both resolve when the budget period starts again.
+    /// `window_secs` is not used: the figures are the current period's.
+    Budget,
 }
 
 /// Notice level.
@@ -169,6 +174,7 @@ pub fn default_rules() -> Vec<RuleConfig> {
         rule("user_escalated", UserEscalated, Warning, 900),
         rule("upstream_failing", UpstreamFailing, Critical, 120),
         rule("store_failing", StoreFailing, Critical, 60),
+        rule("budget", Budget, Warning, 300),
     ]
 }
 

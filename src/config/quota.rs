@@ -29,6 +29,10 @@ pub struct LimitsConfig {
     /// The budget's period, in the report time zone (`report.schedule.time_zone`): `day`,
     /// `week` (Monday to Monday) or `month`. Required with `budget_usd`.
     pub per: Option<BudgetPeriod>,
+    /// On a key's limits only: show the key in `/metrics` under its `user` (the
+    /// `gatehouse_budget_*` gauges' `name` label). Default false: a key is never a metric label
+    /// unless the operator says so (its secret never is).
+    pub label: bool,
 }
 
 /// A budget period.
@@ -51,9 +55,12 @@ impl BudgetPeriod {
 }
 
 impl LimitsConfig {
-    /// No limit set at all.
+    /// No limit set at all (`label` is no limit).
     pub fn is_empty(&self) -> bool {
-        *self == LimitsConfig::default()
+        LimitsConfig {
+            label: false,
+            ..self.clone()
+        } == LimitsConfig::default()
     }
 }
 
@@ -98,14 +105,40 @@ pub const MAX_BUDGET_USD: f64 = 1e9;
 
 /// Every problem in the quota settings, each naming its field.
 pub(super) fn check(c: &Config, p: &mut Vec<String>, w: &mut Vec<String>) {
+    let mut labelled = std::collections::BTreeSet::new();
     for (i, k) in c.auth.keys.iter().enumerate() {
         check_limits(&format!("auth.keys[{i}].limits"), &k.limits, p);
+        if k.limits.label && !labelled.insert(k.user.as_str()) {
+            p.push(format!(
+                "auth.keys[{i}].limits.label: another labelled key has user {:?}; a label names one key",
+                k.user
+            ));
+        }
         if k.models.iter().any(|m| m.trim().is_empty()) {
             p.push(format!("auth.keys[{i}].models: names must not be empty"));
         }
     }
     let q = &c.quotas;
     check_limits("quotas.users.default", &q.users.default, p);
+    let others = q
+        .teams
+        .iter()
+        .map(|(t, l)| (format!("quotas.teams.{t}"), l));
+    let others = others
+        .chain(
+            q.models
+                .iter()
+                .map(|(m, l)| (format!("quotas.models.{m}"), l)),
+        )
+        .chain([
+            ("quotas.users.default".to_owned(), &q.users.default),
+            ("quotas.global".to_owned(), &q.global),
+        ]);
+    for (field, _) in others.filter(|(_, l)| l.label) {
+        p.push(format!(
+            "{field}.label only applies to a key's limits (teams, models and the gateway are labelled by name; end users never are)"
+        ));
+    }
     if q.users.max_tracked == 0 {
         p.push("quotas.users.max_tracked must be greater than 0".into());
     }
@@ -198,6 +231,38 @@ mod tests {
             assert!(problems.iter().any(|p| p == w), "{w}: {problems:#?}");
         }
         assert_eq!(problems.len(), want.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn a_label_names_one_key_and_only_keys() {
+        let labelled = |user: &str| KeyConfig {
+            key_env: Some(format!("KEY_{user}")),
+            user: user.into(),
+            limits: LimitsConfig {
+                label: true,
+                ..LimitsConfig::default()
+            },
+            ..KeyConfig::default()
+        };
+        let mut c = Config::default();
+        c.auth.keys = vec![labelled("ci"), labelled("batch"), labelled("ci")];
+        c.quotas.teams.insert(
+            "eng".into(),
+            LimitsConfig {
+                label: true,
+                ..LimitsConfig::default()
+            },
+        );
+        c.auth.keys[0].team = Some("eng".into());
+        c.quotas.global.label = true;
+        let problems = validate(&c).expect_err("bad labels").0;
+        let want = [
+            "auth.keys[2].limits.label: another labelled key has user \"ci\"; a label names one key",
+            "quotas.teams.eng.label only applies to a key's limits (teams, models and the gateway are labelled by name; end users never are)",
+            "quotas.global.label only applies to a key's limits (teams, models and the gateway are labelled by name; end users never are)",
+        ];
+        assert_eq!(problems, want);
+        assert!(c.auth.keys[1].limits.is_empty(), "a label is no limit");
     }
 
     #[test]

@@ -393,6 +393,11 @@ fn check_alerts(c: &Config, p: &mut Vec<String>, w: &mut Vec<String>) {
         if r.threshold.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
             p.push(format!("alerts.rules[{i}].threshold must be positive"));
         }
+        if r.kind == super::RuleKind::Budget && r.threshold.is_some_and(|v| v >= 1.0) {
+            p.push(format!(
+                "alerts.rules[{i}].threshold of a budget rule is the share of the budget that warns, below 1 (spending it all fires critical by itself)"
+            ));
+        }
         for ch in r
             .channels
             .iter()
@@ -510,6 +515,25 @@ mod tests {
             });
         let problems = validate(&c).expect_err("bad alerts").0;
         assert_eq!(problems.len(), 5, "{problems:#?}");
+    }
+
+    #[test]
+    fn a_budget_rule_warns_below_the_whole_budget() {
+        let mut c = Config::default();
+        let i = c
+            .alerts
+            .rules
+            .iter()
+            .position(|r| r.kind == super::super::RuleKind::Budget)
+            .expect("a default budget rule");
+        c.alerts.rules[i].threshold = Some(0.9);
+        assert!(validate(&c).is_ok(), "90% warns");
+        c.alerts.rules[i].threshold = Some(1.0);
+        let problems = validate(&c).expect_err("100% is the critical tier").0;
+        assert_eq!(
+            problems,
+            [format!("alerts.rules[{i}].threshold of a budget rule is the share of the budget that warns, below 1 (spending it all fires critical by itself)")]
+        );
     }
 
     #[test]

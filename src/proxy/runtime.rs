@@ -255,11 +255,8 @@ fn key_scope(
     old: Option<&crate::quota::Scope>,
 ) -> Option<Arc<crate::quota::Scope>> {
     let limits = crate::quota::Limits::from_config(c)?;
-    Some(Arc::new(crate::quota::Scope::new(
-        crate::quota::ScopeKind::Key,
-        limits,
-        old,
-    )))
+    let scope = crate::quota::Scope::new(crate::quota::ScopeKind::Key, limits, old);
+    Some(Arc::new(scope.labelled(c.label)))
 }
 
 /// The detector, when enabled. A policy that fails to load stops the build when it says

@@ -72,6 +72,17 @@ impl Spend {
         (self.micros.load(Ordering::Acquire), end)
     }
 
+    /// As [`Spend::current`], without starting a new period (a reader's view: a period that
+    /// has ended reads as 0 spent, until the next request rolls it over).
+    pub fn peek(&self, now_ms: i64, per: BudgetPeriod, tz: &TimeZone) -> (u64, i64) {
+        let end = self.end_ms.load(Ordering::Acquire);
+        if now_ms < end {
+            return (self.micros.load(Ordering::Acquire), end);
+        }
+        let next = period_bounds(per, now_ms, tz).map_or(now_ms + 3_600_000, |(_, e)| e);
+        (0, next)
+    }
+
     /// Adds `micros` to the period containing `now_ms`.
     pub fn charge(&self, micros: u64, now_ms: i64, per: BudgetPeriod, tz: &TimeZone) {
         if micros == 0 {

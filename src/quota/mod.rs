@@ -2,7 +2,8 @@
 //! spend budgets per day, week or month, for a gateway key, an end user, a team, a model and
 //! the whole gateway.
 //!
-//! Owns the counters and the admission decision; knows nothing of HTTP (the proxy turns a
+//! Owns the counters, the admission decision and read-only views of both (`view.rs`: what
+//! `/api/quotas`, the budget gauges and the budget alert rule read); knows nothing of HTTP (the proxy turns a
 //! [`Rejection`] into a 429 and [`RateHeaders`] into `x-ratelimit-*` headers) nor of the store
 //! (`app` seeds budgets from it at start).
 //!
@@ -25,15 +26,18 @@
 mod budget;
 mod scope;
 mod users;
+mod view;
 mod window;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 
 pub use budget::{micros, period_bounds};
 pub use scope::{Limits, Scope};
+pub use view::{BudgetUse, BudgetView, InFlight, QuotaView, Rate, RejectedCount, ScopeView};
 
 use crate::config::Config;
 use scope::{Refusal, Taken};
@@ -146,6 +150,8 @@ pub struct Quotas {
     models: HashMap<String, Arc<Scope>>,
     global: Option<Arc<Scope>>,
     zone: TimeZone,
+    /// Refusals since start, by scope kind and reason; carried across reloads.
+    rejected: Arc<view::Rejected>,
 }
 
 impl Quotas {
@@ -180,6 +186,7 @@ impl Quotas {
             models: named(&q.models, ScopeKind::Model, previous.map(|p| &p.models)),
             global,
             zone: config.report.schedule.zone().unwrap_or(TimeZone::UTC),
+            rejected: previous.map_or_else(Arc::default, |p| p.rejected.clone()),
         }
     }
 
@@ -204,6 +211,8 @@ impl Quotas {
                 Err(r) => {
                     taken.iter().for_each(Taken::rollback);
                     drop(taken);
+                    scope.state.rejected.fetch_add(1, Ordering::Relaxed);
+                    self.rejected.count(scope.kind, r.reason);
                     return Err(self.reject(scope.kind, r, &scopes, ask.now_ms));
                 }
             }

@@ -51,12 +51,14 @@ impl Limits {
 /// A scope's counters. They outlive a reload that keeps the scope's budget period.
 #[derive(Debug, Default)]
 pub struct State {
-    requests_minute: Window,
-    requests_day: Window,
-    tokens_minute: Window,
-    tokens_day: Window,
-    in_flight: Gauge,
+    pub(super) requests_minute: Window,
+    pub(super) requests_day: Window,
+    pub(super) tokens_minute: Window,
+    pub(super) tokens_day: Window,
+    pub(super) in_flight: Gauge,
     pub(super) spend: Spend,
+    /// Requests this scope refused (any reason) since it was created.
+    pub(super) rejected: std::sync::atomic::AtomicU64,
 }
 
 impl State {
@@ -72,6 +74,8 @@ pub struct Scope {
     pub kind: ScopeKind,
     pub limits: Limits,
     pub state: Arc<State>,
+    /// A key the operator marked (`limits.label`): its budget gauges name it by its user.
+    pub label: bool,
 }
 
 impl Scope {
@@ -86,7 +90,13 @@ impl Scope {
             kind,
             limits,
             state,
+            label: false,
         }
+    }
+
+    /// This scope, marked as one `/metrics` may name (`limits.label` on a key).
+    pub fn labelled(self, label: bool) -> Scope {
+        Scope { label, ..self }
     }
 
     /// The figures for the `x-ratelimit-*` headers at `now_ms`: this scope's tightest request

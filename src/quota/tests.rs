@@ -348,3 +348,30 @@ fn durations_are_written_as_go_does() {
         assert_eq!(go_duration(ms), want, "{ms}");
     }
 }
+
+#[test]
+fn the_view_lists_the_most_used_users_first_and_no_more_than_asked() {
+    let mut c = Config::default();
+    c.quotas.users.default.requests_per_day = Some(100);
+    let q = Quotas::build(&c, None);
+    for (user, n) in [("u1", 1), ("u2", 3), ("u3", 2), ("u4", 2)] {
+        for _ in 0..n {
+            let a = Ask {
+                user: Some(user),
+                ..ask(None)
+            };
+            drop(q.admit(&a).expect("room"));
+        }
+    }
+    let names = |top| {
+        let v = q.view(std::iter::empty(), top, NOW);
+        assert_eq!(v.users_tracked, 4);
+        v.users.into_iter().map(|u| u.name).collect::<Vec<_>>()
+    };
+    assert_eq!(names(2), ["u2", "u3"], "ties go by name");
+    assert_eq!(names(10), ["u2", "u3", "u4", "u1"]);
+    assert!(names(0).is_empty());
+    let v = q.view(std::iter::empty(), 1, NOW);
+    let rpd = v.users[0].requests_per_day.as_ref().expect("a daily limit");
+    assert_eq!((rpd.used, rpd.remaining), (3, 97));
+}

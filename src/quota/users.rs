@@ -52,4 +52,9 @@ impl Users {
             Err(never) => match never {},
         }
     }
+
+    /// Every end user tracked now, with their scope (walks the cache shard by shard).
+    pub fn iter(&self) -> impl Iterator<Item = (String, Arc<Scope>)> + '_ {
+        self.cache.iter()
+    }
 }

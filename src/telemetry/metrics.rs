@@ -230,12 +230,15 @@ pub struct Metrics {
     client_errors: Family<KindLabels, Counter>,
     ratelimit_rejected: Family<LimitLabels, Counter>,
     segment_cache: Arc<scrape::SegmentCache>,
+    budgets: Arc<budgets::Budgets>,
 }
 
+mod budgets;
 mod observe;
 mod register;
 mod scrape;
 
+pub use budgets::{BudgetGauge, BudgetsFn, BUDGET_REMAINING_USD, BUDGET_USED_RATIO};
 pub use observe::InFlight;
 pub use scrape::{CacheStatsFn, SEGMENT_CACHE_LOOKUPS};
 
@@ -284,6 +287,11 @@ impl Metrics {
     /// Reports the detector's segment cache from `f` at every scrape (set once, at wiring).
     pub fn watch_segment_cache(&self, f: CacheStatsFn) {
         self.segment_cache.set(f);
+    }
+
+    /// Reports the labelled spend budgets from `f` at every scrape (set once, at wiring).
+    pub fn watch_budgets(&self, f: BudgetsFn) {
+        self.budgets.set(f);
     }
 
     /// Observes one store write attempt: the write histogram, the queue gauge and, when it

@@ -350,3 +350,122 @@ async fn test_route_reports_each_channel_answer_and_rules_are_listed() {
     assert_eq!(bad.status(), 400);
     gw.shutdown().await;
 }
+
+/// A team's $0.001 daily budget, spent $0.0004 a request, with only the budget rule and the
+/// signed webhook: the first request (40 %) is silent, the second (80 %) warns, the third
+/// (120 %) fires critical; each notice names the scope, the spend, the budget and the period
+/// end.
+#[tokio::test]
+async fn a_budget_warns_at_80_percent_and_fires_critical_when_spent() {
+    let answer = serde_json::json!({
+        "id": "gen-1", "object": "chat.completion", "model": "openai/gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Blue"}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12, "cost": 0.0004}
+    });
+    let up = FakeUpstream::always(Reply::Json(200, answer.to_string())).await;
+    let mut rx = Receiver::start(receiver_script(false)).await;
+    let smtp = SmtpSink::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = alert_config(&up, &rx, &smtp, dir.path());
+    c.alerts.rules = vec![RuleConfig {
+        name: "budget".into(),
+        kind: RuleKind::Budget,
+        level: gatehouse::config::AlertLevel::Warning,
+        channels: vec!["webhook".into()],
+        ..RuleConfig::default()
+    }];
+    let key_file = write(dir.path(), "key", "sk-red-team");
+    c.auth.keys.push(gatehouse::config::KeyConfig {
+        key_file: Some(key_file),
+        user: "ci".into(),
+        team: Some("red".into()),
+        ..Default::default()
+    });
+    c.quotas.teams.insert(
+        "red".into(),
+        gatehouse::config::LimitsConfig {
+            budget_usd: Some(0.001),
+            per: Some(gatehouse::config::BudgetPeriod::Day),
+            ..Default::default()
+        },
+    );
+    let mut gw = TestGateway::start(c).await;
+    let url = format!("{}/v1/chat/completions", gw.url);
+    let send = || async {
+        let rsp = client()
+            .post(&url)
+            .bearer_auth("sk-red-team")
+            .header("content-type", "application/json")
+            .body(CHAT_BODY)
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(rsp.status(), 200);
+        rsp.bytes().await.expect("body");
+    };
+    let end = {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64;
+        let ms = (now / 86_400_000 + 1) * 86_400_000;
+        jiff::Timestamp::from_millisecond(ms)
+            .expect("time")
+            .to_string()
+    };
+
+    send().await;
+    gw.record().await;
+    send().await;
+    gw.record().await;
+    let hook = rx.next().await;
+    assert_eq!(hook.path, "/hook");
+    verify(&hook);
+    let warn = json(&hook.body);
+    assert_eq!(warn["type"], "gateway.alert.fired");
+    let d = &warn["data"];
+    assert_eq!(d["labels"]["alertname"], "budget");
+    assert_eq!(d["labels"]["severity"], "warning");
+    assert_eq!(d["labels"]["subject"], "team red at 80%");
+    assert_eq!(
+        d["annotations"]["summary"],
+        format!("team red spent $0.0008 of its $0.001 budget per day (80%, threshold 80%); the period ends {end}"),
+        "the first request (40%) was silent: this is the first notice"
+    );
+    assert_eq!(d["figures"]["spent_usd"], 0.0008);
+
+    send().await;
+    gw.record().await;
+    let hook = rx.next().await;
+    let crit = json(&hook.body);
+    let d = &crit["data"];
+    assert_eq!(crit["type"], "gateway.alert.fired");
+    assert_eq!(d["labels"]["severity"], "critical");
+    assert_eq!(d["labels"]["subject"], "team red at 100%");
+    assert_eq!(
+        d["annotations"]["summary"],
+        format!("team red spent $0.0012 of its $0.001 budget per day (120%, threshold 100%); the period ends {end}")
+    );
+    assert_eq!(d["figures"]["used_ratio"], 1.2);
+    assert_eq!(d["figures"]["budget_usd"], 0.001);
+    let v = alerts_when(&gw, |v| {
+        v["active"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    let mut firing: Vec<(String, String)> = v["active"]
+        .as_array()
+        .expect("active")
+        .iter()
+        .map(|a| (a["subject"].to_string(), a["level"].to_string()))
+        .collect();
+    firing.sort();
+    assert_eq!(
+        firing,
+        [
+            ("\"team red at 100%\"".into(), "\"critical\"".into()),
+            ("\"team red at 80%\"".into(), "\"warning\"".into()),
+        ],
+        "both stay firing: {v}"
+    );
+    gw.shutdown().await;
+}

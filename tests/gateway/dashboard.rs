@@ -64,6 +64,7 @@ async fn the_openapi_document_matches_the_router() {
         "/api/export",
         "/api/feedback",
         "/api/feedback/summary",
+        "/api/quotas",
         "/api/events/stream",
         "/api/alerts",
         "/api/alerts/rules",

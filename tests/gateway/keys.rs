@@ -259,6 +259,18 @@ async fn a_virtual_key_has_its_limits_and_allow_list() {
         2,
         "only the admitted requests reached the upstream"
     );
+    // The limit's state is visible like a config key's.
+    let (status, view) = admin(&gw, "GET", "/api/quotas", None).await;
+    assert_eq!(status, 200, "{view}");
+    let bob = view["scopes"]
+        .as_array()
+        .expect("scopes")
+        .iter()
+        .find(|s| s["scope"] == "key" && s["name"] == "bob")
+        .unwrap_or_else(|| panic!("the virtual key in /api/quotas: {view}"));
+    assert_eq!(bob["requests_per_minute"]["used"], 2);
+    assert_eq!(bob["requests_per_minute"]["remaining"], 0);
+    assert_eq!(bob["rejected"], 1);
     gw.shutdown().await;
 }
 

@@ -21,6 +21,7 @@ mod keys;
 mod listener;
 mod otel;
 mod passthrough;
+mod quota_view;
 mod quotas;
 mod records;
 mod report;

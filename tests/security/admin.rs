@@ -58,6 +58,7 @@ async fn bare_admin(token: &str) -> (String, tempfile::TempDir) {
         reports: None,
         proxy_openapi: None,
         keys_synced: None,
+        quotas: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -327,6 +327,54 @@ async function problem(path, rsp) {
   return body?.error?.message || `${path} answered ${rsp.status}`;
 }
 
+// ---------- quotas ----------
+// `/api/quotas` answers every configured limit and budget as the proxy counts it now
+// ({scopes, users, users_tracked, rejected, time_zone}); a limit not set is null.
+async function pollQuotas() {
+  const rsp = await api(`/api/quotas?users=${QUOTA_USERS}`);
+  const tbody = $('t-quotas').tBodies[0];
+  if (!rsp.ok) { tbody.replaceChildren(emptyRow(7, await problem('/api/quotas', rsp))); return; }
+  const q = await rsp.json();
+  $('quota-zone').textContent = `budgets in ${q.time_zone}`;
+  if (!q.scopes.length) tbody.replaceChildren(emptyRow(7, 'No limits configured (auth.keys[].limits, quotas: in gateway.yaml)'));
+  else tbody.replaceChildren(...q.scopes.map(quotaRow));
+  $('quota-tracked').textContent = q.users_tracked ? `${nf.format(q.users_tracked)} users tracked` : '';
+  const users = $('t-quota-users').tBodies[0];
+  if (!q.users.length) users.replaceChildren(emptyRow(4, 'No end-user limits, or no traffic yet'));
+  else users.replaceChildren(...q.users.map((u) => {
+    const tr = row([cell(u.name, 'name'), cell(used(u.requests_per_day || u.requests_per_minute), 'r'), cell(u.budget ? usd(u.budget.spent_usd) : '–', 'r'), cell(nf.format(u.rejected), 'r')]);
+    tr.dataset.name = u.name;
+    return tr;
+  }));
+  const box = $('quota-rejected');
+  if (!q.rejected.length) { empty(box, 'No request refused since start'); return; }
+  box.replaceChildren(...q.rejected.map((r) => {
+    const li = item('warning', `${r.scope} · ${r.reason}: ${nf.format(r.count)}`);
+    li.dataset.scope = r.scope; li.dataset.reason = r.reason;
+    return li;
+  }));
+}
+const QUOTA_USERS = 5;
+// `used / limit` of a rate window, or – when no such limit is set.
+function used(rate) { return rate ? `${nf.format(rate.used)} / ${nf.format(rate.limit)}` : '–'; }
+// A scope's request window: the day's when it has a daily limit, else the minute's.
+function requests(s) {
+  if (s.requests_per_day) return `${used(s.requests_per_day)} today`;
+  return s.requests_per_minute ? `${used(s.requests_per_minute)} this minute` : '–';
+}
+function quotaRow(s) {
+  const b = s.budget;
+  const meter = el('div', 'meter'); const fill = el('div');
+  if (b) { fill.style.width = `${Math.min(100, b.used_ratio * 100)}%`; if (b.used_ratio >= 1) meter.classList.add('over'); }
+  meter.append(fill);
+  const tdm = el('td'); if (b) tdm.append(meter);
+  const spend = b ? `${usd(b.spent_usd)} of ${usd(b.budget_usd)} per ${b.period}` : '–';
+  const tr = row([cell(s.scope), cell(s.name, 'name'), cell(requests(s), 'r'), cell(spend, 'spend'), tdm,
+    cell(b ? when(b.period_end_ms) : '–', 'r'), cell(nf.format(s.rejected), 'r')]);
+  tr.dataset.scope = s.scope; tr.dataset.name = s.name;
+  return tr;
+}
+
 // ---------- reports ----------
 // `/api/reports` lists reports without bodies ({items, next_cursor}); the newest few are read
 // whole from `/api/reports/{id}` for their recommendations. A report never changes once written,
@@ -522,12 +570,13 @@ async function start() {
   updateExportLinks();
   const live = guard(pollLive), range = guard(pollRange), feeds = guard(loadFeeds);
   const alerts = guard(pollAlerts), reports = guard(pollReports), security = guard(loadSecurity);
+  const quotas = guard(pollQuotas);
   // Every panel runs on its own clock from now: the live charts take a sample every 2 s even
   // while a slow range query (analytics over a large store) is still running.
   state.timers.push(setInterval(live, POLL_LIVE_MS), setInterval(range, POLL_RANGE_MS), setInterval(alerts, POLL_RANGE_MS),
-    setInterval(reports, POLL_RANGE_MS), setInterval(security, POLL_RANGE_MS));
+    setInterval(reports, POLL_RANGE_MS), setInterval(security, POLL_RANGE_MS), setInterval(quotas, POLL_LIVE_MS));
   connectStream();
-  live(); range(); feeds(); alerts(); reports();
+  live(); range(); feeds(); alerts(); reports(); quotas();
 }
 function refilter() { updateExportLinks(); guard(pollRange)(); guard(loadFeeds)(); }
 

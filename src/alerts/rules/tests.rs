@@ -217,6 +217,7 @@ fn cond(subject: &str) -> Condition {
         subject: subject.into(),
         summary: format!("{subject} is bad"),
         figures: Vec::new(),
+        level: None,
     }
 }
 
@@ -309,4 +310,104 @@ fn rules_show_their_thresholds_and_windows() {
     assert_eq!(v["kind"], "latency_p95");
     assert_eq!(span(Duration::from_secs(7200)), "2h");
     assert_eq!(span(Duration::from_secs(90)), "90s");
+}
+
+fn team_budget(spent_micros: u64) -> crate::quota::BudgetUse {
+    crate::quota::BudgetUse {
+        scope: crate::quota::ScopeKind::Team,
+        name: "red".into(),
+        labelled: true,
+        spent_micros,
+        budget_micros: 10_000_000,
+        period: crate::config::BudgetPeriod::Day,
+        // 2026-12-07T00:00:00Z
+        period_end_ms: 1_796_601_600_000,
+    }
+}
+
+/// A $10 team budget through one period: 79 % is silent, 80 % warns, 100 % fires critical
+/// while the warning stays firing (not sent again), a new period resolves both.
+#[tokio::test(start_paused = true)]
+async fn a_budget_warns_at_80_fires_critical_at_100_and_resolves_with_the_period() {
+    let r = rule(RuleKind::Budget);
+    assert_eq!((r.threshold, r.level), (0.8, AlertLevel::Warning));
+    let mut state = State::default();
+    let wall = SystemTime::now();
+    let mut step = |spent: u64| {
+        let budgets = [team_budget(spent)];
+        let snap = Snapshot {
+            budgets: &budgets,
+            ..Snapshot::default()
+        };
+        let conds = evaluate(&r, &snap, Instant::now());
+        let changes = state.apply(0, r.cooldown, conds, Instant::now(), wall);
+        changes
+            .into_iter()
+            .map(|c| match c {
+                Change::Fired { condition, .. } => ("fired", condition),
+                Change::Resolved { condition, .. } => ("resolved", condition),
+            })
+            .collect::<Vec<_>>()
+    };
+
+    assert!(step(7_900_000).is_empty(), "79% is silent");
+    let warned = step(8_000_000);
+    assert_eq!(warned.len(), 1, "80% fires once: {warned:?}");
+    let (kind, c) = &warned[0];
+    assert_eq!(
+        (*kind, c.subject.as_str(), c.level),
+        ("fired", "team red at 80%", None)
+    );
+    assert_eq!(
+        c.summary,
+        "team red spent $8.00 of its $10.00 budget per day (80%, threshold 80%); the period ends 2026-12-07T00:00:00Z"
+    );
+    assert!(
+        step(9_500_000).is_empty(),
+        "95%: the warning is firing already"
+    );
+    let spent = step(10_000_000);
+    assert_eq!(
+        spent.len(),
+        1,
+        "100% fires the critical one only: {spent:?}"
+    );
+    let (kind, c) = &spent[0];
+    assert_eq!(
+        (*kind, c.subject.as_str(), c.level),
+        ("fired", "team red at 100%", Some(AlertLevel::Critical))
+    );
+    let figures = figures_json(&c.figures);
+    assert_eq!(figures["spent_usd"], 10.0);
+    assert_eq!(figures["budget_usd"], 10.0);
+    assert_eq!(figures["used_ratio"], 1.0);
+    assert!(step(12_000_000).is_empty(), "over budget: both keep firing");
+    let reset = step(0);
+    let mut resolved: Vec<_> = reset
+        .iter()
+        .map(|(k, c)| (*k, c.subject.as_str()))
+        .collect();
+    resolved.sort();
+    assert_eq!(
+        resolved,
+        [
+            ("resolved", "team red at 100%"),
+            ("resolved", "team red at 80%")
+        ],
+        "a new period resolves both"
+    );
+}
+
+#[test]
+fn a_budget_rule_threshold_moves_the_warning_only() {
+    let mut r = rule(RuleKind::Budget);
+    r.threshold = 0.5;
+    let budgets = [team_budget(5_000_000)];
+    let snap = Snapshot {
+        budgets: &budgets,
+        ..Snapshot::default()
+    };
+    let got = evaluate(&r, &snap, Instant::now());
+    let subjects: Vec<&str> = got.iter().map(|c| c.subject.as_str()).collect();
+    assert_eq!(subjects, ["team red at 50%"]);
 }

@@ -40,6 +40,7 @@ pub(super) fn build(models: HashSet<String>) -> Metrics {
         client_errors: Family::default(),
         ratelimit_rejected: Family::default(),
         segment_cache: Arc::default(),
+        budgets: Arc::default(),
     };
     // A fresh process has loaded its config successfully.
     m.reload_success.set(1);
@@ -180,5 +181,6 @@ fn register(mut m: Metrics) -> Metrics {
         m.traces_queue.clone(),
     );
     r.register_collector(Box::new(m.segment_cache.clone()));
+    r.register_collector(Box::new(m.budgets.clone()));
     m
 }

@@ -1,0 +1,78 @@
+//! The budget rule: spend budgets at the warning share (default 80 %) and spent in full.
+//!
+//! Each budget gives up to two conditions, with their own subjects (`team red at 80%`,
+//! `team red at 100%`), so the engine keeps them apart: the warning fires first, the critical
+//! one fires when the budget is spent in full while the warning stays firing (de-duplicated,
+//! not sent again), and both resolve when the period starts again and the spend reads 0.
+//!
+//! The figures are the quota counters of this replica (`quota::Quotas::budgets`), read at each
+//! evaluation; they are exact to the micro-dollar, and a budget's spend only grows within a
+//! period, so a condition holds until the period ends.
+
+use crate::config::AlertLevel;
+use crate::quota::BudgetUse;
+
+use super::rules::{figure, Condition};
+
+/// The conditions that hold for `budgets` with warning share `warn`.
+pub fn conditions(budgets: &[BudgetUse], warn: f64) -> Vec<Condition> {
+    let mut out = Vec::new();
+    for b in budgets {
+        let ratio = b.used_ratio();
+        if ratio >= warn {
+            out.push(condition(b, warn, None));
+        }
+        if ratio >= 1.0 {
+            out.push(condition(b, 1.0, Some(AlertLevel::Critical)));
+        }
+    }
+    out
+}
+
+fn condition(b: &BudgetUse, at: f64, level: Option<AlertLevel>) -> Condition {
+    let pct = |r: f64| format!("{:.0}%", r * 100.0);
+    let who = format!("{} {}", b.scope.as_str(), b.name);
+    let end = jiff::Timestamp::from_millisecond(b.period_end_ms)
+        .map_or_else(|_| b.period_end_ms.to_string(), |t| t.to_string());
+    let summary = format!(
+        "{who} spent ${} of its ${} budget per {} ({}, threshold {}); the period ends {end}",
+        usd(b.spent_usd()),
+        usd(b.budget_usd()),
+        b.period.as_str(),
+        pct(b.used_ratio()),
+        pct(at),
+    );
+    Condition {
+        subject: format!("{who} at {}", pct(at)),
+        summary,
+        figures: vec![
+            figure(
+                "spent_usd",
+                "Spent",
+                b.spent_usd(),
+                format!("${}", usd(b.spent_usd())),
+            ),
+            figure(
+                "budget_usd",
+                "Budget",
+                b.budget_usd(),
+                format!("${} per {}", usd(b.budget_usd()), b.period.as_str()),
+            ),
+            figure("used_ratio", "Used", b.used_ratio(), pct(b.used_ratio())),
+            figure("period_end_ms", "Period ends", b.period_end_ms as f64, end),
+        ],
+        level,
+    }
+}
+
+/// Dollars with cents, or more digits below a dollar (`0.0012`).
+fn usd(v: f64) -> String {
+    if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        let s = format!("{v:.6}");
+        let s = s.trim_end_matches('0');
+        s.strip_suffix('.')
+            .map_or_else(|| s.to_owned(), |s| format!("{s}.00"))
+    }
+}
