@@ -2,8 +2,10 @@
 
 A fake OpenAI-compatible upstream runs in this process on 127.0.0.1:0; gatehouse is started as
 a child process pointed at it. Checks a plain chat call, a streamed one (the usage chunk
-gatehouse asked for must be invisible), the seed's /generate, and a blocked prompt raising the
-SDK's PermissionDeniedError.
+gatehouse asked for must be invisible), the seed's /generate, a blocked prompt raising the
+SDK's PermissionDeniedError, and the SDK's own handling of gatehouse's 429s: it retries a
+concurrency refusal after `Retry-After` until it gets through, and does not retry a spent budget
+(`x-should-retry: false`).
 
 usage: python3 tests/sdk/openai_sdk.py PATH/TO/gatehouse
 """
@@ -45,6 +47,18 @@ class Upstream(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
         Upstream.seen.append(body)
+        if body.get("model") == "paced":
+            time.sleep(1.5)  # holds the one concurrency slot the "paced" model has
+        if body.get("model") == "budgeted":
+            # The upstream's own cost (OpenRouter's usage.cost) is what budgets are charged.
+            answer = dict(ANSWER, usage=dict(ANSWER["usage"], cost=0.01))
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         if body.get("stream"):
             events = [chunk({"role": "assistant", "content": ""}), chunk({"content": "Bl"}), chunk({"content": "ue"}),
                       chunk({}, finish="stop")]
@@ -86,7 +100,10 @@ def main():
                GATEHOUSE_ADMIN__LISTEN=f"127.0.0.1:{admin_port}",
                GATEHOUSE_UPSTREAMS__OPENROUTER__BASE_URL=f"http://127.0.0.1:{upstream.server_port}/v1",
                GATEHOUSE_STORE__PATH=os.path.join(workdir, "gatehouse.db"),
-               OPENROUTER_API_KEY="sk-or-v1-test")
+               OPENROUTER_API_KEY="sk-or-v1-test",
+               GATEHOUSE_QUOTAS__MODELS__PACED__CONCURRENT="1",
+               GATEHOUSE_QUOTAS__MODELS__BUDGETED__BUDGET_USD="0.005",
+               GATEHOUSE_QUOTAS__MODELS__BUDGETED__PER="day")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     gw = subprocess.Popen([binary, "serve"], cwd=repo, env=env)
     passed = failed = 0
@@ -146,11 +163,47 @@ def main():
             body = json.loads(urllib.request.urlopen(req, timeout=10).read())
             assert body["result"] == "Blue" and body["model"] == "m-2024" and "latency" in body, body
 
+        def rejected(reason):
+            text = urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5).read().decode()
+            for line in text.splitlines():
+                if line.startswith("gatehouse_ratelimit_rejected_total") and 'scope="model"' in line \
+                        and f'reason="{reason}"' in line:
+                    return float(line.rsplit(" ", 1)[1])
+            return 0.0
+
+        def retries_a_concurrency_refusal():
+            first = threading.Thread(target=lambda: client.chat.completions.create(
+                model="paced", messages=[{"role": "user", "content": "hold the slot"}]))
+            first.start()
+            for _ in range(100):  # until the first request holds the slot
+                if any(b.get("model") == "paced" for b in Upstream.seen):
+                    break
+                time.sleep(0.02)
+            patient = client.with_options(max_retries=6)
+            r = patient.chat.completions.create(model="paced", messages=[{"role": "user", "content": "then me"}])
+            first.join()
+            assert r.choices[0].message.content == "Blue", r
+            assert rejected("concurrent") >= 1, "the SDK met a 429 and retried after Retry-After"
+
+        def does_not_retry_a_spent_budget():
+            patient = client.with_options(max_retries=3)
+            patient.chat.completions.create(model="budgeted", messages=[{"role": "user", "content": "spend"}])
+            try:
+                patient.chat.completions.create(model="budgeted", messages=[{"role": "user", "content": "again"}])
+            except openai.RateLimitError as e:
+                assert e.code == "insufficient_quota", e
+                assert e.response.headers.get("x-should-retry") == "false"
+                assert rejected("budget") == 1, "one refusal: the SDK did not retry it"
+                return
+            raise AssertionError("expected a 429 RateLimitError once the budget is spent")
+
         check("plain chat", plain)
         check("streamed chat", streamed)
         check("streamed chat with usage", streamed_with_usage)
         check("blocked prompt", blocked)
         check("seed /generate", generate)
+        check("SDK retries a concurrency 429", retries_a_concurrency_refusal)
+        check("SDK does not retry a spent budget", does_not_retry_a_spent_budget)
     finally:
         gw.terminate()
         code = gw.wait(timeout=30)
