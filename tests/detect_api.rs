@@ -74,6 +74,20 @@ fn schema_errors_name_file_rule_and_field_and_are_all_collected() {
     );
 }
 
+/// `whole_message` is for regex rules only, and an `unless` word may not be empty.
+#[test]
+fn rule_options_are_refused_where_they_cannot_apply() {
+    let dir = temp_dir("options");
+    let text = "family: d\non_error: fail_open\nrules:\n  - id: d.one\n    category: jailbreak\n    weight: 3\n    whole_message: true\n    phrases: ['ok phrase']\n  - id: d.two\n    category: jailbreak\n    weight: 3\n    proximity:\n      window: 4\n      groups: [[a1], [b1]]\n      unless: ['  ']\n";
+    std::fs::write(dir.join("d.yaml"), text).expect("write");
+    let err = match Detector::from_dir(&dir, Settings::default()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("misplaced options must not load"),
+    };
+    assert!(err.contains("rule d.one: field whole_message"), "{err}");
+    assert!(err.contains("rule d.two: field proximity.unless"), "{err}");
+}
+
 #[test]
 fn extract_covers_every_text_the_model_reads() {
     let chat = json!({"messages": [

@@ -174,7 +174,7 @@ impl Builder {
                     pattern: re.clone(),
                     check: r.check,
                     windowed: r.category == Category::PiiInPrompt,
-                    max_text: r.max_text_bytes,
+                    whole_message: r.whole_message,
                 });
             }
         }

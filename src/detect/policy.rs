@@ -58,10 +58,11 @@ pub struct RuleSpec {
     /// Also look for this rule in model responses (secrets).
     #[serde(default)]
     pub response: bool,
-    /// A regex rule that judges a whole short message (anchored `\A…\z`): texts longer than
-    /// this many bytes are not searched, so it costs nothing on ordinary prompts.
+    /// A regex rule that judges a whole short message (anchored `\A…\z`): searched only in
+    /// messages of at most `regexes::SHORT_MESSAGE` bytes, so it costs nothing on ordinary
+    /// prompts.
     #[serde(default)]
-    pub max_text_bytes: Option<usize>,
+    pub whole_message: bool,
 }
 
 /// Ordered word groups that must all occur within `window` words, unless a word of `unless`
@@ -197,9 +198,6 @@ pub fn parse(file: &Path, text: &str, seen: &mut HashSet<String>) -> Result<Poli
     }
 }
 
-/// Largest `max_text_bytes`: the short-text regexes are for whole short messages.
-const MAX_SHORT_TEXT: usize = 1024;
-
 fn validate_rule(rule: &RuleSpec, seen: &mut HashSet<String>) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut bad = |field: &str, msg: String| {
@@ -242,12 +240,8 @@ fn validate_rule(rule: &RuleSpec, seen: &mut HashSet<String>) -> Vec<Problem> {
     if rule.check.is_some() && rule.regex.is_none() {
         bad("check", "only applies to regex rules".into());
     }
-    if let Some(n) = rule.max_text_bytes {
-        if rule.regex.is_none() {
-            bad("max_text_bytes", "only applies to regex rules".into());
-        } else if !(1..=MAX_SHORT_TEXT).contains(&n) {
-            bad("max_text_bytes", format!("must be 1..={MAX_SHORT_TEXT}"));
-        }
+    if rule.whole_message && rule.regex.is_none() {
+        bad("whole_message", "only applies to regex rules".into());
     }
     out
 }

@@ -7,9 +7,9 @@
 //! phones, cards, IBANs) start with character classes, which would make a
 //! whole-text pass cost several ns per byte, so they run only inside
 //! windows around an `@` or a run of 7+ digits. Individual regexes run only
-//! for rules their set reported. Rules with `max_text_bytes` judge a whole short message
-//! (anchored payload shapes): their set runs only on texts that short which hold a byte
-//! payloads are made of ([`is_payload_byte`]). Trade-off: a PII value with fewer than 7
+//! for rules their set reported. `whole_message` rules judge a whole short message (anchored
+//! payload shapes): their set runs only on texts of at most [`SHORT_MESSAGE`] bytes that hold
+//! a byte payloads are made of ([`is_payload_byte`]). Trade-off: a PII value with fewer than 7
 //! digits and no `@` is never looked at; none of our PII formats has one.
 
 use regex::{Regex, RegexSet};
@@ -25,14 +25,13 @@ pub struct RegexSpec {
     pub check: Option<Check>,
     /// Run only in candidate windows (PII) instead of the whole text.
     pub windowed: bool,
-    /// Run only on texts of at most this many bytes (a whole short message).
-    pub max_text: Option<usize>,
+    /// Run only on whole short messages (at most [`SHORT_MESSAGE`] bytes).
+    pub whole_message: bool,
 }
 
 struct Compiled {
     set: RegexSet,
-    /// Rule, its regex, its check, and the longest text it looks at.
-    rules: Vec<(u32, Regex, Option<Check>, usize)>,
+    rules: Vec<(u32, Regex, Option<Check>)>,
 }
 
 /// Most hits kept per rule per text.
@@ -47,8 +46,7 @@ impl Compiled {
         let set = RegexSet::new(specs.iter().map(|s| s.pattern.as_str()))?;
         let mut rules = Vec::new();
         for s in specs {
-            let max = s.max_text.unwrap_or(usize::MAX);
-            rules.push((s.rule, Regex::new(&s.pattern)?, s.check, max));
+            rules.push((s.rule, Regex::new(&s.pattern)?, s.check));
         }
         Ok(Compiled { set, rules })
     }
@@ -58,10 +56,7 @@ impl Compiled {
             return;
         }
         for i in self.set.matches(text).iter() {
-            let (rule, re, check, max) = &self.rules[i];
-            if text.len() > *max {
-                continue;
-            }
+            let (rule, re, check) = &self.rules[i];
             let found = re.find_iter(text).filter(|m| passes(*check, m.as_str()));
             for m in found.take(MAX_PER_RULE) {
                 let hit = Hit {
@@ -77,6 +72,9 @@ impl Compiled {
     }
 }
 
+/// The longest message a `whole_message` rule looks at.
+pub const SHORT_MESSAGE: usize = 160;
+
 /// Bytes an injection payload is made of (quotes, shell and SQL metacharacters, `$`
 /// operators, `%` escapes): a short message without any of them is not a payload, so the
 /// short-message rules skip it (an ordinary short turn then costs no regex search).
@@ -91,9 +89,8 @@ fn is_payload_byte(b: u8) -> bool {
 pub struct RegexRules {
     whole: Compiled,
     windowed: Compiled,
-    /// Rules for whole short messages, and the longest text any of them looks at.
+    /// `whole_message` rules.
     short: Compiled,
-    short_max: usize,
 }
 
 impl RegexRules {
@@ -103,13 +100,12 @@ impl RegexRules {
     /// A pattern fails to compile or the set exceeds the size limit.
     pub fn build(specs: &[RegexSpec]) -> Result<RegexRules, regex::Error> {
         let (short, rest): (Vec<&RegexSpec>, Vec<&RegexSpec>) =
-            specs.iter().partition(|s| s.max_text.is_some());
+            specs.iter().partition(|s| s.whole_message);
         let (win, whole): (Vec<&RegexSpec>, Vec<&RegexSpec>) =
             rest.into_iter().partition(|s| s.windowed);
         Ok(RegexRules {
             whole: Compiled::build(&whole)?,
             windowed: Compiled::build(&win)?,
-            short_max: short.iter().filter_map(|s| s.max_text).max().unwrap_or(0),
             short: Compiled::build(&short)?,
         })
     }
@@ -117,7 +113,7 @@ impl RegexRules {
     /// Hits in `text`, in its byte offsets.
     pub fn hits(&self, text: &str, out: &mut Vec<Hit>) {
         self.whole.hits(text, 0, out);
-        if text.len() <= self.short_max && text.bytes().any(is_payload_byte) {
+        if text.len() <= SHORT_MESSAGE && text.bytes().any(is_payload_byte) {
             self.short.hits(text, 0, out);
         }
         if self.windowed.rules.is_empty() {
