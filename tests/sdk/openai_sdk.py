@@ -51,13 +51,7 @@ class Upstream(BaseHTTPRequestHandler):
             time.sleep(1.5)  # holds the one concurrency slot the "paced" model has
         if body.get("model") == "budgeted":
             # The upstream's own cost (OpenRouter's usage.cost) is what budgets are charged.
-            answer = dict(ANSWER, usage=dict(ANSWER["usage"], cost=0.01))
-            data = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(dict(ANSWER, usage=dict(ANSWER["usage"], cost=0.01)))
             return
         if body.get("stream"):
             events = [chunk({"role": "assistant", "content": ""}), chunk({"content": "Bl"}), chunk({"content": "ue"}),
@@ -75,12 +69,15 @@ class Upstream(BaseHTTPRequestHandler):
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
         else:
-            data = json.dumps(ANSWER).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(ANSWER)
+
+    def send_json(self, answer):
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 def free_port():
