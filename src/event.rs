@@ -333,3 +333,37 @@ impl Feedback {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which records count as "cost unknown" (the `unpriced` rollup column, the live windows'
+    /// `unpriced_requests`): those that used the model, by tokens counted or an inference call
+    /// answered, and have no cost. A free model's `$0` is a known cost.
+    #[test]
+    fn cost_unknown_is_a_used_model_without_a_cost() {
+        use Endpoint::{ChatCompletions as Chat, Embeddings, Generate, Models, Other};
+        use Outcome::{Blocked, Ok, Rejected, UpstreamError as Upstream};
+        let rows = [
+            ("answered, no usage", Chat, Ok, None, None, true),
+            ("answered, tokens", Chat, Ok, Some(10), None, true),
+            ("an embedding", Embeddings, Ok, Some(10), None, true),
+            ("the seed's /generate", Generate, Ok, None, None, true),
+            ("tokens, then failed", Chat, Upstream, Some(10), None, true),
+            ("priced", Chat, Ok, Some(10), Some(0.01), false),
+            ("a free model", Chat, Ok, Some(10), Some(0.0), false),
+            ("refused upstream", Chat, Upstream, None, None, false),
+            ("blocked", Chat, Blocked, None, None, false),
+            ("refused by gatehouse", Chat, Rejected, None, None, false),
+            ("the model list", Models, Ok, None, None, false),
+            ("a passthrough path", Other, Ok, None, None, false),
+        ];
+        for (name, endpoint, outcome, tokens, cost, unknown) in rows {
+            let mut ex = Exchange::new("r".into(), "POST", "/v1/x");
+            (ex.endpoint, ex.outcome, ex.cost) = (endpoint, outcome, cost);
+            ex.usage.prompt_tokens = tokens;
+            assert_eq!(ex.cost_unknown(), unknown, "{name}");
+        }
+    }
+}

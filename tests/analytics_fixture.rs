@@ -68,19 +68,27 @@ fn fixture() -> Vec<Arc<gatehouse::event::Exchange>> {
     v.into_iter().map(Arc::new).collect()
 }
 
+/// A fresh store on every backend, holding `batch`.
+async fn stores_holding(batch: &[Arc<gatehouse::event::Exchange>]) -> Vec<TempStore> {
+    let stores = temp_stores().await;
+    for t in &stores {
+        t.store
+            .insert_batch(batch, &CaptureConfig::default())
+            .await
+            .unwrap_or_else(|e| panic!("{}: write: {e}", t.backend));
+    }
+    stores
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9
 }
 
 #[tokio::test]
 async fn usage_matches_the_hand_computed_fixture() {
-    for t in temp_stores().await {
+    for t in stores_holding(&fixture()).await {
         let store = t.store;
         eprintln!("backend: {}", t.backend);
-        store
-            .insert_batch(&fixture(), &CaptureConfig::default())
-            .await
-            .expect("write");
         let now = MONDAY_MS + 10 * HOUR_MS + 30 * MIN;
         let u = usage_at(&store, now, 1).await.expect("usage");
         let g = &u.general_metrics;
@@ -143,13 +151,9 @@ async fn usage_matches_the_hand_computed_fixture() {
 
 #[tokio::test]
 async fn security_summary_counts_levels_categories_and_offenders() {
-    for t in temp_stores().await {
+    for t in stores_holding(&fixture()).await {
         let store = t.store;
         eprintln!("backend: {}", t.backend);
-        store
-            .insert_batch(&fixture(), &CaptureConfig::default())
-            .await
-            .expect("write");
         let s = security_summary(&store, MONDAY_MS - 2 * HOUR_MS, MONDAY_MS + 11 * HOUR_MS)
             .await
             .expect("summary");
@@ -252,11 +256,7 @@ async fn client_mistakes_are_not_counted_in_error_rates() {
     );
     assert!(v.iter().filter(|e| e.is_client_error()).count() == 2);
     let batch: Vec<Arc<gatehouse::event::Exchange>> = v.into_iter().map(Arc::new).collect();
-    for t in temp_stores().await {
-        t.store
-            .insert_batch(&batch, &CaptureConfig::default())
-            .await
-            .expect("write");
+    for t in stores_holding(&batch).await {
         let u = usage_at(&t.store, base + 20 * MIN, 1).await.expect("usage");
         let g = &u.general_metrics;
         assert_eq!(g.total_requests, 7, "{}", t.backend);
@@ -287,11 +287,7 @@ async fn unpriced_requests_and_streamed_ttft_on_every_backend() {
         v.push(ex);
     }
     let batch: Vec<Arc<gatehouse::event::Exchange>> = v.into_iter().map(Arc::new).collect();
-    for t in temp_stores().await {
-        t.store
-            .insert_batch(&batch, &CaptureConfig::default())
-            .await
-            .expect("write");
+    for t in stores_holding(&batch).await {
         let u = usage_at(&t.store, base + 20 * MIN, 1).await.expect("usage");
         let g = &u.general_metrics;
         assert_eq!(g.unpriced_requests, 3, "{}", t.backend);

@@ -32,8 +32,7 @@ pub fn conditions(budgets: &[BudgetUse], warn: f64) -> Vec<Condition> {
 fn condition(b: &BudgetUse, at: f64, level: Option<AlertLevel>) -> Condition {
     let pct = |r: f64| format!("{:.0}%", r * 100.0);
     let who = format!("{} {}", b.scope.as_str(), b.name);
-    let end = jiff::Timestamp::from_millisecond(b.period_end_ms)
-        .map_or_else(|_| b.period_end_ms.to_string(), |t| t.to_string());
+    let end = crate::store::rfc3339(b.period_end_ms);
     let summary = format!(
         "{who} spent ${} of its ${} budget per {} ({}, threshold {}); the period ends {end}",
         usd(b.spent_usd()),

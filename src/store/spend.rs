@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 
+use super::sql::num;
 use super::{query_err, Error, Store};
 
 /// Dollars one (key user, end user, team) combination spent since each requested start.
@@ -45,10 +46,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let usd = (0..starts.len())
-                    .map(|i| {
-                        r.try_get::<Option<f64>, _>(3 + i)
-                            .map(Option::unwrap_or_default)
-                    })
+                    .map(|i| num(r, &format!("s{i}")))
                     .collect::<Result<Vec<f64>, _>>()?;
                 Ok(Spent {
                     key_user: r.try_get("key_user")?,

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::support::*;
 
@@ -34,22 +34,62 @@ fn refs(v: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// GETs `url` and reads its JSON answer, which must be a 200.
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    let rsp = http.get(url).send().await.expect("rsp");
+    assert_eq!(rsp.status(), 200, "{url}");
+    rsp.json().await.expect("json")
+}
+
+/// `doc` is an OpenAPI 3 document that documents exactly the paths `expected` and whose every
+/// `$ref` resolves; its path items.
+fn documented_paths<'a>(doc: &'a Value, expected: &[&str]) -> &'a Map<String, Value> {
+    assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."));
+    let paths = doc["paths"].as_object().expect("paths");
+    let documented: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
+    assert_eq!(documented, expected.iter().copied().collect());
+    let mut all = Vec::new();
+    refs(doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected $ref {r}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} resolves"
+        );
+    }
+    paths
+}
+
+/// Every documented operation as `(path, method, operation)`.
+fn operations(paths: &Map<String, Value>) -> impl Iterator<Item = (&str, &str, &Value)> {
+    paths.iter().flat_map(|(path, item)| {
+        item.as_object()
+            .expect("path item")
+            .iter()
+            .map(move |(method, op)| (path.as_str(), method.as_str(), op))
+    })
+}
+
+/// Sends `method` to `url` with an empty JSON object as the body: enough to reach the route.
+async fn call(http: &reqwest::Client, method: &str, url: &str) -> reqwest::Response {
+    let m = http::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+    http.request(m, url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("rsp")
+}
+
 #[tokio::test]
 async fn the_openapi_document_matches_the_router() {
     let (_up, gw) = gateway().await;
     let http = client();
-    let doc: Value = http
-        .get(format!("{}/openapi.json", gw.admin_url))
-        .send()
-        .await
-        .expect("rsp")
-        .json()
-        .await
-        .expect("json");
-    assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."));
-    let paths = doc["paths"].as_object().expect("paths");
-    let documented: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
-    let expected = BTreeSet::from([
+    let doc = get_json(&http, &format!("{}/openapi.json", gw.admin_url)).await;
+    let expected = [
         "/health",
         "/metrics",
         "/api/session",
@@ -77,8 +117,8 @@ async fn the_openapi_document_matches_the_router() {
         "/api/keys",
         "/api/keys/{id}",
         "/api/keys/{id}/rotate",
-    ]);
-    assert_eq!(documented, expected);
+    ];
+    let paths = documented_paths(&doc, &expected);
     let mut ids = BTreeSet::new();
     for ops in paths.values() {
         for op in ops.as_object().expect("operations").values() {
@@ -90,44 +130,21 @@ async fn the_openapi_document_matches_the_router() {
 
     // Each documented operation is routed: without credentials a guarded one answers 401, an
     // open one anything but 401 — never the fallback's 404.
-    for (path, item) in paths {
-        for (method, op) in item.as_object().expect("path item") {
-            let open = op["security"].as_array().is_some_and(|s| {
-                s.iter()
-                    .all(|r| r.as_object().is_some_and(|o| o.is_empty()))
-            });
-            let url = format!("{}{}", gw.admin_url, path.replace("{id}", "x"));
-            let m = http::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-            let rsp = http
-                .request(m, &url)
-                .header("content-type", "application/json")
-                .body("{}")
-                .send()
-                .await
-                .expect("rsp");
-            let status = rsp.status().as_u16();
-            if open {
-                assert!(status != 401 && status != 404, "{method} {path}: {status}");
-            } else {
-                assert_eq!(status, 401, "{method} {path} needs a token");
-            }
-            assert!(
-                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
-                "{method} {path} documents its responses"
-            );
+    for (path, method, op) in operations(paths) {
+        let open = op["security"].as_array().is_some_and(|s| {
+            s.iter()
+                .all(|r| r.as_object().is_some_and(|o| o.is_empty()))
+        });
+        let url = format!("{}{}", gw.admin_url, path.replace("{id}", "x"));
+        let status = call(&http, method, &url).await.status().as_u16();
+        if open {
+            assert!(status != 401 && status != 404, "{method} {path}: {status}");
+        } else {
+            assert_eq!(status, 401, "{method} {path} needs a token");
         }
-    }
-
-    let mut all = Vec::new();
-    refs(&doc, &mut all);
-    assert!(!all.is_empty());
-    for r in all {
-        let name = r
-            .strip_prefix("#/components/schemas/")
-            .unwrap_or_else(|| panic!("unexpected $ref {r}"));
         assert!(
-            doc["components"]["schemas"][name].is_object(),
-            "{r} resolves"
+            op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+            "{method} {path} documents its responses"
         );
     }
     for scheme in ["bearer", "session_cookie"] {
@@ -305,19 +322,8 @@ async fn the_pages_are_embedded_open_and_locked_down() {
 async fn the_proxy_port_is_documented() {
     let (_up, gw) = gateway().await;
     let http = client();
-    let get_json = |url: String| {
-        let http = http.clone();
-        async move {
-            let rsp = http.get(&url).send().await.expect("rsp");
-            assert_eq!(rsp.status(), 200, "{url}");
-            rsp.json::<Value>().await.expect("json")
-        }
-    };
-    let doc = get_json(format!("{}/openapi-proxy.json", gw.admin_url)).await;
-    assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."));
-    let paths = doc["paths"].as_object().expect("paths");
-    let documented: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
-    let expected = BTreeSet::from([
+    let doc = get_json(&http, &format!("{}/openapi-proxy.json", gw.admin_url)).await;
+    let expected = [
         "/v1/chat/completions",
         "/v1/completions",
         "/v1/embeddings",
@@ -331,8 +337,8 @@ async fn the_proxy_port_is_documented() {
         "/health",
         "/ready",
         "/openapi.json",
-    ]);
-    assert_eq!(documented, expected);
+    ];
+    let paths = documented_paths(&doc, &expected);
 
     let kinds: Vec<&str> = doc["components"]["schemas"]["GatehouseErrorKind"]["enum"]
         .as_array()
@@ -357,46 +363,28 @@ async fn the_proxy_port_is_documented() {
     for field in ["message", "type", "param", "code"] {
         assert!(error[field].is_object(), "the error body has {field}");
     }
-    let mut all = Vec::new();
-    refs(&doc, &mut all);
-    for r in all {
-        let name = r.strip_prefix("#/components/schemas/").expect("local $ref");
-        assert!(
-            doc["components"]["schemas"][name].is_object(),
-            "{r} resolves"
-        );
-    }
-    let served = get_json(format!("{}/openapi.json", gw.url)).await;
+    let served = get_json(&http, &format!("{}/openapi.json", gw.url)).await;
     assert_eq!(served, doc, "the proxy port serves the same document");
 
     // Each documented operation is routed on the proxy port: whatever it answers to an empty
     // body, it is not the router's own 404 or 405.
-    for (path, item) in paths {
-        for method in item.as_object().expect("path item").keys() {
-            let url = format!(
-                "{}{}",
-                gw.url,
-                path.replace("{id}", "qwendeepseek")
-                    .replace("{path}", "file-1")
-            );
-            let m = http::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-            let rsp = http
-                .request(m, &url)
-                .header("content-type", "application/json")
-                .body("{}")
-                .send()
-                .await
-                .expect("rsp");
-            let kind = rsp
-                .headers()
-                .get("x-gatehouse-error")
-                .map(|v| v.to_str().unwrap_or("").to_owned());
-            assert!(
-                !matches!(kind.as_deref(), Some("not_found" | "method_not_allowed")),
-                "{method} {path}: {} {kind:?}",
-                rsp.status()
-            );
-        }
+    for (path, method, _) in operations(paths) {
+        let url = format!(
+            "{}{}",
+            gw.url,
+            path.replace("{id}", "qwendeepseek")
+                .replace("{path}", "file-1")
+        );
+        let rsp = call(&http, method, &url).await;
+        let kind = rsp
+            .headers()
+            .get("x-gatehouse-error")
+            .map(|v| v.to_str().unwrap_or("").to_owned());
+        assert!(
+            !matches!(kind.as_deref(), Some("not_found" | "method_not_allowed")),
+            "{method} {path}: {} {kind:?}",
+            rsp.status()
+        );
     }
 
     let page = http

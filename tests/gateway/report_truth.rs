@@ -106,7 +106,6 @@ fn reporter(store: &Store, config: Config) -> (Reporter, Arc<Mutex<Vec<Threshold
     (r, applied)
 }
 
-/// One hour into yesterday (UTC): inside the period a scheduled daily report covers.
 /// The daily report of Monday 2026-01-05 over `store`, default config; closes the store.
 async fn daily_report(store: Store) -> Report {
     let (r, _) = reporter(&store, Config::default());
@@ -119,6 +118,7 @@ async fn daily_report(store: Store) -> Report {
     report
 }
 
+/// One hour into yesterday (UTC): inside the period a scheduled daily report covers.
 fn yesterday_ms() -> i64 {
     let now = gatehouse::analytics::unix_ms(std::time::SystemTime::now());
     now - now.rem_euclid(DAY_MS) - DAY_MS + HOUR_MS

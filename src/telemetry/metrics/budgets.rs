@@ -7,7 +7,7 @@
 //! `label: true` (by its configured user). End users and key secrets are never labels; the set
 //! is bounded by the config.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -39,26 +39,12 @@ struct BudgetLabels {
     name: String,
 }
 
-/// The registered collector; empty until a source is set.
-#[derive(Default)]
-pub(super) struct Budgets(OnceLock<BudgetsFn>);
-
-impl Budgets {
-    /// Sets the source; a second call is ignored (one proxy per process).
-    pub(super) fn set(&self, f: BudgetsFn) {
-        let _ = self.0.set(f);
-    }
-}
-
-impl std::fmt::Debug for Budgets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Budgets")
-    }
-}
+/// The budgets' collector.
+pub(super) type Budgets = super::scrape::Source<BudgetsFn>;
 
 impl Collector for Budgets {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(budgets) = self.0.get().map(|f| f()) else {
+        let Some(budgets) = self.get().map(|f| f()) else {
             return Ok(());
         };
         if budgets.is_empty() {

@@ -22,26 +22,43 @@ struct LookupLabels {
     result: &'static str,
 }
 
-/// The registered collector; empty until a source is set.
-#[derive(Default)]
-pub(super) struct SegmentCache(OnceLock<CacheStatsFn>);
+/// A registered collector's source of figures, set once at wiring as a closure (`app` hands
+/// it in, so `telemetry` depends on nothing above it); the collector reports nothing until it
+/// is set. Each kind of figure implements `Collector` for its own `Source<…Fn>`.
+pub(super) struct Source<F>(OnceLock<F>);
 
-impl SegmentCache {
-    /// Sets the source; a second call is ignored (there is one detector slot per process).
-    pub(super) fn set(&self, f: CacheStatsFn) {
+impl<F> Default for Source<F> {
+    fn default() -> Self {
+        Source(OnceLock::new())
+    }
+}
+
+impl<F> Source<F> {
+    /// Sets the source; a second call is ignored (one detector slot and one proxy per
+    /// process).
+    pub(super) fn set(&self, f: F) {
         let _ = self.0.set(f);
     }
-}
 
-impl std::fmt::Debug for SegmentCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SegmentCache")
+    pub(super) fn get(&self) -> Option<&F> {
+        self.0.get()
     }
 }
+
+impl<F> std::fmt::Debug for Source<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("set", &self.0.get().is_some())
+            .finish()
+    }
+}
+
+/// The segment cache's collector.
+pub(super) type SegmentCache = Source<CacheStatsFn>;
 
 impl Collector for SegmentCache {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some((hits, misses)) = self.0.get().and_then(|f| f()) else {
+        let Some((hits, misses)) = self.get().and_then(|f| f()) else {
             return Ok(());
         };
         let help = "Message segments the detector looked up in its cache of earlier scans, by \
