@@ -154,6 +154,60 @@ fn a_refusal_gives_back_what_earlier_scopes_took() {
     );
 }
 
+/// A caller that read the clock just before a minute ended, admitted just after: its counts
+/// land in the new minute, so a give-back or a correction must go there too.
+#[test]
+fn a_late_caller_is_given_back_in_the_window_it_counted_in() {
+    let mut c = Config::default();
+    c.quotas.global.requests_per_minute = Some(1);
+    let q = Quotas::build(&c, None);
+    let k = key(LimitsConfig {
+        requests_per_minute: Some(10),
+        tokens_per_minute: Some(100),
+        ..LimitsConfig::default()
+    });
+    let (next, late) = (NOW + 60_000, NOW + 59_999);
+    let on_time = Ask {
+        tokens: 10,
+        now_ms: next,
+        ..ask(Some(&k))
+    };
+    let first = q.admit(&on_time).expect("room").expect("ticket");
+    let behind = Ask {
+        now_ms: late,
+        ..on_time
+    };
+    let r = q
+        .admit(&behind)
+        .expect_err("the gateway's new minute is full");
+    assert_eq!(r.scope, ScopeKind::Global);
+    let used = |what: fn(&ScopeView) -> &Option<Rate>| {
+        what(&k.view("k", next, &TimeZone::UTC))
+            .as_ref()
+            .map(|r| r.used)
+    };
+    assert_eq!(
+        (
+            used(|v| &v.requests_per_minute),
+            used(|v| &v.tokens_per_minute)
+        ),
+        (Some(1), Some(10)),
+        "the refused request's request and tokens are given back in the new minute"
+    );
+    drop(first);
+    let mut c = Config::default();
+    c.quotas.global.requests_per_minute = Some(5);
+    let q = Quotas::build(&c, None);
+    let t = q.admit(&behind).expect("room").expect("ticket");
+    assert_eq!(used(|v| &v.tokens_per_minute), Some(20));
+    t.settle(Some(4), None, next + 1);
+    assert_eq!(
+        used(|v| &v.tokens_per_minute),
+        Some(14),
+        "a smaller answer gives back in the minute it was counted in"
+    );
+}
+
 #[test]
 fn tokens_are_reconciled_with_usage() {
     let q = none();
