@@ -112,16 +112,6 @@ impl VirtualKeys {
             .filter_map(|e| Some((e.identity.user.clone(), e.identity.quota.clone()?)))
             .collect()
     }
-
-    /// The scope of key `id`, when it has limits (for tests and the admin's view of state).
-    pub fn scope_of(&self, id: &str) -> Option<Arc<Scope>> {
-        self.map
-            .load()
-            .by_hash
-            .values()
-            .find(|e| e.id == id)
-            .and_then(|e| e.identity.quota.clone())
-    }
 }
 
 /// The key's scope: `old` itself when the limits are unchanged, else a new one that keeps
@@ -143,6 +133,18 @@ mod tests {
     use super::*;
     use crate::config::LimitsConfig;
     use crate::keys::{KeySpec, NewSecret};
+
+    impl VirtualKeys {
+        /// The scope of key `id`, when it has limits.
+        fn scope_of(&self, id: &str) -> Option<Arc<Scope>> {
+            self.map
+                .load()
+                .by_hash
+                .values()
+                .find(|e| e.id == id)
+                .and_then(|e| e.identity.quota.clone())
+        }
+    }
 
     fn key(id: &str, limits: serde_json::Value) -> (String, VirtualKey) {
         let s = NewSecret::generate().expect("randomness");

@@ -61,13 +61,6 @@ pub struct State {
     pub(super) rejected: std::sync::atomic::AtomicU64,
 }
 
-impl State {
-    /// Requests of this scope in flight now.
-    pub fn in_flight_now(&self) -> u64 {
-        self.in_flight.get()
-    }
-}
-
 /// One limited key, user, team, model or the gateway.
 #[derive(Debug)]
 pub struct Scope {
