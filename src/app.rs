@@ -26,6 +26,7 @@ use crate::config::{self, Config};
 use crate::event::Exchange;
 use crate::llm::prices::Prices;
 use crate::proxy::{self, Proxy, Runtime};
+use crate::quota::{Quotas, Scope};
 use crate::store::{self, Store, WriterConfig, WriterSummary};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::otel::{self, Exporter};
@@ -127,7 +128,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         &proxy.runtime.load(),
         &proxy.keys.scopes(),
         &store,
-        unix_ms(),
+        analytics::unix_ms(SystemTime::now()),
     )
     .await;
 
@@ -383,13 +384,6 @@ impl App {
     }
 }
 
-/// Unix milliseconds now.
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Feeds every record to the Prometheus registry.
 async fn observe_metrics(metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Arc<Exchange>>) {
     while let Some(ex) = rx.recv().await {
@@ -436,17 +430,9 @@ fn budget_gauges(proxy: &Arc<Proxy>) -> crate::telemetry::metrics::BudgetsFn {
     // Weak, as `scanner`.
     let proxy = Arc::downgrade(proxy);
     Arc::new(move || {
-        let Some(proxy) = proxy.upgrade() else {
-            return Vec::new();
-        };
-        let rt = proxy.runtime.load_full();
-        let virtual_keys = proxy.keys.scopes();
-        let keys = rt
-            .key_scopes()
-            .map(|(n, s)| (n, &**s))
-            .chain(virtual_keys.iter().map(|(n, s)| (&**n, &**s)));
-        let budgets = rt.quotas.budgets(keys, false, unix_ms());
+        let budgets = read_quotas(&proxy, |q, keys, now| q.budgets(keys, false, now));
         budgets
+            .unwrap_or_default()
             .into_iter()
             .filter(|b| b.labelled)
             .map(|b| crate::telemetry::metrics::BudgetGauge {
@@ -464,16 +450,7 @@ fn alert_budgets(proxy: &Arc<Proxy>) -> alerts::BudgetsFn {
     // Weak, as `scanner`.
     let proxy = Arc::downgrade(proxy);
     Arc::new(move || {
-        let Some(proxy) = proxy.upgrade() else {
-            return Vec::new();
-        };
-        let rt = proxy.runtime.load_full();
-        let virtual_keys = proxy.keys.scopes();
-        let keys = rt
-            .key_scopes()
-            .map(|(n, s)| (n, &**s))
-            .chain(virtual_keys.iter().map(|(n, s)| (&**n, &**s)));
-        rt.quotas.budgets(keys, true, unix_ms())
+        read_quotas(&proxy, |q, keys, now| q.budgets(keys, true, now)).unwrap_or_default()
     })
 }
 
@@ -481,16 +458,31 @@ fn alert_budgets(proxy: &Arc<Proxy>) -> alerts::BudgetsFn {
 fn quota_view(proxy: &Arc<Proxy>) -> crate::admin::QuotasFn {
     // Weak, as `scanner`.
     let proxy = Arc::downgrade(proxy);
-    Arc::new(move |users| {
-        let proxy = proxy.upgrade()?;
-        let rt = proxy.runtime.load_full();
-        let virtual_keys = proxy.keys.scopes();
-        let keys = rt
-            .key_scopes()
-            .map(|(n, s)| (n, &**s))
-            .chain(virtual_keys.iter().map(|(n, s)| (&**n, &**s)));
-        Some(rt.quotas.view(keys, users, unix_ms()))
-    })
+    Arc::new(move |users| read_quotas(&proxy, |q, keys, now| q.view(keys, users, now)))
+}
+
+/// Every key's scope by its user, the config's keys then the virtual keys, as the quota views
+/// take them.
+type KeyScopes<'a> = &'a mut dyn Iterator<Item = (&'a str, &'a Scope)>;
+
+/// Runs `read` over the live runtime's limits and every key's scope, now; `None` once the proxy
+/// is gone (shutdown).
+fn read_quotas<T>(
+    proxy: &std::sync::Weak<Proxy>,
+    read: impl for<'a> FnOnce(&'a Quotas, KeyScopes<'a>, i64) -> T,
+) -> Option<T> {
+    let proxy = proxy.upgrade()?;
+    let rt = proxy.runtime.load_full();
+    let virtual_keys = proxy.keys.scopes();
+    let mut keys = rt
+        .key_scopes()
+        .map(|(n, s)| (n, &**s))
+        .chain(virtual_keys.iter().map(|(n, s)| (&**n, &**s)));
+    Some(read(
+        &rt.quotas,
+        &mut keys,
+        analytics::unix_ms(SystemTime::now()),
+    ))
 }
 
 /// The admin API's view of the live detector: scans like the proxy does, including the

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::config::{check_limits, EndUsers, LimitsConfig, Secret};
 
@@ -87,15 +87,40 @@ impl NewSecret {
     }
 }
 
-/// SHA-256 of a presented secret, lowercase hex (how the store and the proxy's map name it).
+/// SHA-256 of a secret: how the proxy's map finds a presented key, with no allocation.
+pub type Digest = [u8; 32];
+
+/// SHA-256 of a presented secret.
+pub fn digest(secret: &str) -> Digest {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// SHA-256 of a presented secret, lowercase hex (how the store names it).
 pub fn hash(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
     let mut out = String::with_capacity(64);
-    for b in digest {
+    for b in digest(secret) {
         out.push(char::from(HEX[usize::from(b >> 4)]));
         out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
+}
+
+/// The digest a stored [`hash`] spells; `None` unless it is 64 hex digits.
+pub fn parse_hash(hex: &str) -> Option<Digest> {
+    let nibble = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let hex = hex.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -355,6 +380,15 @@ mod tests {
             hash("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_stored_hash_reads_back_as_its_digest() {
+        assert_eq!(parse_hash(&hash("abc")), Some(digest("abc")));
+        assert_eq!(digest("abc")[..2], [0xba, 0x78]);
+        for bad in ["", "ba78", &"g".repeat(64), &format!("{}0", hash("abc"))] {
+            assert_eq!(parse_hash(bad), None, "{bad:?}");
+        }
     }
 
     fn spec(json: serde_json::Value) -> KeySpec {

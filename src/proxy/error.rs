@@ -75,12 +75,6 @@ pub enum ProxyError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
-    #[error("upstream {upstream} answered {status} to gatehouse's own call")]
-    UpstreamStatus {
-        upstream: String,
-        status: u16,
-        message: String,
-    },
     #[error("no request with this request_id to rate (ids are only yours to rate)")]
     UnknownRequest,
     #[error("this request has been rated already")]
@@ -128,7 +122,6 @@ impl ProxyError {
             ProxyError::Connect { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::FirstByteTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamStatus { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UnknownRequest => StatusCode::NOT_FOUND,
             ProxyError::AlreadyRated => StatusCode::CONFLICT,
             ProxyError::FeedbackUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -167,7 +160,6 @@ impl ProxyError {
             ProxyError::Connect { .. } => Kind::UpstreamConnect,
             ProxyError::FirstByteTimeout { .. } => Kind::UpstreamTimeout,
             ProxyError::UpstreamProtocol { .. } => Kind::UpstreamProtocol,
-            ProxyError::UpstreamStatus { .. } => Kind::UpstreamStatus,
             ProxyError::UnknownRequest => Kind::UnknownRequest,
             ProxyError::AlreadyRated => Kind::AlreadyRated,
             ProxyError::FeedbackUnavailable => Kind::FeedbackUnavailable,
@@ -204,8 +196,7 @@ impl ProxyError {
             | ProxyError::ResponseTooLarge { .. }
             | ProxyError::Connect { .. }
             | ProxyError::FirstByteTimeout { .. }
-            | ProxyError::UpstreamProtocol { .. }
-            | ProxyError::UpstreamStatus { .. } => Blame::Upstream,
+            | ProxyError::UpstreamProtocol { .. } => Blame::Upstream,
             ProxyError::FeedbackUnavailable => Blame::Gateway,
         }
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::runtime::Identity;
-use crate::keys::{hash, VirtualKey, SECRET_PREFIX};
+use crate::keys::{digest, parse_hash, Digest, VirtualKey, SECRET_PREFIX};
 use crate::quota::{Limits, Scope, ScopeKind};
 
 /// Every virtual key this replica knows.
@@ -29,8 +29,9 @@ pub struct VirtualKeys {
 
 #[derive(Default)]
 struct Map {
-    /// Live keys (not revoked) by the hash of their secret.
-    by_hash: HashMap<String, Entry>,
+    /// Live keys (not revoked) by the SHA-256 of their secret: a fixed-size key, so a lookup
+    /// hashes the presented secret on the stack and allocates nothing.
+    by_hash: HashMap<Digest, Entry>,
     /// Whether any key was ever created, revoked ones included: then the gateway requires a
     /// key, even with none in `auth.keys` (revoking the last key does not open it).
     any: bool,
@@ -52,10 +53,13 @@ impl VirtualKeys {
             .values()
             .filter_map(|e| Some((e.id.as_str(), e.identity.quota.as_ref()?)))
             .collect();
-        let by_hash: HashMap<String, Entry> = rows
+        let by_hash: HashMap<Digest, Entry> = rows
             .iter()
             .filter(|k| k.revoked_at_ms.is_none())
-            .map(|k| {
+            .filter_map(|k| {
+                // The store holds only hashes this crate wrote; one that is not 64 hex digits
+                // matches no secret.
+                let digest = parse_hash(&k.secret_hash)?;
                 let quota = scope(k, old_scopes.get(k.id.as_str()).copied());
                 let identity = Identity {
                     user: Arc::from(k.user.as_str()),
@@ -69,7 +73,7 @@ impl VirtualKeys {
                     identity,
                     expires_at_ms: k.expires_at_ms,
                 };
-                (k.secret_hash.clone(), entry)
+                Some((digest, entry))
             })
             .collect();
         let live = by_hash.len();
@@ -92,7 +96,7 @@ impl VirtualKeys {
             return None;
         }
         let map = self.map.load();
-        let e = map.by_hash.get(&hash(secret))?;
+        let e = map.by_hash.get(&digest(secret))?;
         if e.expires_at_ms.is_some_and(|t| t <= now_ms) {
             return None;
         }
@@ -107,16 +111,6 @@ impl VirtualKeys {
             .values()
             .filter_map(|e| Some((e.identity.user.clone(), e.identity.quota.clone()?)))
             .collect()
-    }
-
-    /// The scope of key `id`, when it has limits (for tests and the admin's view of state).
-    pub fn scope_of(&self, id: &str) -> Option<Arc<Scope>> {
-        self.map
-            .load()
-            .by_hash
-            .values()
-            .find(|e| e.id == id)
-            .and_then(|e| e.identity.quota.clone())
     }
 }
 
@@ -139,6 +133,18 @@ mod tests {
     use super::*;
     use crate::config::LimitsConfig;
     use crate::keys::{KeySpec, NewSecret};
+
+    impl VirtualKeys {
+        /// The scope of key `id`, when it has limits.
+        fn scope_of(&self, id: &str) -> Option<Arc<Scope>> {
+            self.map
+                .load()
+                .by_hash
+                .values()
+                .find(|e| e.id == id)
+                .and_then(|e| e.identity.quota.clone())
+        }
+    }
 
     fn key(id: &str, limits: serde_json::Value) -> (String, VirtualKey) {
         let s = NewSecret::generate().expect("randomness");

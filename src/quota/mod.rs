@@ -201,11 +201,13 @@ impl Quotas {
     /// The first limit with no room, in the order key, user, team, model, gateway.
     pub fn admit(&self, ask: &Ask<'_>) -> Result<Option<Ticket>, Rejection> {
         let scopes = self.scopes(ask);
-        if scopes.is_empty() {
+        let n = scopes.iter().flatten().count();
+        if n == 0 {
             return Ok(None);
         }
-        let mut taken = Vec::with_capacity(scopes.len());
-        for scope in &scopes {
+        // The one allocation of an admission: the ticket outlives the request's phases.
+        let mut taken = Vec::with_capacity(n);
+        for scope in scopes.iter().flatten() {
             match Taken::take(scope, ask.tokens, ask.now_ms, &self.zone) {
                 Ok(t) => taken.push(t),
                 Err(r) => {
@@ -225,27 +227,25 @@ impl Quotas {
         }))
     }
 
-    /// The scopes with limits that apply to `ask`, most specific first.
-    fn scopes(&self, ask: &Ask<'_>) -> Vec<Arc<Scope>> {
-        let mut v = Vec::with_capacity(6);
-        v.extend(ask.key.cloned());
-        if let (Some(users), Some(user)) = (&self.users, ask.user) {
-            v.push(users.scope(user));
-        }
-        v.extend(ask.team.and_then(|t| self.teams.get(t)).cloned());
+    /// The scopes with limits that apply to `ask`, most specific first, in an array on the
+    /// stack (no allocation to list them).
+    fn scopes(&self, ask: &Ask<'_>) -> Scopes {
         let by_name = ask.model.and_then(|m| self.models.get(m));
-        let by_id = ask.upstream_model.and_then(|m| self.models.get(m));
-        v.extend(by_name.cloned());
-        v.extend(
-            by_id
-                .filter(|s| by_name.is_none_or(|n| !Arc::ptr_eq(n, s)))
-                .cloned(),
-        );
-        v.extend(self.global.clone());
-        v
+        let by_id = ask
+            .upstream_model
+            .and_then(|m| self.models.get(m))
+            .filter(|s| by_name.is_none_or(|n| !Arc::ptr_eq(n, s)));
+        [
+            ask.key.cloned(),
+            self.users.as_ref().zip(ask.user).map(|(u, id)| u.scope(id)),
+            ask.team.and_then(|t| self.teams.get(t)).cloned(),
+            by_name.cloned(),
+            by_id.cloned(),
+            self.global.clone(),
+        ]
     }
 
-    fn reject(&self, kind: ScopeKind, r: Refusal, scopes: &[Arc<Scope>], now_ms: i64) -> Rejection {
+    fn reject(&self, kind: ScopeKind, r: Refusal, scopes: &Scopes, now_ms: i64) -> Rejection {
         let wait = go_duration(r.reset_ms);
         let too_large = r.requested > r.limit;
         let message = match r.reason {
@@ -338,10 +338,17 @@ fn seed(s: &Scope, usd: f64, now_ms: i64, zone: &TimeZone) {
     }
 }
 
+/// The most scopes a request can count against: key, user, team, model by name, model by
+/// upstream id, gateway.
+const MAX_SCOPES: usize = 6;
+
+/// The scopes a request counts against, in [`Quotas::scopes`]' order.
+type Scopes = [Option<Arc<Scope>>; MAX_SCOPES];
+
 /// The tightest figures over `scopes`.
-fn headers(scopes: &[Arc<Scope>], now_ms: i64) -> RateHeaders {
+fn headers(scopes: &Scopes, now_ms: i64) -> RateHeaders {
     let mut h = RateHeaders::default();
-    for s in scopes {
+    for s in scopes.iter().flatten() {
         s.figures(now_ms, &mut h);
     }
     h

@@ -61,13 +61,6 @@ pub struct State {
     pub(super) rejected: std::sync::atomic::AtomicU64,
 }
 
-impl State {
-    /// Requests of this scope in flight now.
-    pub fn in_flight_now(&self) -> u64 {
-        self.in_flight.get()
-    }
-}
-
 /// One limited key, user, team, model or the gateway.
 #[derive(Debug)]
 pub struct Scope {
@@ -159,8 +152,10 @@ pub struct Refusal {
 #[derive(Debug)]
 pub struct Taken {
     pub scope: Arc<Scope>,
-    minute: u64,
-    day: u64,
+    /// The window each of requests per minute, requests per day, tokens per minute and tokens
+    /// per day was counted in: the clock's, or a newer one a counter already held (a caller
+    /// that read the clock just before a boundary). Give-backs and corrections go there.
+    windows: [u64; 4],
     /// Tokens charged at admission (the estimate), 0 when the scope counts none.
     tokens: u64,
     entered: bool,
@@ -196,8 +191,7 @@ impl Taken {
         // From here on, `t` gives back what it took if a later limit refuses.
         let mut t = Taken {
             scope: scope.clone(),
-            minute,
-            day,
+            windows: [minute, day, minute, day],
             tokens: if l.counts_tokens() { tokens } else { 0 },
             entered: false,
         };
@@ -213,80 +207,52 @@ impl Taken {
             t.entered = true;
         }
         let rows = [
-            (
-                l.requests_per_minute,
-                &s.requests_minute,
-                minute,
-                minute_reset,
-                1,
-                Reason::Requests,
-                "per minute",
-            ),
-            (
-                l.requests_per_day,
-                &s.requests_day,
-                day,
-                day_reset,
-                1,
-                Reason::Requests,
-                "per day",
-            ),
-            (
-                l.tokens_per_minute,
-                &s.tokens_minute,
-                minute,
-                minute_reset,
-                tokens,
-                Reason::Tokens,
-                "per minute",
-            ),
-            (
-                l.tokens_per_day,
-                &s.tokens_day,
-                day,
-                day_reset,
-                tokens,
-                Reason::Tokens,
-                "per day",
-            ),
+            (minute_reset, 1, Reason::Requests, "per minute"),
+            (day_reset, 1, Reason::Requests, "per day"),
+            (minute_reset, tokens, Reason::Tokens, "per minute"),
+            (day_reset, tokens, Reason::Tokens, "per day"),
         ];
         let mut took = [false; 4];
-        for (i, (limit, w, id, reset_ms, n, reason, per)) in rows.into_iter().enumerate() {
+        for (i, ((limit, w), (reset_ms, n, reason, per))) in
+            counters(scope).into_iter().zip(rows).enumerate()
+        {
             let Some(limit) = limit else { continue };
-            if let Err(used) = w.take(id, n, limit) {
-                for (j, (_, w, id, _, n, _, _)) in rows.iter().enumerate().take(i) {
-                    if took[j] {
-                        w.add(*id, -(*n as i64));
-                    }
+            match w.take(t.windows[i], n, limit) {
+                Ok((landed, _)) => {
+                    t.windows[i] = landed;
+                    took[i] = true;
                 }
-                return Err(Refusal {
-                    reason,
-                    per,
-                    limit,
-                    used,
-                    requested: n,
-                    reset_ms,
-                });
+                Err(used) => {
+                    t.give_back(&took);
+                    return Err(Refusal {
+                        reason,
+                        per,
+                        limit,
+                        used,
+                        requested: n,
+                        reset_ms,
+                    });
+                }
             }
-            took[i] = true;
         }
         Ok(t)
     }
 
-    /// Gives back the request and tokens taken (another scope refused the request).
-    pub fn rollback(&self) {
-        let (l, s) = (&self.scope.limits, &self.scope.state);
-        let n = self.tokens as i64;
-        for (limit, w, id, n) in [
-            (l.requests_per_minute, &s.requests_minute, self.minute, 1),
-            (l.requests_per_day, &s.requests_day, self.day, 1),
-            (l.tokens_per_minute, &s.tokens_minute, self.minute, n),
-            (l.tokens_per_day, &s.tokens_day, self.day, n),
-        ] {
-            if limit.is_some() {
-                w.add(id, -n);
+    /// Gives back the request and tokens of each window marked in `took`, in the window it was
+    /// counted in.
+    fn give_back(&self, took: &[bool; 4]) {
+        let amounts = [1, 1, self.tokens as i64, self.tokens as i64];
+        for (i, (_, w)) in counters(&self.scope).into_iter().enumerate() {
+            if took[i] {
+                w.add(self.windows[i], -amounts[i]);
             }
         }
+    }
+
+    /// Gives back the request and tokens taken (another scope refused the request).
+    pub fn rollback(&self) {
+        let limited = counters(&self.scope).map(|(limit, _)| limit.is_some());
+        self.give_back(&limited);
     }
 
     /// Corrects the token estimate with the answer's `actual` tokens, and charges `cost`
@@ -298,8 +264,13 @@ impl Taken {
             let (minute, _) = window_at(now_ms, MINUTE_MS);
             let (day, _) = window_at(now_ms, DAY_MS);
             for (limit, w, then, now) in [
-                (l.tokens_per_minute, &s.tokens_minute, self.minute, minute),
-                (l.tokens_per_day, &s.tokens_day, self.day, day),
+                (
+                    l.tokens_per_minute,
+                    &s.tokens_minute,
+                    self.windows[2],
+                    minute,
+                ),
+                (l.tokens_per_day, &s.tokens_day, self.windows[3], day),
             ] {
                 // A window that has passed keeps the estimate; the rest of the usage counts
                 // in the window it is learnt in.
@@ -313,6 +284,17 @@ impl Taken {
             s.spend.charge(cost, now_ms, per, zone);
         }
     }
+}
+
+/// A scope's four rate limits and their counters, in the order of [`Taken`]'s `windows`.
+fn counters(scope: &Scope) -> [(Option<u64>, &Window); 4] {
+    let (l, s) = (&scope.limits, &scope.state);
+    [
+        (l.requests_per_minute, &s.requests_minute),
+        (l.requests_per_day, &s.requests_day),
+        (l.tokens_per_minute, &s.tokens_minute),
+        (l.tokens_per_day, &s.tokens_day),
+    ]
 }
 
 impl Drop for Taken {

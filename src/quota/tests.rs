@@ -141,7 +141,7 @@ fn a_refusal_gives_back_what_earlier_scopes_took() {
     let h = held.headers.requests.expect("request figures");
     assert_eq!(h.limit, 1, "the global limit is the tightest");
     assert_eq!(
-        k.state.in_flight_now(),
+        k.state.in_flight.get(),
         1,
         "only the held request is in flight"
     );
@@ -151,6 +151,60 @@ fn a_refusal_gives_back_what_earlier_scopes_took() {
         figures.requests.map(|f| f.remaining),
         Some(9),
         "refused requests were given back to the key"
+    );
+}
+
+/// A caller that read the clock just before a minute ended, admitted just after: its counts
+/// land in the new minute, so a give-back or a correction must go there too.
+#[test]
+fn a_late_caller_is_given_back_in_the_window_it_counted_in() {
+    let mut c = Config::default();
+    c.quotas.global.requests_per_minute = Some(1);
+    let q = Quotas::build(&c, None);
+    let k = key(LimitsConfig {
+        requests_per_minute: Some(10),
+        tokens_per_minute: Some(100),
+        ..LimitsConfig::default()
+    });
+    let (next, late) = (NOW + 60_000, NOW + 59_999);
+    let on_time = Ask {
+        tokens: 10,
+        now_ms: next,
+        ..ask(Some(&k))
+    };
+    let first = q.admit(&on_time).expect("room").expect("ticket");
+    let behind = Ask {
+        now_ms: late,
+        ..on_time
+    };
+    let r = q
+        .admit(&behind)
+        .expect_err("the gateway's new minute is full");
+    assert_eq!(r.scope, ScopeKind::Global);
+    let used = |what: fn(&ScopeView) -> &Option<Rate>| {
+        what(&k.view("k", next, &TimeZone::UTC))
+            .as_ref()
+            .map(|r| r.used)
+    };
+    assert_eq!(
+        (
+            used(|v| &v.requests_per_minute),
+            used(|v| &v.tokens_per_minute)
+        ),
+        (Some(1), Some(10)),
+        "the refused request's request and tokens are given back in the new minute"
+    );
+    drop(first);
+    let mut c = Config::default();
+    c.quotas.global.requests_per_minute = Some(5);
+    let q = Quotas::build(&c, None);
+    let t = q.admit(&behind).expect("room").expect("ticket");
+    assert_eq!(used(|v| &v.tokens_per_minute), Some(20));
+    t.settle(Some(4), None, next + 1);
+    assert_eq!(
+        used(|v| &v.tokens_per_minute),
+        Some(14),
+        "a smaller answer gives back in the minute it was counted in"
     );
 }
 
@@ -221,7 +275,7 @@ fn concurrency_is_freed_when_the_ticket_goes() {
         .expect("a slot was freed")
         .expect("ticket");
     drop((a, c));
-    assert_eq!(k.state.in_flight_now(), 0);
+    assert_eq!(k.state.in_flight.get(), 0);
 }
 
 #[test]

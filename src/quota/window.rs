@@ -62,11 +62,12 @@ impl Window {
     }
 
     /// Adds `n` to window `id` if that keeps the count at or below `limit` and the window is
-    /// not full already.
+    /// not full already. Returns the window the count landed in (`id`, or the newer window the
+    /// counter already holds: give back or correct there) and the count after.
     ///
     /// # Errors
     /// The count already there, when `n` more would pass the limit.
-    pub fn take(&self, id: u64, n: u64, limit: u64) -> Result<u64, u64> {
+    pub fn take(&self, id: u64, n: u64, limit: u64) -> Result<(u64, u64), u64> {
         let mut cur = self.0.load(Ordering::Acquire);
         loop {
             let (id, used) = target(cur, id);
@@ -81,7 +82,7 @@ impl Window {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok(after),
+                Ok(_) => return Ok((id, after)),
                 Err(seen) => cur = seen,
             }
         }
@@ -160,20 +161,20 @@ mod tests {
     fn take_admits_up_to_the_limit_exactly() {
         let w = Window::default();
         for i in 1..=3 {
-            assert_eq!(w.take(7, 1, 3), Ok(i));
+            assert_eq!(w.take(7, 1, 3), Ok((7, i)));
         }
         assert_eq!(w.take(7, 1, 3), Err(3), "the fourth of three");
-        assert_eq!(w.take(8, 1, 3), Ok(1), "a new window starts at 0");
+        assert_eq!(w.take(8, 1, 3), Ok((8, 1)), "a new window starts at 0");
         assert_eq!(w.used(7), 0, "the old window is gone");
     }
 
     #[test]
     fn a_take_that_would_pass_the_limit_takes_nothing() {
         let w = Window::default();
-        assert_eq!(w.take(1, 8, 10), Ok(8));
+        assert_eq!(w.take(1, 8, 10), Ok((1, 8)));
         assert_eq!(w.take(1, 3, 10), Err(8));
         assert_eq!(w.used(1), 8);
-        assert_eq!(w.take(1, 2, 10), Ok(10));
+        assert_eq!(w.take(1, 2, 10), Ok((1, 10)));
         assert_eq!(w.take(1, 0, 10), Err(10), "a full window refuses even 0");
     }
 
@@ -182,7 +183,11 @@ mod tests {
         let w = Window::default();
         w.take(2, 7, 100).expect("room");
         // Callers that read the clock just before the boundary, acting after it.
-        w.take(1, 1, 100).expect("room");
+        assert_eq!(
+            w.take(1, 1, 100),
+            Ok((2, 8)),
+            "a late take says it landed in the newer window"
+        );
         w.add(1, 3);
         w.add(1, -5);
         assert_eq!(

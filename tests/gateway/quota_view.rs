@@ -19,16 +19,6 @@ const SECRET_A: &str = "sk-alice-7f3e9d2c";
 const SECRET_B: &str = "sk-backend-51aa0c";
 const END_USER: &str = "carol@example.com";
 
-async fn fresh_minute() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock");
-    let left = Duration::from_secs(60) - Duration::from_millis((now.as_millis() % 60_000) as u64);
-    if left < MARGIN {
-        tokio::time::sleep(left + Duration::from_millis(50)).await;
-    }
-}
-
 /// An answer using 10 + 2 tokens and costing $0.0004 (OpenRouter's `usage.cost`).
 fn answer() -> String {
     json!({
@@ -167,7 +157,7 @@ async fn the_api_answers_the_counters_exact_figures() {
     let up = FakeUpstream::always(Reply::Json(200, answer())).await;
     let keys = tempfile::tempdir().expect("tempdir");
     let mut gw = gateway(&up, &keys).await;
-    fresh_minute().await;
+    fresh_minute(MARGIN).await;
     traffic(&mut gw).await;
 
     let rsp = admin_get(&gw, "/api/quotas", None).await;
@@ -298,7 +288,7 @@ async fn metrics_show_labelled_budgets_and_never_users_or_secrets() {
     let up = FakeUpstream::always(Reply::Json(200, answer())).await;
     let keys = tempfile::tempdir().expect("tempdir");
     let mut gw = gateway(&up, &keys).await;
-    fresh_minute().await;
+    fresh_minute(MARGIN).await;
     traffic(&mut gw).await;
     let rsp = admin_get(&gw, "/metrics", Some(ADMIN_TOKEN)).await;
     assert_eq!(rsp.status(), 200);

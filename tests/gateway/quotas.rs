@@ -19,17 +19,6 @@ use crate::support::*;
 
 const MARGIN: Duration = Duration::from_secs(10);
 
-/// Waits for the next minute when less than `MARGIN` of this one is left.
-async fn fresh_minute() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock");
-    let left = Duration::from_secs(60) - Duration::from_millis((now.as_millis() % 60_000) as u64);
-    if left < MARGIN {
-        tokio::time::sleep(left + Duration::from_millis(50)).await;
-    }
-}
-
 /// Gateway keys written to files in a temp dir.
 struct Keys(tempfile::TempDir);
 
@@ -119,7 +108,7 @@ async fn a_key_rpm_trips_at_its_figure_with_openai_headers() {
     let mut c = config_for(&up.url());
     c.auth.keys.push(keys.key("k-rpm", "alice", None, rpm(3)));
     let mut gw = TestGateway::start(c).await;
-    fresh_minute().await;
+    fresh_minute(MARGIN).await;
     for remaining in ["2", "1", "0"] {
         let rsp = call(&gw, Some("k-rpm"), CHAT_BODY).await;
         assert_eq!(rsp.status(), 200);
@@ -200,7 +189,7 @@ async fn a_key_without_limits_gets_no_rate_headers() {
         .push(keys.key("k-free", "alice", None, LimitsConfig::default()));
     c.auth.keys.push(keys.key("k-one", "bob", None, rpm(5)));
     let gw = TestGateway::start(c).await;
-    fresh_minute().await;
+    fresh_minute(MARGIN).await;
     let rsp = call(&gw, Some("k-free"), CHAT_BODY).await;
     assert_eq!(
         header(&rsp, "x-ratelimit-remaining-requests"),
@@ -258,7 +247,7 @@ async fn each_end_user_has_their_own_count() {
     c.auth.keys.push(k);
     c.quotas.users.default = rpm(2);
     let gw = TestGateway::start(c).await;
-    fresh_minute().await;
+    fresh_minute(MARGIN).await;
     let as_user = |user: &'static str| {
         client()
             .post(format!("{}/v1/chat/completions", gw.url))
@@ -305,7 +294,7 @@ async fn a_team_limit_is_shared_by_its_keys() {
         .push(keys.key("k-blue", "cy", Some("blue"), LimitsConfig::default()));
     c.quotas.teams.insert("red".into(), rpm(2));
     let gw = TestGateway::start(c).await;
-    fresh_minute().await;
+    fresh_minute(MARGIN).await;
     assert_eq!(call(&gw, Some("k-red-1"), CHAT_BODY).await.status(), 200);
     assert_eq!(call(&gw, Some("k-red-2"), CHAT_BODY).await.status(), 200);
     assert_429(
@@ -330,7 +319,7 @@ async fn a_model_limit_applies_by_alias_and_by_upstream_id() {
         .insert("deepseek/deepseek-r1-distill-qwen-32b".into(), rpm(2));
     c.quotas.models.insert("openai/gpt-4o-mini".into(), rpm(1));
     let gw = TestGateway::start(c).await;
-    fresh_minute().await;
+    fresh_minute(MARGIN).await;
     let alias = r#"{"model":"qwendeepseek","messages":[{"role":"user","content":"hi"}]}"#;
     let by_id = r#"{"model":"deepseek/deepseek-r1-distill-qwen-32b","messages":[{"role":"user","content":"hi"}]}"#;
     assert_eq!(call(&gw, None, alias).await.status(), 200);
@@ -369,7 +358,7 @@ async fn tokens_are_estimated_then_counted_from_usage() {
     };
     c.auth.keys.push(keys.key("k-tiny", "bob", None, tiny));
     let gw = TestGateway::start(c).await;
-    fresh_minute().await;
+    fresh_minute(MARGIN).await;
     // Admitted with room for the estimate: 0 + 5, then 1213 + 5; refused at 2426 + 5 > 2430.
     for remaining in ["2425", "1212"] {
         let rsp = call(&gw, Some("k-tpm"), CHAT_BODY).await;
@@ -422,7 +411,7 @@ async fn a_streamed_answer_is_counted_from_its_final_usage() {
     };
     c.auth.keys.push(keys.key("k-stream", "alice", None, tpm));
     let mut gw = TestGateway::start(c).await;
-    fresh_minute().await;
+    fresh_minute(MARGIN).await;
     let body = r#"{"model":"openai/gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Colour of the sky?"}]}"#;
     let first = call(&gw, Some("k-stream"), body).await;
     let after_estimate: u64 = header(&first, "x-ratelimit-remaining-tokens")
@@ -834,7 +823,7 @@ async fn every_kind_of_limit_trips_at_its_figure_at_every_scope() {
             }
             c.auth.keys.push(key);
             let mut gw = TestGateway::start(c).await;
-            fresh_minute().await;
+            fresh_minute(MARGIN).await;
             let held = if *reason == "concurrent" {
                 let rsp = call(&gw, Some("k-table"), stream_body).await;
                 assert_eq!(rsp.status(), 200, "{row}: the held stream");

@@ -384,6 +384,18 @@ pub async fn get_text(url: &str) -> String {
         .expect("a text body")
 }
 
+/// Waits for the next clock minute when less than `margin` of this one is left, so a minute
+/// window (quotas) cannot reset inside a test that counts per minute.
+pub async fn fresh_minute(margin: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    let left = Duration::from_secs(60) - Duration::from_millis((now.as_millis() % 60_000) as u64);
+    if left < margin {
+        tokio::time::sleep(left + Duration::from_millis(50)).await;
+    }
+}
+
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
