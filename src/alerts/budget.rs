@@ -10,7 +10,7 @@
 //! period, so a condition holds until the period ends.
 
 use crate::config::AlertLevel;
-use crate::quota::BudgetUse;
+use crate::quota::{dollars, BudgetUse};
 
 use super::rules::{figure, Condition};
 
@@ -35,8 +35,8 @@ fn condition(b: &BudgetUse, at: f64, level: Option<AlertLevel>) -> Condition {
     let end = crate::store::rfc3339(b.period_end_ms);
     let summary = format!(
         "{who} spent ${} of its ${} budget per {} ({}, threshold {}); the period ends {end}",
-        usd(b.spent_usd()),
-        usd(b.budget_usd()),
+        dollars(b.spent_micros),
+        dollars(b.budget_micros),
         b.period.as_str(),
         pct(b.used_ratio()),
         pct(at),
@@ -49,29 +49,17 @@ fn condition(b: &BudgetUse, at: f64, level: Option<AlertLevel>) -> Condition {
                 "spent_usd",
                 "Spent",
                 b.spent_usd(),
-                format!("${}", usd(b.spent_usd())),
+                format!("${}", dollars(b.spent_micros)),
             ),
             figure(
                 "budget_usd",
                 "Budget",
                 b.budget_usd(),
-                format!("${} per {}", usd(b.budget_usd()), b.period.as_str()),
+                format!("${} per {}", dollars(b.budget_micros), b.period.as_str()),
             ),
             figure("used_ratio", "Used", b.used_ratio(), pct(b.used_ratio())),
             figure("period_end_ms", "Period ends", b.period_end_ms as f64, end),
         ],
         level,
-    }
-}
-
-/// Dollars with cents, or more digits below a dollar (`0.0012`).
-fn usd(v: f64) -> String {
-    if v >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        let s = format!("{v:.6}");
-        let s = s.trim_end_matches('0');
-        s.strip_suffix('.')
-            .map_or_else(|| s.to_owned(), |s| format!("{s}.00"))
     }
 }

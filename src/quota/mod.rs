@@ -381,7 +381,7 @@ impl Ticket {
 }
 
 /// Micro-dollars as dollars: cents from $1 up, else as many digits as it takes (`$0.0012`).
-fn dollars(micros: u64) -> String {
+pub fn dollars(micros: u64) -> String {
     let usd = micros as f64 / 1e6;
     if usd >= 1.0 {
         format!("{usd:.2}")
