@@ -445,7 +445,7 @@ fn budget_gauges(proxy: &Arc<Proxy>) -> crate::telemetry::metrics::BudgetsFn {
     })
 }
 
-/// Every spend budget now (end users' included), for the budget alert rule.
+/// Every spend budget now (end users' included), for the budget alert rule and the reports.
 fn alert_budgets(proxy: &Arc<Proxy>) -> alerts::BudgetsFn {
     // Weak, as `scanner`.
     let proxy = Arc::downgrade(proxy);

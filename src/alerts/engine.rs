@@ -166,8 +166,7 @@ pub struct Engine {
     budgets: Option<BudgetsFn>,
 }
 
-/// Reads every spend budget now (`app` wires it to the proxy's quota counters).
-pub type BudgetsFn = Arc<dyn Fn() -> Vec<crate::quota::BudgetUse> + Send + Sync>;
+pub use crate::quota::BudgetsFn;
 
 impl Engine {
     pub fn new(

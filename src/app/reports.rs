@@ -45,7 +45,8 @@ pub(super) fn reporter(
     let rt = runtime.clone();
     let config: ConfigFn =
         Arc::new(move || rt().map_or_else(|| initial.clone(), |r| r.config.clone()));
-    let reporter = Reporter::new(store, chat(runtime), config.clone(), apply(weak));
+    let reporter = Reporter::new(store, chat(runtime), config.clone(), apply(weak))
+        .with_budgets(super::alert_budgets(proxy));
     match messages {
         Some(tx) => reporter.with_digest(send_digest(tx, config)),
         None => reporter,
@@ -227,13 +228,24 @@ pub async fn report_once(
     let store = Store::from_config(&config.store)
         .await
         .with_context(|| format!("opening the store {}", config.store.path.display()))?;
+    // No gateway runs here: the budgets are those of the config (keys, teams, models, the
+    // gateway, end users), read back from the store's spend as a starting gateway reads them.
+    super::budgets::seed(&rt, &[], &store, unix_ms(SystemTime::now())).await;
+    let budget_rt = rt.clone();
+    let budgets: crate::quota::BudgetsFn = Arc::new(move || {
+        let keys = budget_rt.key_scopes().map(|(n, s)| (n, &**s));
+        budget_rt
+            .quotas
+            .budgets(keys, true, unix_ms(SystemTime::now()))
+    });
     let runtime: RuntimeFn = Arc::new(move || Some(rt.clone()));
     let reporter = Reporter::new(
         store.clone(),
         chat(runtime),
         Arc::new(move || config.clone()),
         Arc::new(|_| Err("thresholds change only on a running gateway".into())),
-    );
+    )
+    .with_budgets(budgets);
     let r = reporter.generate(period, date, Trigger::Manual).await;
     store.close().await;
     Ok(report::render::markdown(&r?))

@@ -39,6 +39,10 @@ pub use budget::{micros, period_bounds};
 pub use scope::{Limits, Scope};
 pub use view::{BudgetUse, BudgetView, InFlight, QuotaView, Rate, RejectedCount, ScopeView};
 
+/// Reads every spend budget now (`app` wires it to the proxy's quota counters for the alert
+/// rule and the reports).
+pub type BudgetsFn = Arc<dyn Fn() -> Vec<BudgetUse> + Send + Sync>;
+
 use crate::config::Config;
 use scope::{Refusal, Taken};
 use users::Users;

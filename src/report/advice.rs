@@ -55,12 +55,15 @@ pub fn schema() -> Value {
 
 const SYSTEM: &str = "You are the analysis agent of gatehouse, an LLM gateway. You get one \
 period's figures as JSON: traffic, latency (seconds), errors, cost (USD), threats, anomalies, \
-a load forecast, threat trends and, when there is one, a threshold proposal with its replayed \
+a load forecast, threat trends, spend budgets as they stand now (spent, budget, spend \
+projected to the period's end) and, when there is one, a threshold proposal with its replayed \
 effect. Give recommendations in four groups: security, performance, usage, cost. Each has a \
 priority (high, medium, low), a short title, the evidence (the figures it rests on, each line \
 quoting at least one number from the input) and one concrete action, preferably a gatehouse \
 config key and value (upstreams.<name>.fallbacks, upstreams.<name>.retries, models.aliases, \
-detect.thresholds, detect.actions, detect.behaviour.high_risk_limit, auth.keys). Do not invent \
+detect.thresholds, detect.actions, detect.behaviour.high_risk_limit, auth.keys, \
+quotas.global.budget_usd, quotas.teams.<name>.budget_usd, a key's limits.budget_usd). Cost \
+recommendations say how the spend stands against the budgets. Do not invent \
 figures. Answer with JSON only, matching this schema: ";
 
 /// The chat-completions request for `figures` (without `model`; the caller sets it).

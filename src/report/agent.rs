@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::analytics::unix_ms;
 use crate::config::{Config, ThresholdsConfig};
+use crate::quota::BudgetsFn;
 use crate::store::{rfc3339, Store, StoredReport, ThresholdChange};
 
 use super::period::{self, Zone};
@@ -69,6 +70,7 @@ pub struct Reporter {
     config: ConfigFn,
     apply: ApplyFn,
     digest: Option<DigestFn>,
+    budgets: Option<BudgetsFn>,
 }
 
 /// What a threshold change did (or would do, on a dry run).
@@ -92,7 +94,15 @@ impl Reporter {
             config,
             apply,
             digest: None,
+            budgets: None,
         }
+    }
+
+    /// Reads the live spend budgets into each report's figures (set by `app`; without it a
+    /// report lists none).
+    pub fn with_budgets(mut self, budgets: BudgetsFn) -> Reporter {
+        self.budgets = Some(budgets);
+        self
     }
 
     /// Sends digests of stored reports (set by `app` when the alert channels run).
@@ -130,7 +140,8 @@ impl Reporter {
         let now = unix_ms(SystemTime::now());
         let zone = Zone::of(&config.report.schedule);
         let b = period::of(period, date, now, &zone)?;
-        let figures = figures::gather(&self.store, &config, &b, &zone, now).await?;
+        let budgets = self.budgets.as_ref().map(|f| f()).unwrap_or_default();
+        let figures = figures::gather(&self.store, &config, &b, &zone, now, budgets).await?;
         let (engine, recommendations) = self.advise(&config, &figures).await;
         let report = Report {
             from: b.from,

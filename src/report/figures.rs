@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::analytics::{self, Anomaly};
 use crate::config::{AlertsConfig, Config, RuleKind, ThresholdsConfig};
+use crate::quota::{period_bounds, BudgetUse, ScopeKind};
 use crate::store::hist::Histogram;
 use crate::store::{DailyThreats, Offender, Scored, Store};
 
@@ -19,6 +20,10 @@ use super::{Error, Period};
 const DAY_MS: i64 = 86_400_000;
 /// Models and users listed (most requests first); anomalies (largest |z| first).
 const TOP: usize = 10;
+/// End users' budgets are listed from this share used (keys, teams, models and the gateway's
+/// always), at most [`TOP_BUDGETS`] in all.
+const USER_BUDGET_SHOWN: f64 = 0.5;
+const TOP_BUDGETS: usize = 20;
 /// Days of history for threat trends when the period is shorter.
 const MIN_TREND_DAYS: i64 = 7;
 
@@ -58,6 +63,29 @@ pub struct Figures {
     pub threshold_proposal: Option<Proposal>,
     /// Whether a threshold change is proposed, and why (or why not).
     pub threshold_note: String,
+    /// Spend budgets as they stand when the report is made (live counters, not the period's),
+    /// most used first: every key, team, model and gateway budget, and end users from half used.
+    pub budgets: Vec<BudgetFigures>,
+    /// Whether any spend budget is set: in the config (keys, end users, teams, models, the
+    /// gateway) or on a key made through `/api/keys`.
+    pub any_budget: bool,
+}
+
+/// One spend budget when the report is made.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BudgetFigures {
+    /// `key` (named by its user), `user`, `team`, `model` or `global`.
+    pub scope: String,
+    pub name: String,
+    pub spent_usd: f64,
+    pub budget_usd: f64,
+    /// `day`, `week` or `month`, in the report time zone.
+    pub per: String,
+    pub used_ratio: f64,
+    /// Spend at the period's end at the rate so far; only once a tenth of the period has passed
+    /// (an hour of a week says little).
+    pub projected_usd: Option<f64>,
+    pub period_end: String,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -158,7 +186,8 @@ pub struct ForecastFigures {
 }
 
 /// Gathers the figures of the period `b` as of `now_ms` (a period still running counts up to
-/// now); "previous" figures come from the period of the same kind just before it.
+/// now); "previous" figures come from the period of the same kind just before it. `budgets`
+/// are the live spend budgets (the proxy's counters, read by the caller).
 ///
 /// # Errors
 /// A store read fails.
@@ -168,6 +197,7 @@ pub async fn gather(
     b: &Bounds,
     zone: &Zone,
     now_ms: i64,
+    budgets: Vec<BudgetUse>,
 ) -> Result<Figures, Error> {
     let (from, to) = (b.from_ms, b.to_ms);
     let prev = b.before(zone)?;
@@ -284,6 +314,8 @@ pub async fn gather(
         threat_trends: trends,
         threshold_proposal: review.proposal,
         threshold_note: review.note,
+        any_budget: !budgets.is_empty() || config_has_budget(config),
+        budgets: budget_figures(budgets, now_ms, zone),
     })
 }
 
@@ -356,4 +388,44 @@ fn forecast_figures(f: &analytics::Forecast) -> ForecastFigures {
         peak_requests: peak.map_or(0.0, |p| p.requests),
         backtest_mape: f.backtest.mape,
     }
+}
+
+/// The budgets worth a report's attention, most used first, with their projected spend.
+fn budget_figures(live: Vec<BudgetUse>, now_ms: i64, zone: &Zone) -> Vec<BudgetFigures> {
+    let mut v: Vec<BudgetFigures> = live
+        .into_iter()
+        .filter(|b| b.scope != ScopeKind::User || b.used_ratio() >= USER_BUDGET_SHOWN)
+        .map(|b| {
+            let projected_usd = period_bounds(b.period, now_ms, zone.tz())
+                .filter(|(start, end)| (now_ms - start) * 10 >= end - start && end > start)
+                .map(|(start, end)| b.spent_usd() * (end - start) as f64 / (now_ms - start) as f64);
+            BudgetFigures {
+                scope: b.scope.as_str().to_owned(),
+                spent_usd: b.spent_usd(),
+                budget_usd: b.budget_usd(),
+                per: b.period.as_str().to_owned(),
+                used_ratio: b.used_ratio(),
+                projected_usd,
+                period_end: crate::store::rfc3339(b.period_end_ms),
+                name: b.name,
+            }
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.used_ratio
+            .total_cmp(&a.used_ratio)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    v.truncate(TOP_BUDGETS);
+    v
+}
+
+fn config_has_budget(c: &Config) -> bool {
+    let q = &c.quotas;
+    std::iter::once(&q.global)
+        .chain(std::iter::once(&q.users.default))
+        .chain(q.teams.values())
+        .chain(q.models.values())
+        .chain(c.auth.keys.iter().map(|k| &k.limits))
+        .any(|l| l.budget_usd.is_some())
 }

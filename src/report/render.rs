@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use super::figures::Figures;
 use super::replay::level_names;
+use super::rules::usd;
 use super::{Group, Report};
 
 /// The report as Markdown.
@@ -178,6 +179,23 @@ fn key_figures(f: &Figures) -> Vec<(&'static str, String)> {
             ),
         ));
     }
+    for b in &f.budgets {
+        v.push((
+            "budget now",
+            format!(
+                "{} {}: ${} of ${} per {} ({:.1}%){}, period ends {}",
+                b.scope,
+                b.name,
+                usd(b.spent_usd),
+                usd(b.budget_usd),
+                b.per,
+                b.used_ratio * 100.0,
+                b.projected_usd
+                    .map_or(String::new(), |p| format!(", ${} at this rate", usd(p))),
+                b.period_end
+            ),
+        ));
+    }
     for m in &f.models {
         v.push((
             "model",
@@ -208,7 +226,8 @@ fn unpriced(n: u64) -> String {
     }
 }
 
-fn capital(s: &str) -> String {
+/// `s` with its first letter in upper case.
+pub(super) fn capital(s: &str) -> String {
     let mut c = s.chars();
     c.next()
         .map(|f| f.to_uppercase().chain(c).collect())

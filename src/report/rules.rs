@@ -9,6 +9,8 @@ use crate::config::RuleThresholds;
 use super::figures::Figures;
 use super::{Group, Priority, Recommendation};
 
+mod budgets;
+pub(super) use budgets::usd;
 mod limits;
 
 /// Requests a model or upstream needs before its rates are judged.
@@ -27,6 +29,7 @@ pub fn recommend(f: &Figures, r: &RuleThresholds) -> Vec<Recommendation> {
     out.extend(limits::ttft_above_limit(f, r.ttft_p95_secs));
     out.extend(expensive_models(f, r));
     out.extend(unpriced_models(f));
+    out.extend(budgets::recommend(f));
     out.extend(high_risk_users(f, r));
     out.extend(thresholds(f));
     out.extend(rising_threats(f));

@@ -327,3 +327,88 @@ async fn metrics_show_labelled_budgets_and_never_users_or_secrets() {
     );
     gw.shutdown().await;
 }
+
+/// The analysis agent's cost advice refers to the budgets: alice's spent key budget is named
+/// with its figures and the setting to change, and the report lists every budget it saw.
+#[tokio::test]
+async fn a_report_names_a_spent_budget_and_lists_the_budgets() {
+    let up = FakeUpstream::always(Reply::Json(200, answer())).await;
+    let keys = tempfile::tempdir().expect("tempdir");
+    let mut gw = gateway(&up, &keys).await;
+    fresh_minute(MARGIN).await;
+    traffic(&mut gw).await;
+
+    let rsp = client()
+        .post(format!(
+            "{}/api/reports/generate?period=daily",
+            gw.admin_url
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("generate");
+    assert_eq!(rsp.status(), 201);
+    let report: Value = rsp.json().await.expect("report json");
+    let budgets = report["figures"]["budgets"].as_array().expect("budgets");
+    let named: Vec<(&str, &str)> = budgets
+        .iter()
+        .map(|b| {
+            (
+                b["scope"].as_str().expect("a string"),
+                b["name"].as_str().expect("a string"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("key", "alice"),
+            ("team", "red"),
+            ("model", "openai/gpt-4o-mini"),
+            ("key", "backend"),
+        ],
+        "most used first; the gateway has no budget and carol's $0.0008 of $0.1 is under half"
+    );
+    assert_eq!(budgets[0]["spent_usd"], 0.0012);
+    assert_eq!(budgets[0]["per"], "day");
+    let recs = report["recommendations"]
+        .as_array()
+        .expect("recommendations");
+    let spent: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["title"].as_str().unwrap_or_default().contains("budget"))
+        .collect();
+    assert_eq!(spent.len(), 1, "only alice's budget is past 80%: {recs:#?}");
+    assert_eq!(spent[0]["group"], "cost");
+    assert_eq!(spent[0]["priority"], "high");
+    assert!(
+        spent[0]["title"]
+            .as_str()
+            .expect("a string")
+            .starts_with("The budget of the key of alice is spent"),
+        "{}",
+        spent[0]["title"]
+    );
+    assert!(
+        spent[0]["evidence"][0]
+            .as_str()
+            .expect("a string")
+            .starts_with("$0.0012 spent of $0.001 per day (120.0%)"),
+        "{}",
+        spent[0]["evidence"][0]
+    );
+    let id = report["id"].as_str().expect("id");
+    let md = admin_get(
+        &gw,
+        &format!("/api/reports/{id}?format=md"),
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .text()
+    .await
+    .expect("markdown");
+    assert!(
+        md.contains("- budget now: key alice: $0.0012 of $0.001 per day (120.0%)"),
+        "{md}"
+    );
+}

@@ -49,10 +49,18 @@ pub(crate) fn quiet() -> Figures {
         threat_trends: ThreatTrends::default(),
         threshold_proposal: None,
         threshold_note: String::new(),
+        budgets: vec![],
+        any_budget: true,
     }
 }
 
-fn model(name: &str, requests: u64, cost: f64, p95: f64, prev: Option<f64>) -> ModelFigures {
+pub(crate) fn model(
+    name: &str,
+    requests: u64,
+    cost: f64,
+    p95: f64,
+    prev: Option<f64>,
+) -> ModelFigures {
     ModelFigures {
         model: name.into(),
         requests,
