@@ -22,15 +22,13 @@ use crate::store::{QuotaCount, Store};
 pub(super) async fn run(proxy: Weak<Proxy>, store: Store, instance: String) {
     let mut ledger = Ledger::default();
     let mut failing = false;
+    // The first sync at once: a replica that starts late in a window learns what the fleet
+    // used before it admits for a whole interval blind.
     loop {
-        let Some(every) = proxy
+        let Some((scopes, every)) = proxy
             .upgrade()
-            .map(|p| p.runtime.load().config.quotas.sync_ms)
+            .map(|p| (shared(&p), p.runtime.load().config.quotas.sync_ms))
         else {
-            return;
-        };
-        tokio::time::sleep(Duration::from_millis(every)).await;
-        let Some(scopes) = proxy.upgrade().map(|p| shared(&p)) else {
             return;
         };
         match sync(&scopes, &store, &instance, &mut ledger).await {
@@ -45,6 +43,7 @@ pub(super) async fn run(proxy: Weak<Proxy>, store: Store, instance: String) {
             }
             Err(e) => tracing::debug!(error = %e, "fleet quota sync failed again"),
         }
+        tokio::time::sleep(Duration::from_millis(every)).await;
     }
 }
 
