@@ -16,6 +16,7 @@ mod background;
 mod budgets;
 mod feedback;
 mod fleet;
+mod fleet_quotas;
 mod keys;
 mod reports;
 
@@ -239,6 +240,18 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             b.enabled.then(|| Duration::from_secs(b.window_secs)),
             reports::apply(Arc::downgrade(&proxy)),
             fleet::SYNC_EVERY,
+        )));
+        // One process: a restarted replica's rows of this minute stay the fleet's.
+        let instance = format!(
+            "{}/{}",
+            config.instance_name(),
+            uuid::Uuid::now_v7().simple()
+        );
+        tracing::info!(%instance, every_ms = config.quotas.sync_ms, "fleet mode: rate limits of keys, teams, models and the gateway shared through the store");
+        others.push(bg.spawn(fleet_quotas::run(
+            Arc::downgrade(&proxy),
+            store.clone(),
+            instance,
         )));
     }
     let alerts = alerts.map(|(handle, _)| handle);

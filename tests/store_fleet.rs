@@ -1,6 +1,6 @@
 //! What replicas sharing one store coordinate through, on both backends (PostgreSQL when
-//! `TEST_POSTGRES_URL` is set): alert claims, alert de-duplication between two engines, and
-//! the per-user high-risk counts the behaviour sync reads.
+//! `TEST_POSTGRES_URL` is set): alert claims, alert de-duplication between two engines, the
+//! per-user high-risk counts the behaviour sync reads, and the shared rate-limit counts.
 
 #[path = "store_support/mod.rs"]
 mod support;
@@ -12,7 +12,7 @@ use gatehouse::analytics::Live;
 use gatehouse::config::{AlertLevel, AlertsConfig, CaptureConfig, RuleConfig, RuleKind};
 use gatehouse::detect::{Category, RiskLevel};
 use gatehouse::event::Exchange;
-use gatehouse::store::Store;
+use gatehouse::store::{QuotaCount, Store};
 use support::*;
 
 /// Two handles on one store, as two replicas have: two pools on one PostgreSQL database, or
@@ -94,6 +94,60 @@ async fn racing_replicas_get_exactly_one_claim() {
             winners += usize::from(t.await.expect("task"));
         }
         assert_eq!(winners, 1, "{backend}: one winner among 16 racers");
+    }
+}
+
+fn count(scope: &str, window: i64, used: i64) -> QuotaCount {
+    QuotaCount {
+        scope: scope.into(),
+        counter: "requests_minute".into(),
+        window,
+        used,
+        ends_ms: (window + 1) * 60_000,
+    }
+}
+
+#[tokio::test]
+async fn each_replica_overwrites_its_own_counts_and_reads_the_others_sum() {
+    for (backend, a, b, _dir) in replicas().await {
+        let now = 10 * 60_000 + 5;
+        a.put_quota_counts("a", &[count("vkey:1", 10, 3), count("global", 10, 1)])
+            .await
+            .expect("a writes");
+        // Overwritten, not added to: a retried write counts once.
+        a.put_quota_counts("a", &[count("vkey:1", 10, 4)])
+            .await
+            .expect("a writes again");
+        b.put_quota_counts("b", &[count("vkey:1", 10, 5), count("vkey:1", 9, 50)])
+            .await
+            .expect("b writes");
+        b.put_quota_counts("c", &[count("vkey:1", 10, 2)])
+            .await
+            .expect("c writes");
+        let mut seen_by_a = a.others_quota_counts("a", now).await.expect("read");
+        seen_by_a.sort_by(|x, y| x.scope.cmp(&y.scope));
+        assert_eq!(
+            seen_by_a,
+            vec![count("vkey:1", 10, 7)],
+            "{backend}: b's and c's, open windows only, a's own left out"
+        );
+        let mut seen_by_b = b.others_quota_counts("b", now).await.expect("read");
+        seen_by_b.sort_by(|x, y| x.scope.cmp(&y.scope));
+        assert_eq!(
+            seen_by_b,
+            vec![count("global", 10, 1), count("vkey:1", 10, 6)],
+            "{backend}: a's 4 (not 3 + 4) and c's 2"
+        );
+        assert_eq!(
+            a.purge_quota_counts(now).await.expect("purge"),
+            1,
+            "{backend}: the ended window's row"
+        );
+        assert_eq!(
+            a.purge_quota_counts(11 * 60_000).await.expect("purge"),
+            4,
+            "{backend}: then the rest, once their window ends"
+        );
     }
 }
 

@@ -65,7 +65,7 @@ impl LimitsConfig {
 }
 
 /// The `quotas:` section: limits beyond those attached to keys.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuotasConfig {
     /// Limits for each end user (the user a request is recorded under).
@@ -74,9 +74,30 @@ pub struct QuotasConfig {
     pub teams: BTreeMap<String, LimitsConfig>,
     /// Limits per model: an alias or an upstream model id, shared by everyone calling it.
     pub models: BTreeMap<String, LimitsConfig>,
-    /// Limits on the whole gateway (this replica).
+    /// Limits on the whole gateway (every replica together, in fleet mode).
     pub global: LimitsConfig,
+    /// Milliseconds between two syncs of the rate counters (keys, teams, models, gateway) with
+    /// the other replicas, in fleet mode (a PostgreSQL store; ignored with SQLite): the
+    /// shorter, the smaller the fleet's overshoot of a limit (README, Quotas) and the more
+    /// store round trips. 100..=60000, default 1000.
+    pub sync_ms: u64,
 }
+
+impl Default for QuotasConfig {
+    fn default() -> Self {
+        QuotasConfig {
+            users: UserQuotasConfig::default(),
+            teams: BTreeMap::new(),
+            models: BTreeMap::new(),
+            global: LimitsConfig::default(),
+            sync_ms: 1000,
+        }
+    }
+}
+
+/// The bounds of `quotas.sync_ms`: below 100 ms the store round trips cost more than the
+/// overshoot they save; above a minute a minute window would pass between two syncs.
+pub const SYNC_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 
 /// Per-user limits.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -154,6 +175,13 @@ pub(super) fn check(c: &Config, p: &mut Vec<String>, w: &mut Vec<String>) {
         check_limits(&format!("quotas.models.{model}"), l, p);
     }
     check_limits("quotas.global", &q.global, p);
+    if !SYNC_MS.contains(&q.sync_ms) {
+        p.push(format!(
+            "quotas.sync_ms must be between {} and {}",
+            SYNC_MS.start(),
+            SYNC_MS.end()
+        ));
+    }
 }
 
 /// Every problem in one scope's limits, each named `{field}.<name>` (also used for the limits of
@@ -217,6 +245,7 @@ mod tests {
         );
         c.quotas.users.default.per = Some(BudgetPeriod::Week);
         c.quotas.users.max_tracked = 0;
+        c.quotas.sync_ms = 99;
         let problems = validate(&c).expect_err("bad quotas").0;
         let want = [
             "auth.keys[0].limits.requests_per_minute must be greater than 0",
@@ -226,6 +255,7 @@ mod tests {
             "quotas.users.max_tracked must be greater than 0",
             "quotas.models.gpt.budget_usd must be a number of dollars above 0 and at most 1000000000",
             "quotas.global.tokens_per_day must be at most 1099511627775",
+            "quotas.sync_ms must be between 100 and 60000",
         ];
         for w in want {
             assert!(problems.iter().any(|p| p == w), "{w}: {problems:#?}");

@@ -54,6 +54,9 @@ pub struct Runtime {
     pub capture: Option<super::capture::TextCapture>,
     /// The limits of the `quotas:` section (keys carry their own in `Identity`).
     pub quotas: crate::quota::Quotas,
+    /// The config keys' scopes by their fleet-wide id, `key:<n>:<user>` (`n`: the key's place
+    /// in `auth.keys`; never the secret), for the fleet's counter sync.
+    shared_keys: Vec<(String, Arc<crate::quota::Scope>)>,
 }
 
 impl Runtime {
@@ -77,6 +80,7 @@ impl Runtime {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
         let mut keys = HashMap::new();
+        let mut shared_keys = Vec::new();
         for (i, k) in config.auth.keys.iter().enumerate() {
             let source = match (&k.key_env, &k.key_file) {
                 (Some(env), _) => SecretSource::Env(env.clone()),
@@ -95,6 +99,9 @@ impl Runtime {
                         quota: key_scope(&k.limits, old),
                         models: (!k.models.is_empty()).then(|| k.models.clone().into()),
                     };
+                    if let Some(scope) = &id.quota {
+                        shared_keys.push((format!("key:{i}:{}", k.user), scope.clone()));
+                    }
                     keys.insert(secret.expose().to_owned(), id);
                 }
                 Err(e) => problems.push(format!("auth.keys[{i}]: {e}")),
@@ -151,6 +158,7 @@ impl Runtime {
             guard,
             capture: super::capture::TextCapture::from_config(&config),
             quotas: crate::quota::Quotas::build(&config, previous.map(|p| &p.quotas)),
+            shared_keys,
             config,
         };
         Ok((rt, warnings))
@@ -162,6 +170,14 @@ impl Runtime {
         self.keys
             .values()
             .filter_map(|id| Some((&*id.user, id.quota.as_ref()?)))
+    }
+
+    /// Every scope of this runtime whose rate counters the fleet shares, by fleet-wide id:
+    /// config keys (`key:<n>:<user>`), teams, models and the gateway (see
+    /// `Quotas::shared`). Virtual keys are `VirtualKeys::shared`'s.
+    pub fn shared_scopes(&self) -> Vec<(String, Arc<crate::quota::Scope>)> {
+        let quotas = self.quotas.shared().map(|(id, s)| (id, s.clone()));
+        self.shared_keys.iter().cloned().chain(quotas).collect()
     }
 
     /// Resolves a model name: alias, then prefix route, then the default upstream.

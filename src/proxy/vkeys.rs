@@ -112,6 +112,17 @@ impl VirtualKeys {
             .filter_map(|e| Some((e.identity.user.clone(), e.identity.quota.clone()?)))
             .collect()
     }
+
+    /// Every live key's scope by its fleet-wide id, `vkey:<id>`, for keys with limits (for
+    /// the fleet's counter sync).
+    pub fn shared(&self) -> Vec<(String, Arc<Scope>)> {
+        self.map
+            .load()
+            .by_hash
+            .values()
+            .filter_map(|e| Some((format!("vkey:{}", e.id), e.identity.quota.clone()?)))
+            .collect()
+    }
 }
 
 /// The key's scope: `old` itself when the limits are unchanged, else a new one that keeps

@@ -1,4 +1,4 @@
-//! Quotas on one replica: requests and tokens per minute and per day, requests in flight, and
+//! Quotas: requests and tokens per minute and per day, requests in flight, and
 //! spend budgets per day, week or month, for a gateway key, an end user, a team, a model and
 //! the whole gateway.
 //!
@@ -20,10 +20,13 @@
 //! What this can miss: a fixed window admits up to twice its limit across a window boundary;
 //! tokens are counted against a limit only once the answer ends, so requests in flight together
 //! may overshoot a token limit by their completions; a request's cost is only known at its end,
-//! so the request that crosses a budget completes and the next one is refused. Counters are per
-//! replica (phase 1: no sharing across a fleet).
+//! so the request that crosses a budget completes and the next one is refused. With several
+//! replicas on one PostgreSQL store, rate counters of keys, teams, models and the gateway are
+//! shared through it every `quotas.sync_ms`, with a bounded overshoot (`fleet.rs`); end users,
+//! concurrency and budgets are counted per replica.
 
 mod budget;
+mod fleet;
 mod scope;
 mod users;
 mod view;
@@ -36,7 +39,8 @@ use std::sync::Arc;
 use jiff::tz::TimeZone;
 
 pub use budget::{micros, period_bounds};
-pub use scope::{Limits, Scope};
+pub use fleet::{apply as apply_fleet, Ledger, Tally};
+pub use scope::{Counter, Limits, Scope};
 pub use view::{BudgetUse, BudgetView, InFlight, QuotaView, Rate, RejectedCount, ScopeView};
 
 /// Reads every spend budget now (`app` wires it to the proxy's quota counters for the alert
@@ -319,6 +323,16 @@ impl Quotas {
     /// Sets the spend of the current period of a key's scope (at start, from the store).
     pub fn seed_key(&self, key: &Scope, usd: f64, now_ms: i64) {
         seed(key, usd, now_ms, &self.zone);
+    }
+
+    /// The scopes whose rate counters the fleet shares, by their fleet-wide id: every team,
+    /// model and the gateway (`team:<name>`, `model:<name>`, `global`). Keys are named where
+    /// they are kept; end users are not shared.
+    pub fn shared(&self) -> impl Iterator<Item = (String, &Arc<Scope>)> {
+        let teams = self.teams.iter().map(|(n, s)| (format!("team:{n}"), s));
+        let models = self.models.iter().map(|(n, s)| (format!("model:{n}"), s));
+        let global = self.global.iter().map(|s| ("global".to_owned(), s));
+        teams.chain(models).chain(global)
     }
 
     /// The budget periods any scope uses (what the seeding query must cover).

@@ -48,6 +48,52 @@ impl Limits {
     }
 }
 
+/// One of a scope's four rate counters, in the order of [`Taken`]'s windows and
+/// [`State::fleet`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Counter {
+    RequestsMinute,
+    RequestsDay,
+    TokensMinute,
+    TokensDay,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 4] = [
+        Counter::RequestsMinute,
+        Counter::RequestsDay,
+        Counter::TokensMinute,
+        Counter::TokensDay,
+    ];
+
+    /// Its name in the shared table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Counter::RequestsMinute => "requests_minute",
+            Counter::RequestsDay => "requests_day",
+            Counter::TokensMinute => "tokens_minute",
+            Counter::TokensDay => "tokens_day",
+        }
+    }
+
+    /// The counter named `name` in the shared table.
+    pub fn parse(name: &str) -> Option<Counter> {
+        Counter::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// The length of its window, in milliseconds.
+    pub fn len_ms(self) -> i64 {
+        match self {
+            Counter::RequestsMinute | Counter::TokensMinute => MINUTE_MS,
+            Counter::RequestsDay | Counter::TokensDay => DAY_MS,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A scope's counters. They outlive a reload that keeps the scope's budget period.
 #[derive(Debug, Default)]
 pub struct State {
@@ -55,6 +101,10 @@ pub struct State {
     pub(super) requests_day: Window,
     pub(super) tokens_minute: Window,
     pub(super) tokens_day: Window,
+    /// What the rest of the fleet counted in each counter's window, as of the last sync, by
+    /// [`Counter`] (fleet mode only: 0 on one replica). Written by the sync, read by admission;
+    /// this replica's own counts never go in here, so nothing is counted twice.
+    pub(super) fleet: [Window; 4],
     pub(super) in_flight: Gauge,
     pub(super) spend: Spend,
     /// Requests this scope refused (any reason) since it was created.
@@ -95,32 +145,19 @@ impl Scope {
     /// The figures for the `x-ratelimit-*` headers at `now_ms`: this scope's tightest request
     /// and token limits.
     pub(super) fn figures(&self, now_ms: i64, into: &mut RateHeaders) {
-        let (l, s) = (&self.limits, &self.state);
         let (minute, minute_reset) = window_at(now_ms, MINUTE_MS);
         let (day, day_reset) = window_at(now_ms, DAY_MS);
         let rows = [
-            (
-                l.requests_per_minute,
-                &s.requests_minute,
-                minute,
-                minute_reset,
-                false,
-            ),
-            (l.requests_per_day, &s.requests_day, day, day_reset, false),
-            (
-                l.tokens_per_minute,
-                &s.tokens_minute,
-                minute,
-                minute_reset,
-                true,
-            ),
-            (l.tokens_per_day, &s.tokens_day, day, day_reset, true),
+            (minute, minute_reset, false),
+            (day, day_reset, false),
+            (minute, minute_reset, true),
+            (day, day_reset, true),
         ];
-        for (limit, w, id, reset_ms, tokens) in rows {
+        for ((limit, w, fleet), (id, reset_ms, tokens)) in counters(self).into_iter().zip(rows) {
             let Some(limit) = limit else { continue };
             let f = Figure {
                 limit,
-                remaining: limit.saturating_sub(w.used(id)),
+                remaining: limit.saturating_sub(w.used(id) + fleet.used(id)),
                 reset_ms,
             };
             let slot = if tokens {
@@ -213,11 +250,11 @@ impl Taken {
             (day_reset, tokens, Reason::Tokens, "per day"),
         ];
         let mut took = [false; 4];
-        for (i, ((limit, w), (reset_ms, n, reason, per))) in
+        for (i, ((limit, w, fleet), (reset_ms, n, reason, per))) in
             counters(scope).into_iter().zip(rows).enumerate()
         {
             let Some(limit) = limit else { continue };
-            match w.take(t.windows[i], n, limit) {
+            match w.take(t.windows[i], n, limit, fleet.used(t.windows[i])) {
                 Ok((landed, _)) => {
                     t.windows[i] = landed;
                     took[i] = true;
@@ -242,7 +279,7 @@ impl Taken {
     /// counted in.
     fn give_back(&self, took: &[bool; 4]) {
         let amounts = [1, 1, self.tokens as i64, self.tokens as i64];
-        for (i, (_, w)) in counters(&self.scope).into_iter().enumerate() {
+        for (i, (_, w, _)) in counters(&self.scope).into_iter().enumerate() {
             if took[i] {
                 w.add(self.windows[i], -amounts[i]);
             }
@@ -251,7 +288,7 @@ impl Taken {
 
     /// Gives back the request and tokens taken (another scope refused the request).
     pub fn rollback(&self) {
-        let limited = counters(&self.scope).map(|(limit, _)| limit.is_some());
+        let limited = counters(&self.scope).map(|(limit, _, _)| limit.is_some());
         self.give_back(&limited);
     }
 
@@ -286,14 +323,24 @@ impl Taken {
     }
 }
 
-/// A scope's four rate limits and their counters, in the order of [`Taken`]'s `windows`.
-fn counters(scope: &Scope) -> [(Option<u64>, &Window); 4] {
+/// A scope's four rate limits, their counters and the fleet's share of each, in the order of
+/// [`Counter`] (and of [`Taken`]'s `windows`).
+pub(super) fn counters(scope: &Scope) -> [(Option<u64>, &Window, &Window); 4] {
     let (l, s) = (&scope.limits, &scope.state);
+    let f = |c: Counter| &s.fleet[c.index()];
     [
-        (l.requests_per_minute, &s.requests_minute),
-        (l.requests_per_day, &s.requests_day),
-        (l.tokens_per_minute, &s.tokens_minute),
-        (l.tokens_per_day, &s.tokens_day),
+        (
+            l.requests_per_minute,
+            &s.requests_minute,
+            f(Counter::RequestsMinute),
+        ),
+        (l.requests_per_day, &s.requests_day, f(Counter::RequestsDay)),
+        (
+            l.tokens_per_minute,
+            &s.tokens_minute,
+            f(Counter::TokensMinute),
+        ),
+        (l.tokens_per_day, &s.tokens_day, f(Counter::TokensDay)),
     ]
 }
 

@@ -184,10 +184,15 @@ fn usd(micros: u64) -> f64 {
     micros as f64 / 1e6
 }
 
-fn rate(limit: Option<u64>, w: &Window, now_ms: i64, len_ms: i64) -> Option<Rate> {
+/// A rate limit's figures: this replica's count plus the fleet's share at the last sync.
+fn rate(
+    (limit, w, fleet): (Option<u64>, &Window, &Window),
+    now_ms: i64,
+    len_ms: i64,
+) -> Option<Rate> {
     let limit = limit?;
     let (id, reset_ms) = window_at(now_ms, len_ms);
-    let used = w.used(id);
+    let used = w.used(id) + fleet.used(id);
     Some(Rate {
         limit,
         used,
@@ -200,13 +205,14 @@ impl Scope {
     /// This scope's limits and counters at `now_ms`, shown as `name`.
     pub fn view(&self, name: &str, now_ms: i64, zone: &TimeZone) -> ScopeView {
         let (l, s) = (&self.limits, &self.state);
+        let c = super::scope::counters(self);
         ScopeView {
             scope: self.kind.as_str(),
             name: name.to_owned(),
-            requests_per_minute: rate(l.requests_per_minute, &s.requests_minute, now_ms, MINUTE_MS),
-            requests_per_day: rate(l.requests_per_day, &s.requests_day, now_ms, DAY_MS),
-            tokens_per_minute: rate(l.tokens_per_minute, &s.tokens_minute, now_ms, MINUTE_MS),
-            tokens_per_day: rate(l.tokens_per_day, &s.tokens_day, now_ms, DAY_MS),
+            requests_per_minute: rate(c[0], now_ms, MINUTE_MS),
+            requests_per_day: rate(c[1], now_ms, DAY_MS),
+            tokens_per_minute: rate(c[2], now_ms, MINUTE_MS),
+            tokens_per_day: rate(c[3], now_ms, DAY_MS),
             concurrent: l.concurrent.map(|limit| InFlight {
                 limit,
                 in_flight: s.in_flight.get(),

@@ -61,16 +61,19 @@ impl Window {
         }
     }
 
-    /// Adds `n` to window `id` if that keeps the count at or below `limit` and the window is
-    /// not full already. Returns the window the count landed in (`id`, or the newer window the
-    /// counter already holds: give back or correct there) and the count after.
+    /// Adds `n` to window `id` if that keeps the count, plus `others` (what the rest of the
+    /// fleet counted in this window, as of the last sync; 0 on one replica), at or below `limit`
+    /// and the window is not full already. Returns the window the count landed in (`id`, or the
+    /// newer window the counter already holds: give back or correct there) and this counter's
+    /// count after.
     ///
     /// # Errors
-    /// The count already there, when `n` more would pass the limit.
-    pub fn take(&self, id: u64, n: u64, limit: u64) -> Result<(u64, u64), u64> {
+    /// The count already there plus `others`, when `n` more would pass the limit.
+    pub fn take(&self, id: u64, n: u64, limit: u64, others: u64) -> Result<(u64, u64), u64> {
         let mut cur = self.0.load(Ordering::Acquire);
         loop {
-            let (id, used) = target(cur, id);
+            let (id, own) = target(cur, id);
+            let used = own.saturating_add(others);
             let after = used.saturating_add(n);
             // A full window refuses even a request estimated at nothing (an empty prompt).
             if after > limit || used >= limit {
@@ -78,14 +81,20 @@ impl Window {
             }
             match self.0.compare_exchange_weak(
                 cur,
-                pack(id, after),
+                pack(id, own.saturating_add(n)),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok((id, after)),
+                Ok(_) => return Ok((id, own.saturating_add(n))),
                 Err(seen) => cur = seen,
             }
         }
+    }
+
+    /// Sets window `id`'s count to `count`, whatever the counter held (the fleet's share,
+    /// written by the sync only).
+    pub fn set(&self, id: u64, count: u64) {
+        self.0.store(pack(id & ID_MASK, count), Ordering::Release);
     }
 
     /// Adds `delta` (negative: gives back) to window `id`. A window that has since been
@@ -161,30 +170,51 @@ mod tests {
     fn take_admits_up_to_the_limit_exactly() {
         let w = Window::default();
         for i in 1..=3 {
-            assert_eq!(w.take(7, 1, 3), Ok((7, i)));
+            assert_eq!(w.take(7, 1, 3, 0), Ok((7, i)));
         }
-        assert_eq!(w.take(7, 1, 3), Err(3), "the fourth of three");
-        assert_eq!(w.take(8, 1, 3), Ok((8, 1)), "a new window starts at 0");
+        assert_eq!(w.take(7, 1, 3, 0), Err(3), "the fourth of three");
+        assert_eq!(w.take(8, 1, 3, 0), Ok((8, 1)), "a new window starts at 0");
         assert_eq!(w.used(7), 0, "the old window is gone");
     }
 
     #[test]
     fn a_take_that_would_pass_the_limit_takes_nothing() {
         let w = Window::default();
-        assert_eq!(w.take(1, 8, 10), Ok((1, 8)));
-        assert_eq!(w.take(1, 3, 10), Err(8));
+        assert_eq!(w.take(1, 8, 10, 0), Ok((1, 8)));
+        assert_eq!(w.take(1, 3, 10, 0), Err(8));
         assert_eq!(w.used(1), 8);
-        assert_eq!(w.take(1, 2, 10), Ok((1, 10)));
-        assert_eq!(w.take(1, 0, 10), Err(10), "a full window refuses even 0");
+        assert_eq!(w.take(1, 2, 10, 0), Ok((1, 10)));
+        assert_eq!(w.take(1, 0, 10, 0), Err(10), "a full window refuses even 0");
+    }
+
+    #[test]
+    fn others_fill_the_limit_but_only_this_counter_is_counted() {
+        let w = Window::default();
+        assert_eq!(w.take(7, 1, 5, 3), Ok((7, 1)), "1 own + 3 others of 5");
+        assert_eq!(w.take(7, 1, 5, 3), Ok((7, 2)));
+        assert_eq!(
+            w.take(7, 1, 5, 3),
+            Err(5),
+            "the fleet's count, as the message shows"
+        );
+        assert_eq!(w.used(7), 2, "the others' share is never stored here");
+        assert_eq!(w.take(7, 1, 5, 9), Err(11), "others alone past the limit");
+        let fleet = Window::default();
+        fleet.set(7, 3);
+        assert_eq!(
+            (fleet.used(7), fleet.used(8)),
+            (3, 0),
+            "a share is for its window"
+        );
     }
 
     #[test]
     fn a_late_caller_never_wipes_a_newer_window() {
         let w = Window::default();
-        w.take(2, 7, 100).expect("room");
+        w.take(2, 7, 100, 0).expect("room");
         // Callers that read the clock just before the boundary, acting after it.
         assert_eq!(
-            w.take(1, 1, 100),
+            w.take(1, 1, 100, 0),
             Ok((2, 8)),
             "a late take says it landed in the newer window"
         );
@@ -198,7 +228,7 @@ mod tests {
         assert_eq!(w.used(1), 0);
         // Across the 24-bit wrap, window 0 is newer than window 2^24 - 1.
         let w = Window::default();
-        w.take(0, 4, 100).expect("room");
+        w.take(0, 4, 100, 0).expect("room");
         w.add((1 << 24) - 1, 1);
         assert_eq!(w.used(0), 5);
     }
@@ -206,7 +236,7 @@ mod tests {
     #[test]
     fn add_corrects_and_never_goes_below_zero() {
         let w = Window::default();
-        w.take(1, 5, 100).expect("room");
+        w.take(1, 5, 100, 0).expect("room");
         w.add(1, 20);
         assert_eq!(w.used(1), 25);
         w.add(1, -30);

@@ -31,6 +31,7 @@ migrations![
     (5, "key_user", "0005_key_user.sql"),
     (6, "unpriced", "0006_unpriced.sql"),
     (7, "gateway_keys", "0007_gateway_keys.sql"),
+    (8, "quota_counts", "0008_quota_counts.sql"),
 ];
 
 #[derive(Debug)]

@@ -1,10 +1,13 @@
 //! Fleet mode end to end: two `gatehouse` processes (the real binary) writing to one PostgreSQL
-//! database; the analytics either one serves are the fleet's sum, and nothing is lost.
+//! database; the analytics either one serves are the fleet's sum, nothing is lost, and a rate
+//! limit holds for the fleet, not for each replica.
 //! Needs `TEST_POSTGRES_URL` (CI sets it; skipped otherwise, and `TEST_POSTGRES_REQUIRED=1`
 //! makes a missing server an error).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use serde_json::Value;
 
 use crate::support::pg::{fresh_postgres_db, postgres_url};
 use crate::support::*;
@@ -24,9 +27,15 @@ struct Replica {
 
 impl Replica {
     fn spawn(name: &str, store_url: &str, upstream: &str) -> Replica {
+        Replica::spawn_with(name, store_url, upstream, &[])
+    }
+
+    /// As `spawn`, with `extra` environment variables.
+    fn spawn_with(name: &str, store_url: &str, upstream: &str, extra: &[(&str, &str)]) -> Replica {
         let (proxy, admin) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .arg("serve")
+            .envs(extra.iter().copied())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("GATEHOUSE_PROXY__LISTEN", format!("127.0.0.1:{proxy}"))
             .env("GATEHOUSE_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
@@ -78,6 +87,14 @@ impl Replica {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         self.child.wait().expect("replica exits")
+    }
+}
+
+impl Drop for Replica {
+    /// A test that fails mid-way leaves no replica running (a stopped one is already gone).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -179,6 +196,162 @@ async fn two_processes_on_one_postgres_show_the_fleet_sum_and_lose_nothing() {
         .map(|u| (u.user.as_str(), u.requests))
         .collect();
     assert_eq!(per_user, vec![("alice", 120), ("bob", 80)]);
+}
+
+const ADMIN_TOKEN: &str = "fleet-admin-token";
+
+/// An admin API call with the token; the JSON answer.
+async fn admin(base: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let mut req = client()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let rsp = req.send().await.expect("an admin answer");
+    let status = rsp.status();
+    let v: Value = rsp.json().await.expect("json");
+    assert!(status.is_success(), "{path}: {status} {v}");
+    v
+}
+
+/// The fleet-wide requests this minute of the key of user `user`, as replica `r` sees them
+/// (`None` while it does not know the key).
+async fn key_minute_used(r: &Replica, user: &str) -> Option<u64> {
+    let v = admin(&r.admin, reqwest::Method::GET, "/api/quotas", None).await;
+    let scopes = v["scopes"].as_array().expect("scopes");
+    let key = scopes
+        .iter()
+        .find(|s| s["scope"] == "key" && s["name"] == user)?;
+    key["requests_per_minute"]["used"].as_u64()
+}
+
+/// Polls `r` until the key of `user` shows `want` requests this minute; panics after 20 s.
+async fn wait_for_used(r: &Replica, user: &str, want: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = None;
+    while tokio::time::Instant::now() < deadline {
+        seen = key_minute_used(r, user).await;
+        if seen == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} never showed {want} requests for {user}: {seen:?}",
+        r.admin
+    );
+}
+
+/// Sends `n` chat requests one after the other with `key`, `pace` apart; how many were
+/// admitted (200) and refused (429).
+async fn send_with_key(base: &str, key: &str, n: usize, pace: Duration) -> (usize, usize) {
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..n {
+        if i > 0 && !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
+        let body = serde_json::json!({"model": "openai/gpt-4o-mini",
+            "messages": [{"role": "user", "content": format!("hello {i}")}]});
+        let status = client()
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("an answer")
+            .status()
+            .as_u16();
+        match status {
+            200 => ok += 1,
+            429 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    (ok, refused)
+}
+
+/// A key's `requests_per_minute: 20` is the fleet's, not each replica's: 15 on replica a, then
+/// on b only the 5 left once b has synced; a, synced again, refuses. Without sharing b would
+/// admit 15 more (30 in all). Requests are sent in turns, each after the other replica's sync,
+/// so the bound's blind time holds no admission and the overshoot must be 0. Then a second key,
+/// sent 20 requests on each replica at once: the overshoot is what the blind time allows (it is
+/// printed, not asserted: it depends on timing), never less than the limit is admitted (a
+/// replica counting its own requests twice would refuse early), and both replicas end up showing
+/// the same fleet count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rate_limit_holds_for_two_replicas_on_one_postgres() {
+    let Some(server) = postgres_url() else { return };
+    let url = fresh_postgres_db(&server).await;
+    let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let env = [
+        ("GATEHOUSE_ADMIN__TOKEN", ADMIN_TOKEN),
+        ("GATEHOUSE_AUTH__SYNC_SECS", "1"),
+        ("GATEHOUSE_QUOTAS__SYNC_MS", "200"),
+    ];
+    let a = Replica::spawn_with("quota-a", &url, &up.url(), &env);
+    let b = Replica::spawn_with("quota-b", &url, &up.url(), &env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let mut secrets = Vec::new();
+    for user in ["fleet-key", "fleet-burst"] {
+        let spec = serde_json::json!({"user": user, "limits": {"requests_per_minute": 20}});
+        let made = admin(&a.admin, reqwest::Method::POST, "/api/keys", Some(spec)).await;
+        secrets.push(made["secret"].as_str().expect("the secret").to_owned());
+    }
+    let (secret, burst) = (&secrets[0], &secrets[1]);
+    // b learns the keys at its next key sync.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while key_minute_used(&b, "fleet-burst").await.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never loaded the keys"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every count below is in one clock minute.
+    fresh_minute(Duration::from_secs(40)).await;
+
+    let on_a = send_with_key(&a.proxy, secret, 15, Duration::ZERO).await;
+    assert_eq!(on_a, (15, 0), "a alone is under the limit");
+    wait_for_used(&b, "fleet-key", 15).await;
+    let on_b = send_with_key(&b.proxy, secret, 15, Duration::ZERO).await;
+    assert_eq!(on_b, (5, 10), "b admits only what the fleet has left");
+    wait_for_used(&a, "fleet-key", 20).await;
+    let again_a = send_with_key(&a.proxy, secret, 5, Duration::ZERO).await;
+    assert_eq!(
+        again_a,
+        (0, 5),
+        "a refuses once the fleet has used the minute"
+    );
+    let admitted = on_a.0 + on_b.0 + again_a.0;
+    eprintln!(
+        "fleet quota: admitted {admitted} of 35 against a limit of 20 (overshoot {})",
+        admitted.saturating_sub(20)
+    );
+    assert_eq!(admitted, 20, "the fleet admits the limit, no more");
+
+    // About 20 requests a second on each replica (r), syncs every 200 ms (T): the bound is
+    // 20 + min(20, 2 * r * (T + d)), about 28 here.
+    let pace = Duration::from_millis(50);
+    let started = std::time::Instant::now();
+    let (on_a, on_b) = tokio::join!(
+        send_with_key(&a.proxy, burst, 20, pace),
+        send_with_key(&b.proxy, burst, 20, pace)
+    );
+    let secs = started.elapsed().as_secs_f64();
+    let admitted = (on_a.0 + on_b.0) as u64;
+    eprintln!(
+        "fleet quota, both at once: admitted {admitted} ({} on a, {} on b) of 40 in {secs:.2} s against a limit of 20 (overshoot {}; counted alone: 40)",
+        on_a.0,
+        on_b.0,
+        admitted.saturating_sub(20)
+    );
+    assert!(admitted >= 20, "never fewer than the limit: {admitted}");
+    wait_for_used(&a, "fleet-burst", admitted).await;
+    wait_for_used(&b, "fleet-burst", admitted).await;
+    assert!(a.stop().success(), "replica a shuts down cleanly");
+    assert!(b.stop().success(), "replica b shuts down cleanly");
 }
 
 /// `gatehouse serve` pointed at a PostgreSQL port nobody listens on (user `gh`, `password`), with
