@@ -43,16 +43,17 @@ pub use fleet::{apply as apply_fleet, Ledger, Tally};
 pub use scope::{Counter, Limits, Scope};
 pub use view::{BudgetUse, BudgetView, InFlight, QuotaView, Rate, RejectedCount, ScopeView};
 
-/// Reads every spend budget now (`app` wires it to the proxy's quota counters for the alert
-/// rule and the reports).
-pub type BudgetsFn = Arc<dyn Fn() -> Vec<BudgetUse> + Send + Sync>;
-
 use crate::config::Config;
 use scope::{Refusal, Taken};
 use users::Users;
 
+/// Reads every spend budget now (`app` wires it to the proxy's quota counters for the alert
+/// rule and the reports).
+pub type BudgetsFn = Arc<dyn Fn() -> Vec<BudgetUse> + Send + Sync>;
+
 /// Which kind of scope a limit belongs to; a metric label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ScopeKind {
     Key,
     User,

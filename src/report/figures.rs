@@ -75,7 +75,7 @@ pub struct Figures {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct BudgetFigures {
     /// `key` (named by its user), `user`, `team`, `model` or `global`.
-    pub scope: String,
+    pub scope: ScopeKind,
     pub name: String,
     pub spent_usd: f64,
     pub budget_usd: f64,
@@ -314,7 +314,9 @@ pub async fn gather(
         threat_trends: trends,
         threshold_proposal: review.proposal,
         threshold_note: review.note,
-        any_budget: !budgets.is_empty() || config_has_budget(config),
+        // Every key, team, model and gateway budget is in the live list; end users' only once
+        // one is tracked.
+        any_budget: !budgets.is_empty() || config.quotas.users.default.budget_usd.is_some(),
         budgets: budget_figures(budgets, now_ms, zone),
     })
 }
@@ -400,7 +402,7 @@ fn budget_figures(live: Vec<BudgetUse>, now_ms: i64, zone: &Zone) -> Vec<BudgetF
                 .filter(|(start, end)| (now_ms - start) * 10 >= end - start && end > start)
                 .map(|(start, end)| b.spent_usd() * (end - start) as f64 / (now_ms - start) as f64);
             BudgetFigures {
-                scope: b.scope.as_str().to_owned(),
+                scope: b.scope,
                 spent_usd: b.spent_usd(),
                 budget_usd: b.budget_usd(),
                 per: b.period.as_str().to_owned(),
@@ -418,14 +420,4 @@ fn budget_figures(live: Vec<BudgetUse>, now_ms: i64, zone: &Zone) -> Vec<BudgetF
     });
     v.truncate(TOP_BUDGETS);
     v
-}
-
-fn config_has_budget(c: &Config) -> bool {
-    let q = &c.quotas;
-    std::iter::once(&q.global)
-        .chain(std::iter::once(&q.users.default))
-        .chain(q.teams.values())
-        .chain(q.models.values())
-        .chain(c.auth.keys.iter().map(|k| &k.limits))
-        .any(|l| l.budget_usd.is_some())
 }

@@ -184,7 +184,7 @@ fn key_figures(f: &Figures) -> Vec<(&'static str, String)> {
             "budget now",
             format!(
                 "{} {}: ${} of ${} per {} ({:.1}%){}, period ends {}",
-                b.scope,
+                b.scope.as_str(),
                 b.name,
                 usd(b.spent_usd),
                 usd(b.budget_usd),

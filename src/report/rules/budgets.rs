@@ -7,7 +7,7 @@ use super::super::figures::{BudgetFigures, Figures};
 use super::super::render::capital;
 use super::super::{Group, Priority, Recommendation};
 use super::{pct, rec};
-use crate::quota::{dollars, micros};
+use crate::quota::{dollars, micros, ScopeKind};
 
 /// Share of a budget spent from which it is named (the budget alert's warning level).
 const NEARLY_SPENT: f64 = 0.8;
@@ -124,11 +124,11 @@ pub(in crate::report) fn usd(v: f64) -> String {
 }
 
 fn who(b: &BudgetFigures) -> String {
-    match b.scope.as_str() {
-        "global" => "the gateway".to_owned(),
-        "key" => format!("the key of {}", b.name),
-        "user" => format!("end user {}", b.name),
-        scope => format!("{scope} {}", b.name),
+    match b.scope {
+        ScopeKind::Global => "the gateway".to_owned(),
+        ScopeKind::Key => format!("the key of {}", b.name),
+        ScopeKind::User => format!("end user {}", b.name),
+        ScopeKind::Team | ScopeKind::Model => format!("{} {}", b.scope.as_str(), b.name),
     }
 }
 
@@ -145,14 +145,18 @@ fn spent(b: &BudgetFigures) -> String {
 
 /// The setting that holds `b`'s budget.
 fn setting(b: &BudgetFigures) -> String {
-    match b.scope.as_str() {
-        "global" => "`quotas.global.budget_usd`".to_owned(),
-        "team" => format!("`quotas.teams.{}.budget_usd`", b.name),
-        "model" => format!("`quotas.models.{}.budget_usd`", b.name),
-        "user" => "`quotas.users.default.budget_usd` (it applies to every end user)".to_owned(),
-        _ => "the key's `limits.budget_usd` (`PATCH /api/keys/{id}` for a key made through the \
+    match b.scope {
+        ScopeKind::Global => "`quotas.global.budget_usd`".to_owned(),
+        ScopeKind::Team => format!("`quotas.teams.{}.budget_usd`", b.name),
+        ScopeKind::Model => format!("`quotas.models.{}.budget_usd`", b.name),
+        ScopeKind::User => {
+            "`quotas.users.default.budget_usd` (it applies to every end user)".to_owned()
+        }
+        ScopeKind::Key => {
+            "the key's `limits.budget_usd` (`PATCH /api/keys/{id}` for a key made through the \
               API, `auth.keys[].limits` for a configured one)"
-            .to_owned(),
+                .to_owned()
+        }
     }
 }
 
@@ -192,14 +196,14 @@ mod tests {
     use crate::report::rules::tests::quiet;
 
     fn budget(
-        scope: &str,
+        scope: ScopeKind,
         name: &str,
         spent: f64,
         of: f64,
         projected: Option<f64>,
     ) -> BudgetFigures {
         BudgetFigures {
-            scope: scope.into(),
+            scope,
             name: name.into(),
             spent_usd: spent,
             budget_usd: of,
@@ -221,9 +225,9 @@ mod tests {
     #[test]
     fn a_budget_is_named_from_80_percent_and_high_once_spent() {
         let f = with(vec![
-            budget("team", "red", 5.0, 5.0, None),
-            budget("key", "alice", 4.0, 5.0, None),
-            budget("model", "gpt-4o", 3.9, 5.0, None),
+            budget(ScopeKind::Team, "red", 5.0, 5.0, None),
+            budget(ScopeKind::Key, "alice", 4.0, 5.0, None),
+            budget(ScopeKind::Model, "gpt-4o", 3.9, 5.0, None),
         ]);
         let r = recommend(&f);
         assert_eq!(r.len(), 2, "{r:#?}");
@@ -251,9 +255,9 @@ mod tests {
     #[test]
     fn a_budget_on_course_to_run_out_is_named_before_it_does() {
         let f = with(vec![
-            budget("global", "global", 2.0, 5.0, Some(6.4)),
-            budget("team", "blue", 2.0, 5.0, Some(4.9)),
-            budget("team", "green", 1.0, 5.0, None),
+            budget(ScopeKind::Global, "global", 2.0, 5.0, Some(6.4)),
+            budget(ScopeKind::Team, "blue", 2.0, 5.0, Some(4.9)),
+            budget(ScopeKind::Team, "green", 1.0, 5.0, None),
         ]);
         let r = recommend(&f);
         assert_eq!(r.len(), 1, "{r:#?}");
@@ -293,7 +297,7 @@ mod tests {
 
     #[test]
     fn the_cheapest_priced_model_is_suggested() {
-        let mut f = with(vec![budget("team", "red", 4.5, 5.0, None)]);
+        let mut f = with(vec![budget(ScopeKind::Team, "red", 4.5, 5.0, None)]);
         f.models = vec![
             crate::report::rules::tests::model("big", 100, 4.0, 1.0, None),
             crate::report::rules::tests::model("small", 100, 0.1, 1.0, None),
