@@ -39,16 +39,12 @@ pub struct Tally {
     pub ends_ms: i64,
 }
 
-/// The current window of `counter` at `now_ms`: its number and its end.
-fn current(counter: Counter, now_ms: i64) -> (i64, i64) {
+/// The current window of `counter` at `now_ms`: its number, its end, and the 24-bit id its
+/// `Window` keeps ([`window_at`]'s).
+fn current(counter: Counter, now_ms: i64) -> (i64, i64, u64) {
     let len = counter.len_ms();
-    let window = now_ms.div_euclid(len);
-    (window, (window + 1) * len)
-}
-
-/// The 24-bit id `Window` keeps for window number `window`.
-fn packed(counter: Counter, window: i64) -> u64 {
-    window_at(window * counter.len_ms(), counter.len_ms()).0
+    let (id, reset_ms) = window_at(now_ms, len);
+    (now_ms.div_euclid(len), now_ms + reset_ms, id)
 }
 
 /// What this replica last sent per (scope, counter), so a sync sends only what changed.
@@ -72,8 +68,8 @@ impl Ledger {
                 if limit.is_none() {
                     continue;
                 }
-                let (window, ends_ms) = current(c, now_ms);
-                let used = own.used(packed(c, window));
+                let (window, ends_ms, packed) = current(c, now_ms);
+                let used = own.used(packed);
                 let before = match self.sent.get(&(id.to_owned(), c)) {
                     Some(&(w, n)) if w == window => n,
                     _ => 0,
@@ -123,9 +119,9 @@ pub fn apply<'a>(
             if limit.is_none() {
                 continue;
             }
-            let (window, _) = current(c, now_ms);
+            let (window, _, packed) = current(c, now_ms);
             let sum = sums.get(&(id, c, window)).copied().unwrap_or(0);
-            fleet.set(packed(c, window), sum);
+            fleet.set(packed, sum);
         }
     }
 }
