@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::eval::{corpus_rows, read_path, split_is_holdout, CorpusError, Row};
-use super::learned::{features, quantise, sigmoid, FeatureConfig, LearnedModel};
+use super::learned::{distinct, quantise, sigmoid, FeatureConfig, LearnedModel};
 use super::normalise::normalise;
 use super::verdict::Category;
 
@@ -144,7 +144,7 @@ fn featurise_refs(rows: &[&Row], cfg: FeatureConfig) -> Vec<Example> {
     rows.iter()
         .map(|r| {
             let mut feats = Vec::new();
-            features(&normalise(&r.text).text, cfg, |h| feats.push(h));
+            distinct(&normalise(&r.text).text, cfg, |h| feats.push(h));
             Example {
                 feats,
                 label: r.is_attack(),
