@@ -340,13 +340,17 @@ fn leet(b: u8) -> Option<u8> {
     })
 }
 
-/// Letters-only projection used against "i g n o r e" and "i.g.n.o.r.e".
+/// Letters-only projection used against "i g n o r e", "i.g.n.o.r.e" and "1 g n 0 r 3"
+/// (leetspeak digits and `@`/`$` folded to letters).
 /// Returns the projection and a map to byte offsets in `norm.text`.
 pub fn squash(norm: &str) -> (String, Vec<u32>) {
     let mut s = String::with_capacity(norm.len());
     let mut map = Vec::with_capacity(norm.len());
     for (i, c) in norm.char_indices() {
-        if c.is_alphanumeric() {
+        if c.is_alphanumeric() || c == '@' || c == '$' {
+            // Leetspeak in split text ("1 g n 0 r 3"): each digit is a token of its own, which
+            // `fold_leet` leaves alone, so the projection folds it.
+            let c = u8::try_from(c).ok().and_then(leet).map_or(c, char::from);
             s.push(c);
             let at = u32::try_from(i).unwrap_or(u32::MAX);
             map.extend(std::iter::repeat_n(at, c.len_utf8()));
