@@ -4,7 +4,9 @@
 //! ≤ 100 µs for 32 KB, ≥ 200 MB/s. Also: how long does building the
 //! detector from the shipped policies take? And what does a chat turn cost when the client
 //! resends the conversation (as chat clients do): the whole history scanned again, or only the
-//! new message with the rest from the segment cache?
+//! new message with the rest from the segment cache? And what does the learned stage cost
+//! alone, with each feature bucket counted once (`learned::distinct`) against walking every
+//! feature (`learned::features`, what it did before model format 2)?
 //!
 //! Run: `cargo bench --bench detect_scan` (criterion prints time and MB/s).
 
@@ -12,6 +14,8 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use gatehouse::detect::learned::{self, LearnedModel};
+use gatehouse::detect::normalise::normalise;
 use gatehouse::detect::{Detector, Role, ScanInput, Segment, Settings};
 
 const PROSE: &str = "Please summarise the following meeting notes for the team. We discussed the quarterly \
@@ -144,6 +148,46 @@ fn bench_scan(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_learned(c: &mut Criterion) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let model = LearnedModel::load(&dir.join("model.bin")).expect("shipped model loads");
+    let mask = (1u32 << model.cfg.bits) - 1;
+    let mut g = c.benchmark_group("learned");
+    for (name, text) in [
+        ("prose_1k", sized(PROSE, 1024)),
+        ("prose_32k", sized(PROSE, 32 * 1024)),
+    ] {
+        let norm = normalise(&text).text;
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_with_input(BenchmarkId::new("probability", name), &norm, |b, t| {
+            b.iter(|| model.probability(black_box(t)))
+        });
+        g.bench_with_input(
+            BenchmarkId::new("every_feature_sum", name),
+            &norm,
+            |b, t| {
+                b.iter(|| {
+                    let mut sum = 0i32;
+                    learned::features(black_box(t), model.cfg, |h| {
+                        sum += i32::from(model.weights[(h & mask) as usize]);
+                    });
+                    sum
+                })
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("distinct_sum", name), &norm, |b, t| {
+            b.iter(|| {
+                let mut sum = 0i32;
+                learned::distinct(black_box(t), model.cfg, |h| {
+                    sum += i32::from(model.weights[(h & mask) as usize]);
+                });
+                sum
+            })
+        });
+    }
+    g.finish();
+}
+
 fn bench_build(c: &mut Criterion) {
     let mut g = c.benchmark_group("build");
     g.sample_size(10);
@@ -154,6 +198,6 @@ fn bench_build(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
-    targets = bench_scan, bench_conversation, bench_build
+    targets = bench_scan, bench_learned, bench_conversation, bench_build
 }
 criterion_main!(benches);
