@@ -416,3 +416,36 @@ async fn requests_outside_the_band_never_call_the_judge() {
     assert_eq!(guard.count(), 1, "a high verdict is");
     gw.shutdown().await;
 }
+
+/// With `auth.mode: passthrough` the client's own `Authorization` goes to the model's upstream,
+/// and still never to the judge, which gets its upstream's key.
+#[tokio::test]
+async fn in_passthrough_auth_the_client_key_still_never_reaches_the_judge() {
+    let main = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
+    let guard = FakeUpstream::always(guard_says("safe")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(&main, &guard, true, dir.path());
+    c.auth.keys.clear();
+    c.auth.mode = gatehouse::config::AuthMode::Passthrough;
+    let mut gw = TestGateway::start(c).await;
+    assert_eq!(ask(&gw, MEDIUM).await.status(), 200);
+    assert_eq!(
+        gw.record().await.judge.map(|j| j.outcome),
+        Some(JudgeOutcome::Safe)
+    );
+    assert_eq!(
+        main.requests()[0].headers["authorization"],
+        format!("Bearer {CLIENT_KEY}"),
+        "passthrough forwards the client's key to the model"
+    );
+    let asked = guard.requests();
+    assert_eq!(
+        asked[0].headers["authorization"],
+        format!("Bearer {GUARD_KEY}")
+    );
+    for (name, value) in &asked[0].headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        assert!(!value.contains(CLIENT_KEY), "client key leaked in {name}");
+    }
+    gw.shutdown().await;
+}
