@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::Verdict;
+use crate::detect::{RiskLevel, Verdict};
 
 /// Which API a request used. A bounded set: it is a metric label.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
@@ -195,6 +195,45 @@ pub struct Exchange {
     pub capture: Option<Capture>,
     /// The limit that refused the request (429), when one did.
     pub limited: Option<Limited>,
+    /// The optional judge's opinion, when the verdict fell in its band and it was asked.
+    pub judge: Option<Judged>,
+}
+
+/// What the judge (a guard model, `detect.judge`) said about one request. A bounded set: it is
+/// a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeOutcome {
+    /// The guard model answered `safe`: the verdict was lowered to low.
+    Safe,
+    /// The guard model answered `unsafe`: the verdict was raised to critical.
+    Unsafe,
+    /// No usable answer: a failed call, an error status, or an answer that is neither `safe`
+    /// nor `unsafe`.
+    Error,
+    /// No answer within `detect.judge.timeout_ms`.
+    Timeout,
+}
+
+impl JudgeOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JudgeOutcome::Safe => "safe",
+            JudgeOutcome::Unsafe => "unsafe",
+            JudgeOutcome::Error => "error",
+            JudgeOutcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// The judge's part of a record: its outcome, how long it took, and the level the detector
+/// alone gave (the verdict holds the level after the judge).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Judged {
+    pub outcome: JudgeOutcome,
+    /// From sending the question to the answer, or to giving up.
+    pub latency: Duration,
+    pub level_before: RiskLevel,
 }
 
 /// Which limit refused a request: its scope (`key`, `user`, `team`, `model`, `global`) and
@@ -271,6 +310,7 @@ impl Exchange {
             verdict: None,
             capture: None,
             limited: None,
+            judge: None,
         }
     }
 

@@ -9,7 +9,9 @@
 //!    up to `proxy.max_body_bytes`, and a read-only view (`llm::request`) finds the model,
 //!    `stream` and the end-user id without re-serialising anything.
 //! 3. **inspect** (`proxy::guard` → `detect`): every text the model will read is scanned; a
-//!    blocked request ends here with 403 and never reaches the upstream.
+//!    verdict in the optional judge's uncertain band waits for a guard model's opinion
+//!    (`proxy::judge`, off by default); a blocked request ends here with 403 and never reaches
+//!    the upstream.
 //! 4. **limit** (`proxy::limit` → `quota`): the key's model allow-list (403), then every quota
 //!    that applies (key, end user, team, model, gateway) takes its share or the request ends with
 //!    429; the ticket rides in the record and is settled with the answer's usage and cost.

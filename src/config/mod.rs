@@ -10,6 +10,7 @@
 //! the hot path.
 
 mod alerts;
+mod judge;
 mod load;
 pub mod passthrough;
 mod quota;
@@ -28,6 +29,7 @@ pub use alerts::{
     default_rules, AlertLevel, AlertThresholds, AlertmanagerConfig, AlertsConfig, ChannelsConfig,
     DeliveryConfig, EmailConfig, RuleConfig, RuleKind, UrlChannelConfig, WebhookConfig,
 };
+pub use judge::{JudgeConfig, JudgeFail, LevelName};
 pub use load::{load, LoadError, DEFAULT_FILE};
 pub use quota::{
     check_limits, BudgetPeriod, LimitsConfig, QuotasConfig, UserQuotasConfig, MAX_BUDGET_USD,
@@ -352,6 +354,9 @@ pub struct DetectConfig {
     /// MiB of per-message scan results kept for messages sent again (the conversation history
     /// and system prompt that clients resend on every turn); 0 turns the cache off. Default 16.
     pub segment_cache_mb: usize,
+    /// The optional judge: a guard model's second opinion on uncertain verdicts (off by
+    /// default).
+    pub judge: JudgeConfig,
 }
 
 impl Default for DetectConfig {
@@ -367,6 +372,7 @@ impl Default for DetectConfig {
             behaviour: BehaviourSection::default(),
             responses: ResponseScanConfig::default(),
             segment_cache_mb: crate::detect::DEFAULT_SEGMENT_CACHE_MB,
+            judge: JudgeConfig::default(),
         }
     }
 }

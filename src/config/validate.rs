@@ -88,6 +88,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Problems> {
     }
     check_models(c, &mut p);
     check_detect(c, &mut p);
+    super::judge::check(c, &mut p, &mut warnings);
     super::traces::check(&c.traces, &mut p);
     check_alerts(c, &mut p, &mut warnings);
     super::quota::check(c, &mut p, &mut warnings);

@@ -266,6 +266,10 @@ impl Verdict {
 /// Rule id prefix of the learned stage's matches.
 pub const LEARNED_PREFIX: &str = "learned.";
 
+/// Rule id prefix of the optional judge's evidence (`judge.safe`, `judge.unsafe`, `judge.error`,
+/// `judge.timeout`), added by the proxy after a guard model's second opinion.
+pub const JUDGE_PREFIX: &str = "judge.";
+
 /// Rule weight from which one rule alone counts as corroborated (a policy author's "this alone
 /// is high risk").
 pub const SELF_EVIDENT_WEIGHT: f32 = 12.0;
@@ -273,9 +277,12 @@ pub const SELF_EVIDENT_WEIGHT: f32 = 12.0;
 /// True when a verdict's hostile evidence is corroborated: two distinct hostile rules (the
 /// learned stage counts as one), or one hostile rule weighted [`SELF_EVIDENT_WEIGHT`] or more.
 /// Secrets, PII and obfuscation alone are not hostile: pasting an API key is a leak, not an
-/// attack.
+/// attack. A judge's opinion counts only when it added points (`judge.unsafe`): one that moved
+/// nothing, or lowered the score, corroborates nothing.
 pub fn corroborated(matches: &[Match]) -> bool {
-    let hostile = |m: &&Match| m.category.is_hostile();
+    let hostile = |m: &&Match| {
+        m.category.is_hostile() && !(m.rule.starts_with(JUDGE_PREFIX) && m.weight <= 0.0)
+    };
     let mut rules: Vec<&str> = matches.iter().filter(hostile).map(|m| &*m.rule).collect();
     rules.sort_unstable();
     rules.dedup();

@@ -1,7 +1,9 @@
 //! The inspect phase: scans what the model will read with the detector, applies the configured
 //! action (per endpoint and team overrides, shadow mode) and the per-user behaviour window, puts
 //! the verdict into the record, and refuses a blocked request before anything reaches the
-//! upstream.
+//! upstream. Between the scan and the actions, a verdict in the optional judge's band waits for
+//! the judge's opinion (`super::judge`), which may move its level; the actions then apply to the
+//! level it ends at, so a request the judge clears is neither flagged nor counted against its user.
 //!
 //! Scanning is CPU work on the async runtime: small bodies are scanned inline (tens of
 //! microseconds), bodies above `INLINE_SCAN_MAX` on the blocking pool so one huge prompt
@@ -21,6 +23,7 @@ use http_body_util::BodyExt;
 use super::body::add_response_match;
 use super::error::ProxyError;
 use super::handle::{Done, Relayed};
+use super::judge::Judge;
 use super::record::Recorder;
 use crate::config::{ActionName, ActionsConfig, DetectConfig};
 use crate::detect::{
@@ -44,6 +47,8 @@ pub struct Guard {
     overrides: Vec<Override>,
     pub block_status: http::StatusCode,
     pub scan_responses: bool,
+    /// The guard model asked about uncertain verdicts; `None` unless `detect.judge.enabled`.
+    judge: Option<Judge>,
 }
 
 struct Override {
@@ -82,11 +87,15 @@ pub fn settings(c: &DetectConfig) -> Settings {
 }
 
 impl Guard {
-    /// Builds the detector from the policies directory.
+    /// Builds the detector from the policies directory, and the judge on `judge_upstream`
+    /// when `detect.judge` is enabled.
     ///
     /// # Errors
     /// The detector's own error: every policy problem, with file, rule and field.
-    pub fn build(c: &DetectConfig) -> Result<Guard, detect::Error> {
+    pub fn build(
+        c: &DetectConfig,
+        judge_upstream: Option<Arc<super::upstream::Upstream>>,
+    ) -> Result<Guard, detect::Error> {
         let detector = Detector::from_dir(Path::new(&c.policies), settings(c))?;
         let overrides = c
             .overrides
@@ -104,21 +113,25 @@ impl Guard {
             block_status: http::StatusCode::from_u16(c.block_status)
                 .unwrap_or(http::StatusCode::FORBIDDEN),
             scan_responses: c.responses.enabled,
+            judge: judge_upstream
+                .filter(|_| c.judge.enabled)
+                .map(|up| Judge::build(&c.judge, up, settings(c).thresholds)),
         })
     }
 
-    /// Re-decides the action for this request's endpoint and team.
-    fn apply_overrides(&self, ex: &Exchange, v: &mut Verdict) {
+    /// Decides the action for the verdict's (final) level, with this request's endpoint and
+    /// team overrides, else the configured actions and shadow mode.
+    fn decide(&self, ex: &Exchange, v: &mut Verdict) {
         let endpoint = ex.endpoint.as_str();
         let team = ex.team.as_deref().unwrap_or("");
-        let Some(o) = self.overrides.iter().find(|o| {
+        let chosen = self.overrides.iter().find(|o| {
             (o.endpoints.is_empty() || o.endpoints.iter().any(|e| e == endpoint))
                 && (o.teams.is_empty() || o.teams.iter().any(|t| t == team))
-        }) else {
-            return;
-        };
-        v.shadow = o.shadow;
-        v.action = o.actions.for_level(v.level);
+        });
+        let s = self.detector.settings();
+        let (actions, shadow) = chosen.map_or((&s.actions, s.shadow), |o| (&o.actions, o.shadow));
+        v.shadow = shadow;
+        v.action = actions.for_level(v.level);
         v.blocked = v.action == Action::Block && !v.shadow;
     }
 }
@@ -161,7 +174,7 @@ pub async fn inspect(
             .map(|s| s.text.chars().count() as u64)
             .sum(),
     );
-    let mut verdict = if body.len() > INLINE_SCAN_MAX {
+    let (mut verdict, input) = if body.len() > INLINE_SCAN_MAX {
         let detector = guard.detector.clone();
         // The semaphore is never closed; a scan that panicked is a refusal, never a pass.
         let _turn = LARGE_SCANS
@@ -170,15 +183,18 @@ pub async fn inspect(
             .map_err(|_| ProxyError::Unscannable {
                 reason: "the scanner is shutting down".into(),
             })?;
-        tokio::task::spawn_blocking(move || detector.scan(&input))
+        tokio::task::spawn_blocking(move || (detector.scan(&input), input))
             .await
             .map_err(|_| ProxyError::Unscannable {
                 reason: "the scan failed".into(),
             })?
     } else {
-        guard.detector.scan(&input)
+        (guard.detector.scan(&input), input)
     };
-    guard.apply_overrides(ex, &mut verdict);
+    if let Some(judge) = guard.judge.as_ref().filter(|j| j.covers(verdict.level)) {
+        ex.judge = Some(judge.consult(&input, &mut verdict).await);
+    }
+    guard.decide(ex, &mut verdict);
     if let Some(b) = behaviour {
         // Escalation follows the end user and, when a key authenticated the request, the key's
         // user as well: naming another end user never escapes a key's cool-down.

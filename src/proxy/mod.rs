@@ -13,6 +13,7 @@ mod guard;
 mod handle;
 mod headers;
 mod id;
+mod judge;
 pub mod kind;
 mod limit;
 pub mod openapi;

@@ -114,7 +114,7 @@ impl Runtime {
             warnings.extend(warning.filter(|_| needed));
             upstreams.insert(up.name.clone(), Arc::new(up));
         }
-        let guard = build_guard(&config, &mut problems, &mut warnings);
+        let guard = build_guard(&config, &upstreams, &mut problems, &mut warnings);
         // Validated with the rest of the config; an entry that fails here was never checked.
         let passthrough = super::route::Passthrough::parse(&config.proxy.passthrough)
             .unwrap_or_else(|e| {
@@ -280,13 +280,26 @@ fn key_scope(
 /// without detection and warns.
 fn build_guard(
     config: &Config,
+    upstreams: &HashMap<Arc<str>, Arc<Upstream>>,
     problems: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> Option<super::guard::Guard> {
     if !config.detect.enabled {
         return None;
     }
-    match super::guard::Guard::build(&config.detect) {
+    let judge = &config.detect.judge;
+    let judge_upstream = judge
+        .upstream_name(config)
+        .filter(|_| judge.enabled)
+        .and_then(|name| upstreams.get(name).cloned());
+    if let Some(up) = judge_upstream.as_ref().filter(|u| !u.has_key()) {
+        // The client's own key is never sent to the judge, whatever auth mode says.
+        warnings.push(format!(
+            "detect.judge: upstream {} has no API key; its calls will likely fail and detect.judge.fail decide",
+            up.name
+        ));
+    }
+    match super::guard::Guard::build(&config.detect, judge_upstream) {
         Ok(g) => Some(g),
         Err(e) if !e.fail_closed() => {
             warnings.push(format!(

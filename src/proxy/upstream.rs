@@ -95,6 +95,11 @@ impl Upstream {
         (up, warning)
     }
 
+    /// True when an API key was read for this upstream.
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
     /// Host and port, for readiness checks and logs.
     pub fn base(&self) -> &str {
         &self.base

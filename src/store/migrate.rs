@@ -32,6 +32,7 @@ migrations![
     (6, "unpriced", "0006_unpriced.sql"),
     (7, "gateway_keys", "0007_gateway_keys.sql"),
     (8, "quota_counts", "0008_quota_counts.sql"),
+    (9, "judge", "0009_judge.sql"),
 ];
 
 #[derive(Debug)]

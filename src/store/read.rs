@@ -53,6 +53,11 @@ pub struct RequestRow {
     pub categories: Option<String>,
     pub prompt: Option<String>,
     pub response: Option<String>,
+    /// The optional judge's opinion (`safe`, `unsafe`, `error`, `timeout`) when the verdict fell
+    /// in its band; `risk_level` is the level after it.
+    pub judge: Option<String>,
+    /// Seconds the judge took (or was given before its timeout).
+    pub judge_latency: Option<f64>,
     #[serde(skip)]
     pub rid: i64,
 }
@@ -111,8 +116,8 @@ const REQUEST_SELECT: &str = "SELECT rid, id, ts_ms, \"user\", team, session, en
     path, model, upstream_model, response_model, upstream, upstream_request_id, stream, status, \
     outcome, error_kind, blame, attempts, latency_us, ttfb_us, ttft_us, prompt_tokens, \
     completion_tokens, cached_tokens, reasoning_tokens, cost, bytes_in, bytes_out, prompt_chars, \
-    response_chars, risk_level, risk_score, action, blocked, categories, prompt, response \
-    FROM requests WHERE 1=1";
+    response_chars, risk_level, risk_score, action, blocked, categories, prompt, response, judge, \
+    judge_us FROM requests WHERE 1=1";
 
 /// RFC 3339 (UTC, millisecond precision) of a unix-ms time.
 pub fn rfc3339(ms: i64) -> String {
@@ -169,6 +174,8 @@ fn request_from_row(r: &AnyRow) -> Result<RequestRow, sqlx::Error> {
         categories: r.try_get("categories")?,
         prompt: r.try_get("prompt")?,
         response: r.try_get("response")?,
+        judge: r.try_get("judge")?,
+        judge_latency: secs(r.try_get("judge_us")?),
     })
 }
 

@@ -235,7 +235,8 @@ impl Store {
              AND NOT EXISTS (SELECT 1 FROM security_matches m \
              WHERE m.request_id = r.id AND m.rule = $2) \
              AND ((SELECT COUNT(DISTINCT m.rule) FROM security_matches m \
-                   WHERE m.request_id = r.id AND m.category NOT IN ($3, $4, $5)) >= 2 \
+                   WHERE m.request_id = r.id AND m.category NOT IN ($3, $4, $5) \
+                   AND NOT (m.rule LIKE $8 AND m.weight <= 0)) >= 2 \
                OR EXISTS (SELECT 1 FROM security_matches m WHERE m.request_id = r.id \
                    AND m.category NOT IN ($3, $4, $5) AND m.weight >= $6 \
                    AND m.rule NOT LIKE $7)) \
@@ -248,6 +249,7 @@ impl Store {
         .bind(Category::PiiInPrompt.as_str())
         .bind(f64::from(crate::detect::verdict::SELF_EVIDENT_WEIGHT))
         .bind(format!("{}%", crate::detect::verdict::LEARNED_PREFIX))
+        .bind(format!("{}%", crate::detect::verdict::JUDGE_PREFIX))
         .fetch_all(&self.read)
         .await
         .map_err(query_err("high-risk requests by user"))?;

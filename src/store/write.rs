@@ -28,12 +28,12 @@ const REQUEST_COLUMNS: &str = "id, ts_ms, \"user\", team, session, endpoint, met
     error_kind, blame, attempts, latency_us, ttfb_us, ttft_us, prompt_tokens, completion_tokens, \
     cached_tokens, reasoning_tokens, cost, bytes_in, bytes_out, prompt_chars, response_chars, \
     risk_level, risk_score, action, blocked, shadow, categories, scan_us, learned_score, prompt, \
-    response, key_user";
+    response, key_user, judge, judge_us";
 
 const MATCH_COLUMNS: &str = "request_id, ts_ms, \"user\", model, risk_level, action, blocked, \
     category, rule, weight, segment, span_start, span_end, snippet";
 
-/// Rows per statement: 41 columns × 400 stays far below SQLite's 32766 and PostgreSQL's 65535
+/// Rows per statement: 44 columns × 400 stays far below SQLite's 32766 and PostgreSQL's 65535
 /// bound parameters.
 const ROWS_PER_INSERT: usize = 400;
 /// Match snippets are detector output copied from the prompt: kept short.
@@ -183,7 +183,9 @@ async fn insert_requests(
                 .bind(v.and_then(|v| v.learned_score).map(f64::from))
                 .bind(d.prompt.as_deref())
                 .bind(d.response.as_deref())
-                .bind(ex.key_user.as_deref());
+                .bind(ex.key_user.as_deref())
+                .bind(ex.judge.map(|j| j.outcome.as_str()))
+                .bind(ex.judge.map(|j| row::us(j.latency)));
         });
         qb.push(" ON CONFLICT (id) DO NOTHING");
         qb.build().execute(&mut **tx).await?;

@@ -55,6 +55,8 @@ pub const TRACES_EXPORTED: &str = "gatehouse_traces_exported";
 pub const TRACES_FAILED: &str = "gatehouse_traces_failed";
 pub const TRACES_DROPPED: &str = "gatehouse_traces_dropped";
 pub const TRACES_QUEUE_DEPTH: &str = "gatehouse_traces_queue_depth";
+pub const JUDGE_REQUESTS: &str = "gatehouse_judge_requests";
+pub const JUDGE_DURATION_SECONDS: &str = "gatehouse_judge_duration_seconds";
 
 const INFERENCE_REQUESTS_HELP: &str =
     "Finished requests by model, endpoint, outcome and HTTP status";
@@ -97,6 +99,11 @@ const LATENCY_BUCKETS: [f64; 14] = [
 ];
 const TTFT_BUCKETS: [f64; 13] = [
     0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+];
+/// Judge call buckets, seconds: a guard model answers in tens to hundreds of milliseconds, and
+/// the budget (`detect.judge.timeout_ms`) is at most 30 s.
+const JUDGE_BUCKETS: [f64; 12] = [
+    0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 30.0,
 ];
 const STORE_WRITE_BUCKETS: [f64; 10] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
@@ -142,6 +149,11 @@ struct ConsumerLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
     backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -229,6 +241,8 @@ pub struct Metrics {
     connections_closed: Family<ReasonLabels, Counter>,
     client_errors: Family<KindLabels, Counter>,
     ratelimit_rejected: Family<LimitLabels, Counter>,
+    judge_requests: Family<OutcomeLabels, Counter>,
+    judge_duration: Histogram,
     segment_cache: Arc<scrape::SegmentCache>,
     budgets: Arc<budgets::Budgets>,
 }

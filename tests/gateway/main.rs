@@ -17,6 +17,7 @@ mod dashboard;
 mod faults;
 mod fleet;
 mod inputs;
+mod judge;
 mod keys;
 mod listener;
 mod otel;

@@ -60,6 +60,13 @@ impl Metrics {
                 .inc();
         }
         self.observe_verdict(ex, &labels);
+        if let Some(j) = &ex.judge {
+            let outcome = j.outcome.as_str();
+            self.judge_requests
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc();
+            self.judge_duration.observe(j.latency.as_secs_f64());
+        }
     }
 
     fn observe_verdict(&self, ex: &Exchange, labels: &ModelLabels) {

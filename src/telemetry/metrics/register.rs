@@ -39,6 +39,8 @@ pub(super) fn build(models: HashSet<String>) -> Metrics {
         connections_closed: Family::default(),
         client_errors: Family::default(),
         ratelimit_rejected: Family::default(),
+        judge_requests: Family::default(),
+        judge_duration: Histogram::new(JUDGE_BUCKETS),
         segment_cache: Arc::default(),
         budgets: Arc::default(),
     };
@@ -179,6 +181,16 @@ fn register(mut m: Metrics) -> Metrics {
         TRACES_QUEUE_DEPTH,
         "Spans waiting to be exported, per backend",
         m.traces_queue.clone(),
+    );
+    r.register(
+        JUDGE_REQUESTS,
+        "Second opinions asked of the judge (detect.judge) on uncertain verdicts, by outcome (safe, unsafe, error, timeout)",
+        m.judge_requests.clone(),
+    );
+    r.register(
+        JUDGE_DURATION_SECONDS,
+        "Time a judge call took, from sending the question to the answer or to giving up",
+        m.judge_duration.clone(),
     );
     r.register_collector(Box::new(m.segment_cache.clone()));
     r.register_collector(Box::new(m.budgets.clone()));
