@@ -14,8 +14,7 @@
 //! verdict is *corroborated* when at least two independent pieces of hostile
 //! evidence agree (two rules, or a rule and the learned stage) or one rule a
 //! policy author weighted at high on its own; only corroborated high-risk
-//! verdicts count towards the repeat-offender cool-down. The learned stage cannot turn a
-//! verdict critical (blocked by default) on its own account: that needs the rules at high.
+//! verdicts count towards the repeat-offender cool-down.
 //! Trade-off: a plain sum is easy to explain in a record and to tune, but
 //! cannot express "these two rules are the same evidence"; policies avoid
 //! overlapping rules instead.
@@ -62,7 +61,6 @@ pub fn score(
     }
     damp_fragments(&mut f);
     discount_quoted(&mut f);
-    learned_cannot_block(&mut f.matches, settings.thresholds);
     // Summed in rule order: float addition is not associative, and a hash map's order differs
     // between two maps, so the same findings could score a few ulps apart (and, at a threshold,
     // land on two levels).
@@ -88,37 +86,6 @@ pub fn score(
         matches: f.matches,
         scan_us: 0,
         learned_score,
-    }
-}
-
-/// How far under the critical threshold [`learned_cannot_block`] leaves a score.
-const UNDER_CRITICAL: f32 = 0.1;
-
-/// The learned stage can lift a verdict to high but not into critical (blocked by default):
-/// when the rules alone stay under the high threshold, the learned match is cut so the score
-/// stays just under critical. A block then always rests on rules a reader can check, never on
-/// the model's reading of topic words; recall at medium and high is unchanged.
-fn learned_cannot_block(matches: &mut [Match], t: [f32; 4]) {
-    let mut rules: BTreeMap<&str, f32> = BTreeMap::new();
-    let mut learned = 0f32;
-    for m in matches.iter() {
-        if m.rule.starts_with(LEARNED_PREFIX) {
-            learned = learned.max(m.weight);
-        } else {
-            let w = rules.entry(&m.rule).or_insert(0.0);
-            *w = w.max(m.weight);
-        }
-    }
-    let rules: f32 = rules.values().fold(0.0, |a, w| a + w);
-    if rules >= t[2] || rules + learned < t[3] {
-        return;
-    }
-    let room = (t[3] - UNDER_CRITICAL - rules).max(0.0);
-    for m in matches
-        .iter_mut()
-        .filter(|m| m.rule.starts_with(LEARNED_PREFIX))
-    {
-        m.weight = m.weight.min(room);
     }
 }
 
@@ -216,54 +183,4 @@ fn add_learned(f: &mut Findings, model: &LearnedModel, input: &ScanInput, p: f32
         span,
         snippet: snippet(text, span),
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(rule: &str, weight: f32) -> Match {
-        Match {
-            category: Category::PromptInjection,
-            rule: Arc::from(rule),
-            weight,
-            segment: 0,
-            span: (0, 1),
-            snippet: String::new(),
-        }
-    }
-
-    fn sum(ms: &[Match]) -> f32 {
-        ms.iter().map(|m| m.weight).sum()
-    }
-
-    const T: [f32; 4] = [3.0, 7.0, 12.0, 20.0];
-
-    #[test]
-    fn the_learned_stage_lifts_to_high_but_not_into_critical() {
-        // A rule at 9 and the model at 11 was 20, critical: now just under it.
-        let mut ms = vec![m("injection.x", 9.0), m("learned.prompt_injection", 11.0)];
-        learned_cannot_block(&mut ms, T);
-        assert!(
-            (sum(&ms) - (20.0 - UNDER_CRITICAL)).abs() < 1e-4,
-            "{}",
-            sum(&ms)
-        );
-        // Rules at high on their own: the model may take it to critical.
-        let mut ms = vec![
-            m("injection.x", 7.0),
-            m("injection.y", 5.0),
-            m("learned.prompt_injection", 11.0),
-        ];
-        learned_cannot_block(&mut ms, T);
-        assert!((sum(&ms) - 23.0).abs() < 1e-4);
-        // Under critical anyway: nothing moves. A rule repeated counts once.
-        let mut ms = vec![
-            m("injection.x", 4.0),
-            m("injection.x", 4.0),
-            m("learned.prompt_injection", 11.0),
-        ];
-        learned_cannot_block(&mut ms, T);
-        assert!((ms[2].weight - 11.0).abs() < 1e-4);
-    }
 }
