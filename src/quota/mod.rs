@@ -21,9 +21,9 @@
 //! tokens are counted against a limit only once the answer ends, so requests in flight together
 //! may overshoot a token limit by their completions; a request's cost is only known at its end,
 //! so the request that crosses a budget completes and the next one is refused. With several
-//! replicas on one PostgreSQL store, rate counters of keys, teams, models and the gateway are
-//! shared through it every `quotas.sync_ms`, with a bounded overshoot (`fleet.rs`); end users,
-//! concurrency and budgets are counted per replica.
+//! replicas on one PostgreSQL store, rate counters and budgets of keys, teams, models and the
+//! gateway are shared through it every `quotas.sync_ms`, with a bounded overshoot (`fleet.rs`);
+//! end users and concurrency are counted per replica.
 
 mod budget;
 mod fleet;
@@ -39,7 +39,7 @@ use std::sync::Arc;
 use jiff::tz::TimeZone;
 
 pub use budget::{micros, period_bounds};
-pub use fleet::{apply as apply_fleet, Ledger, Tally};
+pub use fleet::{apply as apply_fleet, Ledger, Meter, Tally};
 pub use scope::{Counter, Limits, Scope};
 pub use view::{BudgetUse, BudgetView, InFlight, QuotaView, Rate, RejectedCount, ScopeView};
 
