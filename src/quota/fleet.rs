@@ -1,24 +1,32 @@
-//! Rate counters shared between replicas (fleet mode: several replicas on one PostgreSQL
-//! store), as plain data and arithmetic; `app` moves the rows through the store.
+//! Rate counters and budgets shared between replicas (fleet mode: several replicas on one
+//! PostgreSQL store), as plain data and arithmetic; `app` moves the rows through the store.
 //!
-//! Each replica keeps counting alone on the hot path (`Window::take`, one compare-and-swap) and
-//! admits against its own count plus the rest of the fleet's, as of the last sync, kept beside
-//! each counter (`State::fleet`). A sync, every `quotas.sync_ms`, off the request path:
+//! Each replica keeps counting alone on the hot path (`Window::take`, one compare-and-swap; a
+//! budget's `Spend`, a few atomic loads) and admits against its own count plus the rest of the
+//! fleet's, as of the last sync, kept beside each counter (`State::fleet`, `Spend`'s share). A
+//! sync, every `quotas.sync_ms`, off the request path:
 //! 1. [`Ledger::changes`]: this replica's own count in each current window of each shared
-//!    scope, where it differs from what was last sent ([`Tally`] rows);
-//! 2. the store keeps one row per (scope, counter, window, replica) and the replica overwrites
+//!    scope, and its own spend in each current budget period (a [`Meter`] each), where it
+//!    differs from what was last sent ([`Tally`] rows). A budget period's window is its start
+//!    in unix ms (local midnight in the report time zone), its row's end the period's end;
+//! 2. the store keeps one row per (scope, meter, window, replica) and the replica overwrites
 //!    its own rows (an absolute count, not a delta: a sync that fails or is retried cannot
 //!    count anything twice);
 //! 3. the store sums the *other* replicas' rows for the current windows, and [`apply`] sets
-//!    each counter's fleet share to that sum (0 where no other replica has a row): this
-//!    replica's own count is never in it.
+//!    each counter's and budget's fleet share to that sum (0 where no other replica has a
+//!    row): this replica's own count is never in it.
 //!
-//! What it can miss: between two syncs a replica does not see what the others admit, so the
-//! fleet can overshoot a limit by what the other replicas admit in that blind time (README,
-//! Quotas, gives the bound). End users' counters are not shared (each replica counts its own:
-//! there can be 100,000 of them, and their ids are the clients'); nor are concurrency caps
-//! (per replica) nor budgets (per replica, each seeded with the fleet's spend at start).
-//! Replicas' clocks must agree (NTP): windows are clock minutes and UTC days.
+//! A replica's row holds only what this process counted: a budget's spend read back from the
+//! records at start (`Spend::seed`) is not in it, so replicas started together do not each
+//! pass the same records' dollars on to the others.
+//!
+//! What it can miss: between two syncs a replica does not see what the others admit or spend,
+//! so the fleet can overshoot a limit or a budget by what the other replicas admit in that
+//! blind time (README, Quotas, gives the bounds). End users' counters and budgets are not
+//! shared (each replica counts its own: there can be 100,000 of them, and their ids are the
+//! clients'); nor are concurrency caps (per replica). Replicas' clocks must agree (NTP) and
+//! their report time zones too: windows are clock minutes and UTC days, budget periods that
+//! zone's days, weeks and months.
 
 use std::collections::HashMap;
 

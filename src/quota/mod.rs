@@ -326,7 +326,7 @@ impl Quotas {
         seed(key, usd, now_ms, &self.zone);
     }
 
-    /// The scopes whose rate counters the fleet shares, by their fleet-wide id: every team,
+    /// The scopes whose rate counters and budgets the fleet shares, by their fleet-wide id: every team,
     /// model and the gateway (`team:<name>`, `model:<name>`, `global`). Keys are named where
     /// they are kept; end users are not shared.
     pub fn shared(&self) -> impl Iterator<Item = (String, &Arc<Scope>)> {
