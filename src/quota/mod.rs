@@ -326,9 +326,9 @@ impl Quotas {
         seed(key, usd, now_ms, &self.zone);
     }
 
-    /// The scopes whose rate counters and budgets the fleet shares, by their fleet-wide id: every team,
-    /// model and the gateway (`team:<name>`, `model:<name>`, `global`). Keys are named where
-    /// they are kept; end users are not shared.
+    /// The scopes whose rate counters and budgets the fleet shares, by their fleet-wide id:
+    /// every team, model and the gateway (`team:<name>`, `model:<name>`, `global`). Keys are
+    /// named where they are kept; end users are not shared.
     pub fn shared(&self) -> impl Iterator<Item = (String, &Arc<Scope>)> {
         let teams = self.teams.iter().map(|(n, s)| (format!("team:{n}"), s));
         let models = self.models.iter().map(|(n, s)| (format!("model:{n}"), s));
