@@ -125,6 +125,16 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         .await
         .context("reading the virtual gateway keys from the store")?;
     tracing::info!(live = live_keys, "virtual gateway keys loaded");
+    let fleet = store.dialect() == store::Dialect::Postgres;
+    // One process: a restarted replica's rows of this period stay the fleet's.
+    let instance = format!(
+        "{}/{}",
+        config.instance_name(),
+        uuid::Uuid::now_v7().simple()
+    );
+    if fleet {
+        fleet_quotas::first(&proxy, &store, &instance).await;
+    }
     budgets::seed(
         &proxy.runtime.load(),
         &proxy.keys.scopes(),
@@ -231,7 +241,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             Duration::from_secs(config.auth.sync_secs),
         )),
     ]);
-    if store.dialect() == store::Dialect::Postgres {
+    if fleet {
         let b = &config.detect.behaviour;
         tracing::info!(instance = %config.instance_name(), every = ?fleet::SYNC_EVERY, "fleet mode: behaviour windows and threshold changes synced through the store");
         others.push(bg.spawn(fleet::sync(
@@ -241,13 +251,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             reports::apply(Arc::downgrade(&proxy)),
             fleet::SYNC_EVERY,
         )));
-        // One process: a restarted replica's rows of this minute stay the fleet's.
-        let instance = format!(
-            "{}/{}",
-            config.instance_name(),
-            uuid::Uuid::now_v7().simple()
-        );
-        tracing::info!(%instance, every_ms = config.quotas.sync_ms, "fleet mode: rate limits of keys, teams, models and the gateway shared through the store");
+        tracing::info!(%instance, every_ms = config.quotas.sync_ms, "fleet mode: rate limits and budgets of keys, teams, models and the gateway shared through the store");
         others.push(bg.spawn(fleet_quotas::run(
             Arc::downgrade(&proxy),
             store.clone(),

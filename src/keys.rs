@@ -105,6 +105,19 @@ pub fn hash(secret: &str) -> String {
     out
 }
 
+/// Hex digits of a config key's SHA-256 in its fleet-wide name: 64 bits, so no two keys of any
+/// plausible list share one, of a one-way hash of a secret (the store holds the whole hash of
+/// every virtual key already).
+const FLEET_ID_HEX: usize = 16;
+
+/// A config key's fleet-wide name (`quota_counts`' scope): the first 16 hex digits of its
+/// secret's SHA-256, the same on every replica whatever the key's place in `auth.keys`.
+pub fn fleet_id(secret: &str) -> String {
+    let mut h = hash(secret);
+    h.truncate(FLEET_ID_HEX);
+    h
+}
+
 /// The digest a stored [`hash`] spells; `None` unless it is 64 hex digits.
 pub fn parse_hash(hex: &str) -> Option<Digest> {
     let nibble = |c: u8| {

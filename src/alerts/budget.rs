@@ -6,8 +6,9 @@
 //! not sent again), and both resolve when the period starts again and the spend reads 0.
 //!
 //! The figures are the quota counters of this replica (`quota::Quotas::budgets`), read at each
-//! evaluation; they are exact to the micro-dollar, and a budget's spend only grows within a
-//! period, so a condition holds until the period ends.
+//! evaluation (in fleet mode they hold the other replicas' spend as of the last sync); they are
+//! exact to the micro-dollar, and a budget's spend only grows within a period, so a condition
+//! holds until the period ends.
 
 use crate::config::AlertLevel;
 use crate::quota::{dollars, BudgetUse};

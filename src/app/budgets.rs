@@ -2,6 +2,15 @@
 //! team, in one query, so a restart does not hand every budget a fresh period. After this the
 //! counters only ever move in memory (no store round trip on the request path).
 //!
+//! In fleet mode the replicas' shared spend counts (`quota_counts`) are read first
+//! (`fleet_quotas::first`): a budget's fleet share is then every replica's count, earlier runs
+//! of this one included, and the seed keeps only what the records hold beyond it
+//! (`quota::Spend::seed`), so a restart counts no dollar twice. Records lag the counts by a
+//! flush interval and the counts lag the records by a sync interval, so the seed can be off by
+//! what the fleet spent in the last of either: too high by spend recorded but not yet synced,
+//! too low (only where the records hold spend no count covers) by spend synced but not yet
+//! recorded.
+//!
 //! A key's spend is that of its user's requests made with a key (`key_user`): two keys of one
 //! user each start from their combined spend. Virtual keys (`/api/keys`) are seeded the same
 //! way, those that exist at start; a key made later starts at zero.

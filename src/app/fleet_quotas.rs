@@ -1,19 +1,24 @@
-//! Fleet mode: the rate counters of keys, teams, models and the gateway, shared with the other
-//! replicas through the store every `quotas.sync_ms` (`quota::fleet` says how, and what is not
-//! shared). Off the request path: admission only reads what the last sync left in memory.
+//! Fleet mode: the rate counters and budgets of keys, teams, models and the gateway, shared with
+//! the other replicas through the store every `quotas.sync_ms` (`quota::fleet` says how, and
+//! what is not shared). Off the request path: admission only reads what the last sync left in
+//! memory.
 //!
-//! One sync: write this replica's changed counts (one transaction), read the sum of the other
-//! replicas' counts for open windows (one query), set each counter's fleet share, delete rows
-//! of ended windows. If the store fails, the fleet shares stay as the last sync left them (a
+//! One sync: write this replica's changed counts and spend (one transaction), read the sum of
+//! the other replicas' rows for open windows and budget periods (one query), set each counter's
+//! and budget's fleet share, delete rows of ended windows. At start, one read comes before the
+//! budgets are seeded from the stored records ([`first`]), so the seed counts only what no
+//! replica's row holds. If the store fails, the fleet shares stay as the last sync left them (a
 //! window that ends drops its share all the same) and the next sync tries again: a replica cut
 //! off from the store goes on limiting with what it knew, never refusing everything.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
+use jiff::tz::TimeZone;
+
 use crate::analytics::unix_ms;
 use crate::proxy::Proxy;
-use crate::quota::{apply_fleet, Counter, Ledger, Scope, Tally};
+use crate::quota::{apply_fleet, Ledger, Meter, Scope, Tally};
 use crate::store::{QuotaCount, Store};
 
 /// Syncs `proxy`'s shared counters through `store` as `instance` (one process: its rows are
@@ -25,13 +30,13 @@ pub(super) async fn run(proxy: Weak<Proxy>, store: Store, instance: String) {
     // The first sync at once: a replica that starts late in a window learns what the fleet
     // used before it admits for a whole interval blind.
     loop {
-        let Some((scopes, every)) = proxy
+        let Some((scopes, zone, every)) = proxy
             .upgrade()
-            .map(|p| (shared(&p), p.runtime.load().config.quotas.sync_ms))
+            .map(|p| (shared(&p), zone(&p), p.runtime.load().config.quotas.sync_ms))
         else {
             return;
         };
-        match sync(&scopes, &store, &instance, &mut ledger).await {
+        match sync(&scopes, &zone, &store, &instance, &mut ledger).await {
             Ok(()) if failing => {
                 failing = false;
                 tracing::info!("fleet quota sync works again");
@@ -47,6 +52,25 @@ pub(super) async fn run(proxy: Weak<Proxy>, store: Store, instance: String) {
     }
 }
 
+/// Reads the fleet's shares once, before the budgets are seeded at start (`instance` is new:
+/// every row in the store, this replica's earlier runs' included, is another's). A failure is
+/// logged and the shares stay at zero: the seed then counts the stored records whole, and the
+/// first sync that works adds the rows on top (budgets count some spend twice and refuse
+/// early until the period ends, never late).
+pub(super) async fn first(proxy: &Proxy, store: &Store, instance: &str) {
+    if let Err(e) = sync(
+        &shared(proxy),
+        &zone(proxy),
+        store,
+        instance,
+        &mut Ledger::default(),
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "fleet quota sync failed at start; budgets may count the fleet's spend this period twice");
+    }
+}
+
 /// Every shared scope by its fleet-wide id: the live runtime's and the virtual keys'.
 fn shared(proxy: &Proxy) -> Vec<(String, Arc<Scope>)> {
     let mut scopes = proxy.runtime.load().shared_scopes();
@@ -54,21 +78,27 @@ fn shared(proxy: &Proxy) -> Vec<(String, Arc<Scope>)> {
     scopes
 }
 
+/// The zone budget periods follow, of the live config.
+fn zone(proxy: &Proxy) -> TimeZone {
+    proxy.runtime.load().quotas.zone().clone()
+}
+
 async fn sync(
     scopes: &[(String, Arc<Scope>)],
+    zone: &TimeZone,
     store: &Store,
     instance: &str,
     ledger: &mut Ledger,
 ) -> Result<(), crate::store::Error> {
     let by_id = || scopes.iter().map(|(id, s)| (id.as_str(), &**s));
     let now_ms = unix_ms(SystemTime::now());
-    let changed = ledger.changes(by_id(), now_ms);
+    let changed = ledger.changes(by_id(), now_ms, zone);
     let rows: Vec<QuotaCount> = changed.iter().map(row).collect();
     store.put_quota_counts(instance, &rows).await?;
-    ledger.commit(&changed, now_ms);
+    ledger.commit(&changed, now_ms, zone);
     let others = store.others_quota_counts(instance, now_ms).await?;
     let others: Vec<Tally> = others.into_iter().filter_map(tally).collect();
-    apply_fleet(by_id(), &others, unix_ms(SystemTime::now()));
+    apply_fleet(by_id(), &others, unix_ms(SystemTime::now()), zone);
     store.purge_quota_counts(now_ms).await?;
     Ok(())
 }
@@ -76,18 +106,18 @@ async fn sync(
 fn row(t: &Tally) -> QuotaCount {
     QuotaCount {
         scope: t.scope.clone(),
-        counter: t.counter.as_str().to_owned(),
+        counter: t.meter.as_str().to_owned(),
         window: t.window,
         used: i64::try_from(t.used).unwrap_or(i64::MAX),
         ends_ms: t.ends_ms,
     }
 }
 
-/// A stored row as a tally; `None` for a counter this version does not know (a newer
+/// A stored row as a tally; `None` for a meter this version does not know (a newer
 /// replica's).
 fn tally(r: QuotaCount) -> Option<Tally> {
     Some(Tally {
-        counter: Counter::parse(&r.counter)?,
+        meter: Meter::parse(&r.counter)?,
         scope: r.scope,
         window: r.window,
         used: u64::try_from(r.used).unwrap_or(0),

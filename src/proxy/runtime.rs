@@ -54,8 +54,9 @@ pub struct Runtime {
     pub capture: Option<super::capture::TextCapture>,
     /// The limits of the `quotas:` section (keys carry their own in `Identity`).
     pub quotas: crate::quota::Quotas,
-    /// The config keys' scopes by their fleet-wide id, `key:<n>:<user>` (`n`: the key's place
-    /// in `auth.keys`; never the secret), for the fleet's counter sync.
+    /// The config keys' scopes by their fleet-wide id, `key:<digest>:<user>` (`digest`:
+    /// `keys::fleet_id` of the secret, the same whatever the key's place in `auth.keys`; never
+    /// the secret), for the fleet's counter sync.
     shared_keys: Vec<(String, Arc<crate::quota::Scope>)>,
 }
 
@@ -80,7 +81,6 @@ impl Runtime {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
         let mut keys = HashMap::new();
-        let mut shared_keys = Vec::new();
         for (i, k) in config.auth.keys.iter().enumerate() {
             let source = match (&k.key_env, &k.key_file) {
                 (Some(env), _) => SecretSource::Env(env.clone()),
@@ -99,14 +99,19 @@ impl Runtime {
                         quota: key_scope(&k.limits, old),
                         models: (!k.models.is_empty()).then(|| k.models.clone().into()),
                     };
-                    if let Some(scope) = &id.quota {
-                        shared_keys.push((format!("key:{i}:{}", k.user), scope.clone()));
-                    }
                     keys.insert(secret.expose().to_owned(), id);
                 }
                 Err(e) => problems.push(format!("auth.keys[{i}]: {e}")),
             }
         }
+        // From the map, not the list: a secret listed twice is one key, counted once.
+        let shared_keys = keys
+            .iter()
+            .filter_map(|(secret, id)| {
+                let name = crate::keys::fleet_id(secret);
+                Some((format!("key:{name}:{}", id.user), id.quota.clone()?))
+            })
+            .collect();
         let mut upstreams = HashMap::new();
         for (name, c) in &config.upstreams {
             let (up, warning) = Upstream::build(name, c);
@@ -172,8 +177,8 @@ impl Runtime {
             .filter_map(|id| Some((&*id.user, id.quota.as_ref()?)))
     }
 
-    /// Every scope of this runtime whose rate counters the fleet shares, by fleet-wide id:
-    /// config keys (`key:<n>:<user>`), teams, models and the gateway (see
+    /// Every scope of this runtime whose counters the fleet shares, by fleet-wide id: config
+    /// keys (`key:<digest>:<user>`, `keys::fleet_id`), teams, models and the gateway (see
     /// `Quotas::shared`). Virtual keys are `VirtualKeys::shared`'s.
     pub fn shared_scopes(&self) -> Vec<(String, Arc<crate::quota::Scope>)> {
         let quotas = self.quotas.shared().map(|(id, s)| (id, s.clone()));
@@ -311,5 +316,93 @@ fn build_guard(
             problems.push(format!("detect.policies: {e}"));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KeyConfig, LimitsConfig};
+    use crate::quota::{apply_fleet, Ask, Ledger};
+
+    /// 2026-01-15T12:00:00Z.
+    const NOW: i64 = 1_768_478_400_000;
+    const SECRETS: [(&str, &str); 2] = [
+        ("alice", "Zq7-Rm9-Wv2-Lp8-Tx4-Ny6"),
+        ("bob", "Hb3-Kd8-Qs1-Vf5-Jw7-Mc2"),
+    ];
+
+    /// A runtime with the keys of `users`, in that order, each with 10 requests a minute.
+    fn runtime(dir: &std::path::Path, users: [&str; 2]) -> Runtime {
+        // The upstream clients need one, as `main` installs it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut c = Config::default();
+        c.detect.enabled = false;
+        for user in users {
+            let (_, secret) = SECRETS.iter().find(|(u, _)| *u == user).expect("a user");
+            let file = dir.join(user);
+            std::fs::write(&file, secret).expect("write the key");
+            c.auth.keys.push(KeyConfig {
+                key_file: Some(file),
+                user: user.into(),
+                limits: LimitsConfig {
+                    requests_per_minute: Some(10),
+                    ..LimitsConfig::default()
+                },
+                ..KeyConfig::default()
+            });
+        }
+        Runtime::build(Arc::new(c)).expect("a runtime").0
+    }
+
+    fn ids(rt: &Runtime) -> Vec<String> {
+        let mut ids: Vec<String> = rt.shared_scopes().into_iter().map(|(id, _)| id).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn config_keys_share_counters_by_digest_whatever_their_order_and_name_no_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = runtime(dir.path(), ["alice", "bob"]);
+        let b = runtime(dir.path(), ["bob", "alice"]);
+        assert_eq!(ids(&a), ids(&b), "one name per key on both replicas");
+        for id in ids(&a) {
+            for (_, secret) in SECRETS {
+                let pieces = secret.as_bytes().windows(3);
+                let clear = pieces.filter_map(|w| std::str::from_utf8(w).ok());
+                for piece in clear {
+                    assert!(!id.contains(piece), "{id} holds {piece:?} of a secret");
+                }
+            }
+        }
+        // A request of alice's on replica a is counted on replica b under the same name.
+        let alice = |rt: &Runtime| {
+            let (_, s) = rt.key_scopes().find(|(u, _)| *u == "alice").expect("alice");
+            s.clone()
+        };
+        let ask = Ask {
+            key: Some(&alice(&a)),
+            user: None,
+            team: None,
+            model: None,
+            upstream_model: None,
+            tokens: 1,
+            now_ms: NOW,
+        };
+        drop(a.quotas.admit(&ask).expect("room"));
+        let scopes = a.shared_scopes();
+        let by_id = || scopes.iter().map(|(id, s)| (id.as_str(), &**s));
+        let sent = Ledger::default().changes(by_id(), NOW, a.quotas.zone());
+        let theirs = b.shared_scopes();
+        apply_fleet(
+            theirs.iter().map(|(id, s)| (id.as_str(), &**s)),
+            &sent,
+            NOW,
+            b.quotas.zone(),
+        );
+        let seen = alice(&b).view("alice", NOW, b.quotas.zone());
+        let rpm = seen.requests_per_minute.expect("a limit");
+        assert_eq!(rpm.used, 1, "b counts a's request to alice's key");
     }
 }

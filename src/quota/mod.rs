@@ -21,9 +21,9 @@
 //! tokens are counted against a limit only once the answer ends, so requests in flight together
 //! may overshoot a token limit by their completions; a request's cost is only known at its end,
 //! so the request that crosses a budget completes and the next one is refused. With several
-//! replicas on one PostgreSQL store, rate counters of keys, teams, models and the gateway are
-//! shared through it every `quotas.sync_ms`, with a bounded overshoot (`fleet.rs`); end users,
-//! concurrency and budgets are counted per replica.
+//! replicas on one PostgreSQL store, rate counters and budgets of keys, teams, models and the
+//! gateway are shared through it every `quotas.sync_ms`, with a bounded overshoot (`fleet.rs`);
+//! end users and concurrency are counted per replica.
 
 mod budget;
 mod fleet;
@@ -39,7 +39,7 @@ use std::sync::Arc;
 use jiff::tz::TimeZone;
 
 pub use budget::{micros, period_bounds};
-pub use fleet::{apply as apply_fleet, Ledger, Tally};
+pub use fleet::{apply as apply_fleet, Ledger, Meter, Tally};
 pub use scope::{Counter, Limits, Scope};
 pub use view::{BudgetUse, BudgetView, InFlight, QuotaView, Rate, RejectedCount, ScopeView};
 
@@ -326,9 +326,9 @@ impl Quotas {
         seed(key, usd, now_ms, &self.zone);
     }
 
-    /// The scopes whose rate counters the fleet shares, by their fleet-wide id: every team,
-    /// model and the gateway (`team:<name>`, `model:<name>`, `global`). Keys are named where
-    /// they are kept; end users are not shared.
+    /// The scopes whose rate counters and budgets the fleet shares, by their fleet-wide id:
+    /// every team, model and the gateway (`team:<name>`, `model:<name>`, `global`). Keys are
+    /// named where they are kept; end users are not shared.
     pub fn shared(&self) -> impl Iterator<Item = (String, &Arc<Scope>)> {
         let teams = self.teams.iter().map(|(n, s)| (format!("team:{n}"), s));
         let models = self.models.iter().map(|(n, s)| (format!("model:{n}"), s));

@@ -200,6 +200,10 @@ async fn two_processes_on_one_postgres_show_the_fleet_sum_and_lose_nothing() {
 
 const ADMIN_TOKEN: &str = "fleet-admin-token";
 
+/// `quotas.sync_ms` (T) of the quota tests' replicas.
+const SYNC_MS: u64 = 200;
+const SYNC_MS_ENV: &str = "200";
+
 /// An admin API call with the token; the JSON answer.
 async fn admin(base: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
     let mut req = client()
@@ -275,10 +279,10 @@ async fn send_with_key(base: &str, key: &str, n: usize, pace: Duration) -> (usiz
 /// on b only the 5 left once b has synced; a, synced again, refuses. Without sharing b would
 /// admit 15 more (30 in all). Requests are sent in turns, each after the other replica's sync,
 /// so the bound's blind time holds no admission and the overshoot must be 0. Then a second key,
-/// sent 20 requests on each replica at once: the overshoot is what the blind time allows (it is
-/// printed, not asserted: it depends on timing), never less than the limit is admitted (a
-/// replica counting its own requests twice would refuse early), and both replicas end up showing
-/// the same fleet count.
+/// sent 20 requests on each replica at once, paced: the fleet admits no more than the README's
+/// bound computed from that pace, `T` and a generous `d` (counted alone, the replicas would
+/// admit all 40), never less than the limit (a replica counting its own requests twice would
+/// refuse early), and both replicas end up showing the same fleet count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_rate_limit_holds_for_two_replicas_on_one_postgres() {
     let Some(server) = postgres_url() else { return };
@@ -287,7 +291,7 @@ async fn a_key_rate_limit_holds_for_two_replicas_on_one_postgres() {
     let env = [
         ("GATEHOUSE_ADMIN__TOKEN", ADMIN_TOKEN),
         ("GATEHOUSE_AUTH__SYNC_SECS", "1"),
-        ("GATEHOUSE_QUOTAS__SYNC_MS", "200"),
+        ("GATEHOUSE_QUOTAS__SYNC_MS", SYNC_MS_ENV),
     ];
     let a = Replica::spawn_with("quota-a", &url, &up.url(), &env);
     let b = Replica::spawn_with("quota-b", &url, &up.url(), &env);
@@ -331,9 +335,16 @@ async fn a_key_rate_limit_holds_for_two_replicas_on_one_postgres() {
     );
     assert_eq!(admitted, 20, "the fleet admits the limit, no more");
 
-    // About 20 requests a second on each replica (r), syncs every 200 ms (T): the bound is
-    // 20 + min(20, 2 * r * (T + d)), about 28 here.
-    let pace = Duration::from_millis(50);
+    // Each replica waits `pace` after each answer before its next request, so it admits at most
+    // r = 1 / pace requests a second, whatever the load. The README's bound with N = 2:
+    // limit + min(limit, 2 * r * (T + d)), with T = quotas.sync_ms and d, the time one sync
+    // takes (milliseconds on loopback), taken as a whole second so a loaded machine's late
+    // syncs stay inside it: 20 + min(20, 2 * 4 * 1.2) = 29.6, while replicas counting alone
+    // admit 40.
+    let pace = Duration::from_millis(250);
+    let (limit, sync_secs, d_secs) = (20.0, SYNC_MS as f64 / 1000.0, 1.0);
+    let r = 1.0 / pace.as_secs_f64();
+    let bound = limit + f64::min(limit, 2.0 * r * (sync_secs + d_secs));
     let started = std::time::Instant::now();
     let (on_a, on_b) = tokio::join!(
         send_with_key(&a.proxy, burst, 20, pace),
@@ -342,14 +353,155 @@ async fn a_key_rate_limit_holds_for_two_replicas_on_one_postgres() {
     let secs = started.elapsed().as_secs_f64();
     let admitted = (on_a.0 + on_b.0) as u64;
     eprintln!(
-        "fleet quota, both at once: admitted {admitted} ({} on a, {} on b) of 40 in {secs:.2} s against a limit of 20 (overshoot {}; counted alone: 40)",
+        "fleet quota, both at once: admitted {admitted} ({} on a, {} on b) of 40 in {secs:.2} s (each replica at most {r} requests/s, measured {:.1}) against a limit of 20 and a bound of {bound:.1} (counted alone: 40)",
         on_a.0,
         on_b.0,
-        admitted.saturating_sub(20)
+        20.0 / secs,
     );
     assert!(admitted >= 20, "never fewer than the limit: {admitted}");
+    assert!(
+        admitted as f64 <= bound,
+        "the fleet admitted {admitted}, past the bound {bound:.1}"
+    );
     wait_for_used(&a, "fleet-burst", admitted).await;
     wait_for_used(&b, "fleet-burst", admitted).await;
+    assert!(a.stop().success(), "replica a shuts down cleanly");
+    assert!(b.stop().success(), "replica b shuts down cleanly");
+}
+
+/// The fleet-wide spend this period of the key of `user`, in micro-dollars, as replica `r`
+/// sees it (`None` while it does not know the key).
+async fn key_spent(r: &Replica, user: &str) -> Option<u64> {
+    let v = admin(&r.admin, reqwest::Method::GET, "/api/quotas", None).await;
+    let scopes = v["scopes"].as_array().expect("scopes");
+    let key = scopes
+        .iter()
+        .find(|s| s["scope"] == "key" && s["name"] == user)?;
+    let usd = key["budget"]["spent_usd"].as_f64()?;
+    Some((usd * 1e6).round() as u64)
+}
+
+/// Polls `r` until the key of `user` shows `want` micro-dollars spent; panics after 20 s.
+async fn wait_for_spent(r: &Replica, user: &str, want: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = None;
+    while tokio::time::Instant::now() < deadline {
+        seen = key_spent(r, user).await;
+        if seen == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} never showed {want} µ$ spent by {user}: {seen:?}",
+        r.admin
+    );
+}
+
+/// What every answer of the budget test costs, as OpenRouter's `usage.cost` (USD).
+const COST_USD: f64 = 0.001;
+
+/// A chat answer costing [`COST_USD`].
+fn costly_answer() -> String {
+    serde_json::json!({
+        "id": "gen-1", "object": "chat.completion", "model": "openai/gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "Blue"}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12,
+                  "cost": COST_USD}
+    })
+    .to_string()
+}
+
+/// A key's budget of $0.01 a day (ten answers at $0.001) is the fleet's, and a restart counts
+/// no dollar twice: 3 on replica a; b, once synced, 3; a restarted reads $0.006 (the records'
+/// $0.006 and the shared rows' $0.006 are the same dollars) and admits the 4 left; b, synced,
+/// none. Sent in turns, each after the other replica's sync, and one at a time (a cost is
+/// charged before its answer ends), so nothing is in flight or blind when the budget is reached
+/// and the fleet spends exactly the budget. Counted alone, b would admit 3 on a fresh $0.01 and
+/// never see a's $0.003. Then a second key with $0.02, 20 requests on each replica at once,
+/// paced: the fleet spends no more than the README's bound computed from that pace, `T` and a
+/// generous `d` (counted alone, the replicas would spend $0.04).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_budget_holds_for_two_replicas_and_a_restart_on_one_postgres() {
+    let Some(server) = postgres_url() else { return };
+    let url = fresh_postgres_db(&server).await;
+    let up = FakeUpstream::always(Reply::Json(200, costly_answer())).await;
+    let env = [
+        ("GATEHOUSE_ADMIN__TOKEN", ADMIN_TOKEN),
+        ("GATEHOUSE_AUTH__SYNC_SECS", "1"),
+        ("GATEHOUSE_QUOTAS__SYNC_MS", SYNC_MS_ENV),
+    ];
+    let a = Replica::spawn_with("budget-a", &url, &up.url(), &env);
+    let b = Replica::spawn_with("budget-b", &url, &up.url(), &env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let mut secrets = Vec::new();
+    for (user, usd) in [("fleet-budget", 0.01), ("fleet-budget-burst", 0.02)] {
+        let spec = serde_json::json!({"user": user,
+            "limits": {"budget_usd": usd, "per": "day"}});
+        let made = admin(&a.admin, reqwest::Method::POST, "/api/keys", Some(spec)).await;
+        secrets.push(made["secret"].as_str().expect("the secret").to_owned());
+    }
+    let (secret, burst) = (&secrets[0], &secrets[1]);
+    wait_for_spent(&b, "fleet-budget-burst", 0).await;
+
+    let on_a = send_with_key(&a.proxy, secret, 3, Duration::ZERO).await;
+    assert_eq!(on_a, (3, 0), "a alone is under the budget");
+    wait_for_spent(&b, "fleet-budget", 3_000).await;
+    let on_b = send_with_key(&b.proxy, secret, 3, Duration::ZERO).await;
+    assert_eq!(on_b, (3, 0), "b spends on top of a's $0.003");
+    wait_for_spent(&a, "fleet-budget", 6_000).await;
+    assert!(a.stop().success(), "replica a shuts down cleanly");
+    let a = Replica::spawn_with("budget-a", &url, &up.url(), &env);
+    a.wait_ready().await;
+    assert_eq!(
+        key_spent(&a, "fleet-budget").await,
+        Some(6_000),
+        "the restarted replica counts the fleet's $0.006 once, from its first request on"
+    );
+    let again_a = send_with_key(&a.proxy, secret, 10, Duration::ZERO).await;
+    assert_eq!(again_a, (4, 6), "a admits only what the fleet has left");
+    wait_for_spent(&b, "fleet-budget", 10_000).await;
+    let again_b = send_with_key(&b.proxy, secret, 3, Duration::ZERO).await;
+    assert_eq!(
+        again_b,
+        (0, 3),
+        "b refuses once the fleet has spent the budget"
+    );
+    let admitted = on_a.0 + on_b.0 + again_a.0 + again_b.0;
+    eprintln!("fleet budget: admitted {admitted} answers at ${COST_USD} against $0.01");
+    assert_eq!(admitted, 10, "the fleet spends the budget, no more");
+
+    // Each replica waits `pace` after each answer, so it spends at most s = COST_USD / pace
+    // dollars a second, and has at most one answer (c = COST_USD) in flight. The README's bound
+    // with N = 2: budget + min(budget, 2 * s * (T + d)) + 2 * c, with d a whole second (see
+    // the rate test): 0.02 + 0.0096 + 0.002 = $0.0316, while replicas counting alone spend
+    // $0.04.
+    let pace = Duration::from_millis(250);
+    let (budget, sync_secs, d_secs) = (0.02, SYNC_MS as f64 / 1000.0, 1.0);
+    let s = COST_USD / pace.as_secs_f64();
+    let bound = budget + f64::min(budget, 2.0 * s * (sync_secs + d_secs)) + 2.0 * COST_USD;
+    let (on_a, on_b) = tokio::join!(
+        send_with_key(&a.proxy, burst, 20, pace),
+        send_with_key(&b.proxy, burst, 20, pace)
+    );
+    let spent = (on_a.0 + on_b.0) as f64 * COST_USD;
+    eprintln!(
+        "fleet budget, both at once: {} on a and {} on b admitted, ${spent:.3} spent against $0.02 and a bound of ${bound:.4} (counted alone: $0.04)",
+        on_a.0, on_b.0
+    );
+    assert!(
+        spent >= budget - 1e-9,
+        "never less than the budget: ${spent:.3}"
+    );
+    assert!(
+        spent <= bound + 1e-9,
+        "the fleet spent ${spent:.3}, past the bound ${bound:.4}"
+    );
+    let micros = (spent * 1e6).round() as u64;
+    wait_for_spent(&a, "fleet-budget-burst", micros).await;
+    wait_for_spent(&b, "fleet-budget-burst", micros).await;
     assert!(a.stop().success(), "replica a shuts down cleanly");
     assert!(b.stop().success(), "replica b shuts down cleanly");
 }
