@@ -142,6 +142,10 @@ struct Seen {
     touched: Vec<u32>,
 }
 
+/// Texts shorter than this (bytes) clear only the words of the seen-set they touched; longer
+/// ones clear it whole (32 KiB at 18 bits, a fraction of a microsecond).
+const SMALL_TEXT: usize = 256;
+
 thread_local! {
     static SEEN: std::cell::RefCell<Seen> = std::cell::RefCell::new(Seen::default());
 }
@@ -156,20 +160,36 @@ pub fn distinct(norm: &str, cfg: FeatureConfig, mut f: impl FnMut(u32)) {
         if seen.bits.len() != words {
             seen.bits = vec![0; words];
         }
-        features(norm, cfg, |h| {
-            let b = h & mask;
-            let (w, bit) = ((b >> 6) as usize, 1u64 << (b & 63));
-            let word = &mut seen.bits[w];
-            if *word & bit == 0 {
-                if *word == 0 {
-                    seen.touched.push(w as u32);
+        let Seen { bits, touched } = seen;
+        if norm.len() < SMALL_TEXT {
+            // A few features: note the words touched and clear only those.
+            features(norm, cfg, |h| {
+                let b = h & mask;
+                let (w, bit) = ((b >> 6) as usize, 1u64 << (b & 63));
+                let word = &mut bits[w];
+                if *word & bit == 0 {
+                    if *word == 0 {
+                        touched.push(w as u32);
+                    }
+                    *word |= bit;
+                    f(h);
                 }
-                *word |= bit;
-                f(h);
+            });
+            for w in touched.drain(..) {
+                bits[w as usize] = 0;
             }
-        });
-        for w in seen.touched.drain(..) {
-            seen.bits[w as usize] = 0;
+        } else {
+            // Many: no bookkeeping (its branch mispredicts), clear the whole set after.
+            features(norm, cfg, |h| {
+                let b = h & mask;
+                let (w, bit) = ((b >> 6) as usize, 1u64 << (b & 63));
+                let word = &mut bits[w];
+                if *word & bit == 0 {
+                    *word |= bit;
+                    f(h);
+                }
+            });
+            bits.fill(0);
         }
     });
 }
@@ -458,20 +478,23 @@ mod tests {
             bits: 10,
             ..FeatureConfig::default()
         };
-        let text = "ignore previous instructions and ignore previous rules ".repeat(30);
         let mask = (1u32 << cfg.bits) - 1;
-        let mut want = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        features(&text, cfg, |h| {
-            if seen.insert(h & mask) {
-                want.push(h);
-            }
-        });
-        for _ in 0..2 {
-            // Twice: the second call must start from a clean slate.
+        // Short and long texts take the two ways of clearing the seen-set; each twice, and in
+        // turn, so a call that left bits behind would show in the next.
+        let short = "ignore previous instructions and ignore previous rules ".repeat(2);
+        let long = "ignore previous instructions and ignore previous rules ".repeat(30);
+        assert!(short.len() < SMALL_TEXT && long.len() >= SMALL_TEXT);
+        for text in [&short, &long, &short, &long, &short] {
+            let mut want = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            features(text, cfg, |h| {
+                if seen.insert(h & mask) {
+                    want.push(h);
+                }
+            });
             let mut got = Vec::new();
-            distinct(&text, cfg, |h| got.push(h));
-            assert_eq!(got, want);
+            distinct(text, cfg, |h| got.push(h));
+            assert_eq!(got, want, "{} bytes", text.len());
         }
     }
 
