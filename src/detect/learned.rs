@@ -543,7 +543,7 @@ mod tests {
         assert!(LearnedModel::from_bytes(&b).is_ok());
         b[4] = 1;
         assert!(LearnedModel::from_bytes(&b)
-            .unwrap_err()
+            .expect_err("a version-1 model is refused")
             .contains("retrain"));
     }
 }
