@@ -7,8 +7,9 @@
 //! buckets without allocating. Each bucket counts once per text (binary
 //! features, [`distinct`]), and the sum is scaled by 1/sqrt(distinct buckets)
 //! so long texts do not saturate: a sentence repeated ten times scores as the
-//! sentence once, so repetition cannot push an ordinary text up. Weights are quantised to i8 with one scale, so the default
-//! 2^18-bucket table is 256 KiB and stays cache-resident. A second, smaller
+//! sentence once, so repetition cannot push an ordinary text up. Weights are
+//! quantised to i8 with one scale, so the default 2^18-bucket table is 256 KiB
+//! and stays cache-resident. A second, smaller
 //! table per attack category (a softmax head) names the category when no rule
 //! did. Trade-off: hashing collisions and a linear model cannot express "X
 //! unless Y"; the rules carry that, the model carries paraphrase.
@@ -133,9 +134,9 @@ fn words(b: &[u8], f: &mut impl FnMut(u32)) {
     }
 }
 
-/// Bucket bits already seen in this text, and which words of the bitset were touched (so
-/// clearing costs what the text set, not the table's size). One per thread, reused: no
-/// allocation after a thread's first text.
+/// Bucket bits already seen in this text, and (for a short text) which words of the bitset it
+/// touched, so clearing costs what the text set rather than the whole set. One per thread,
+/// reused: no allocation after a thread's first text.
 #[derive(Default)]
 struct Seen {
     bits: Vec<u64>,
