@@ -381,15 +381,8 @@ mod tests {
             let (_, s) = rt.key_scopes().find(|(u, _)| *u == "alice").expect("alice");
             s.clone()
         };
-        let ask = Ask {
-            key: Some(&alice(&a)),
-            user: None,
-            team: None,
-            model: None,
-            upstream_model: None,
-            tokens: 1,
-            now_ms: NOW,
-        };
+        let alice_a = alice(&a);
+        let ask = Ask::key_only(&alice_a, NOW);
         drop(a.quotas.admit(&ask).expect("room"));
         let scopes = a.shared_scopes();
         let by_id = || scopes.iter().map(|(id, s)| (id.as_str(), &**s));

@@ -253,15 +253,7 @@ mod tests {
 
     /// Admits `n` requests on `k` at `now_ms`; how many got in.
     fn admit(q: &Quotas, k: &Arc<Scope>, n: u64, now_ms: i64) -> u64 {
-        let ask = Ask {
-            key: Some(k),
-            user: None,
-            team: None,
-            model: None,
-            upstream_model: None,
-            tokens: 1,
-            now_ms,
-        };
+        let ask = Ask::key_only(k, now_ms);
         (0..n).filter(|_| q.admit(&ask).is_ok()).count() as u64
     }
 
@@ -303,15 +295,7 @@ mod tests {
         ];
         apply([("key:0:a", &*k)], &others, NOW, &TimeZone::UTC);
         assert_eq!(admit(&q, &k, 5, NOW + 10), 2, "10 - 3 own - 5 others");
-        let ask = Ask {
-            key: Some(&k),
-            user: None,
-            team: None,
-            model: None,
-            upstream_model: None,
-            tokens: 1,
-            now_ms: NOW + 10,
-        };
+        let ask = Ask::key_only(&k, NOW + 10);
         let r = q.admit(&ask).expect_err("full");
         assert!(r.message.contains("used 10"), "{}", r.message);
         assert_eq!(r.headers.requests.expect("figure").remaining, 0);
@@ -394,15 +378,7 @@ mod tests {
 
     /// Admits and settles `n` requests costing `usd` each on `k` at `now_ms`; how many got in.
     fn spend(q: &Quotas, k: &Arc<Scope>, n: u64, usd: f64, now_ms: i64) -> u64 {
-        let ask = Ask {
-            key: Some(k),
-            user: None,
-            team: None,
-            model: None,
-            upstream_model: None,
-            tokens: 1,
-            now_ms,
-        };
+        let ask = Ask::key_only(k, now_ms);
         let mut admitted = 0;
         for _ in 0..n {
             if let Ok(ticket) = q.admit(&ask) {

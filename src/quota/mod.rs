@@ -152,6 +152,22 @@ pub struct Ask<'a> {
     pub now_ms: i64,
 }
 
+impl<'a> Ask<'a> {
+    /// A request of one prompt token that only `key`'s limits see (no user, team or model), at
+    /// `now_ms`: what tests and benches of a key's counters ask.
+    pub fn key_only(key: &'a Arc<Scope>, now_ms: i64) -> Ask<'a> {
+        Ask {
+            key: Some(key),
+            user: None,
+            team: None,
+            model: None,
+            upstream_model: None,
+            tokens: 1,
+            now_ms,
+        }
+    }
+}
+
 /// Every limit from config, built once per config load.
 pub struct Quotas {
     users: Option<Users>,
