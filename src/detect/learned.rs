@@ -165,14 +165,10 @@ pub fn distinct(norm: &str, cfg: FeatureConfig, mut f: impl FnMut(u32)) {
         if norm.len() < SMALL_TEXT {
             // A few features: note the words touched and clear only those.
             features(norm, cfg, |h| {
-                let b = h & mask;
-                let (w, bit) = ((b >> 6) as usize, 1u64 << (b & 63));
-                let word = &mut bits[w];
-                if *word & bit == 0 {
-                    if *word == 0 {
-                        touched.push(w as u32);
+                if let Some(was_empty) = insert(bits, h & mask) {
+                    if was_empty {
+                        touched.push((h & mask) >> 6);
                     }
-                    *word |= bit;
                     f(h);
                 }
             });
@@ -182,17 +178,27 @@ pub fn distinct(norm: &str, cfg: FeatureConfig, mut f: impl FnMut(u32)) {
         } else {
             // Many: no bookkeeping (its branch mispredicts), clear the whole set after.
             features(norm, cfg, |h| {
-                let b = h & mask;
-                let (w, bit) = ((b >> 6) as usize, 1u64 << (b & 63));
-                let word = &mut bits[w];
-                if *word & bit == 0 {
-                    *word |= bit;
+                if insert(bits, h & mask).is_some() {
                     f(h);
                 }
             });
             bits.fill(0);
         }
     });
+}
+
+/// Sets bucket `b` in the seen-set `bits`: `None` when it was already set, else whether its
+/// 64-bit word was empty before (the word a short text must clear after).
+#[inline]
+fn insert(bits: &mut [u64], b: u32) -> Option<bool> {
+    let word = &mut bits[(b >> 6) as usize];
+    let bit = 1u64 << (b & 63);
+    if *word & bit != 0 {
+        return None;
+    }
+    let was_empty = *word == 0;
+    *word |= bit;
+    Some(was_empty)
 }
 
 /// A trained model, quantised.
