@@ -172,12 +172,8 @@ mod tests {
         c.detect.judge.timeout_ms = 10;
         c.detect.judge.max_chars = 1_000_000;
         let problems = crate::config::validate(&c).expect_err("bad judge").0;
-        let fields: Vec<&str> = problems
-            .iter()
-            .map(|p| p.split([':', ' ']).next().unwrap_or_default())
-            .collect();
         assert_eq!(
-            fields,
+            crate::config::validate::problem_fields(&problems),
             [
                 "detect.judge.upstream",
                 "detect.judge.model",

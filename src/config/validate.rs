@@ -451,6 +451,16 @@ fn check_alerts(c: &Config, p: &mut Vec<String>, w: &mut Vec<String>) {
     }
 }
 
+/// The field each problem names (the text before its first `:` or space), for tests that check
+/// every problem of a section is reported, in order.
+#[cfg(test)]
+pub(crate) fn problem_fields(problems: &[String]) -> Vec<&str> {
+    problems
+        .iter()
+        .map(|p| p.split([':', ' ']).next().unwrap_or_default())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,12 +557,8 @@ mod tests {
         c.report.rules.ttft_p95_secs = f64::NAN;
         c.alerts.enabled = false;
         let problems = validate(&c).expect_err("bad report section").0;
-        let fields: Vec<&str> = problems
-            .iter()
-            .map(|p| p.split([':', ' ']).next().unwrap_or_default())
-            .collect();
         assert_eq!(
-            fields,
+            problem_fields(&problems),
             [
                 "report.schedule.time_zone",
                 "report.digest.enabled",
