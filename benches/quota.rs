@@ -8,7 +8,16 @@
 //! of 100 teams, a model, the gateway). Limits are set high so nothing is refused: refusal
 //! costs the same checks plus a message.
 //!
-//! Run: `cargo bench --bench quota` (criterion prints the median time per admission).
+//! Second question: what does one fleet sync cost this process, off the hot path, at its
+//! worst: 100,000 end users tracked, each with every limit, and another replica's rows for
+//! every one of them (everyone active on both today). `quota_fleet_sync` measures what a sync
+//! does in memory once the store has answered: find what changed to send (nothing here), take
+//! in the rows read (none new here: the sums move by what a read brings), and set every
+//! scope's share. The store's side is one upsert of the changed rows and one read of the rows written
+//! since the last read (README, Quotas → Fleet).
+//!
+//! Run: `cargo bench --bench quota` (criterion prints the median time per admission and per
+//! sync).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -17,7 +26,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use gatehouse::config::{BudgetPeriod, Config, LimitsConfig};
-use gatehouse::quota::{Ask, Limits, Quotas, Scope, ScopeKind};
+use gatehouse::quota::{
+    apply_fleet, lease_ms, Ask, Ledger, Limits, Others, Quotas, Scope, ScopeKind,
+};
 
 const KEYS: usize = 10_000;
 const USERS: usize = 100_000;
@@ -137,5 +148,54 @@ fn admission(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, admission);
+fn fleet_sync(c: &mut Criterion) {
+    let (all, users, _) = quotas();
+    let now = now_ms();
+    for u in &users {
+        let ask = Ask {
+            key: None,
+            user: Some(u),
+            team: None,
+            model: None,
+            upstream_model: None,
+            tokens: 10,
+            now_ms: now,
+        };
+        let ticket = all.admit(&ask).expect("admitted").expect("a ticket");
+        ticket.settle(Some(12), Some(0.0001), now);
+    }
+    let shared: Vec<(String, Arc<Scope>)> = all.shared().collect();
+    let by_id = || shared.iter().map(|(id, s)| (id.as_str(), &**s));
+    let (zone, lease) = (all.zone().clone(), lease_ms(1000));
+    let mut ledger = Ledger::default();
+    let sent = ledger.changes(by_id(), now, &zone, lease);
+    ledger.commit(&sent, now, &zone);
+    // Another replica counted exactly what this one did, for every scope.
+    let mut others = Others::default();
+    others.merge(sent.iter().map(|t| ("b".to_owned(), t.clone())), now, lease);
+    eprintln!(
+        "fleet sync: {} scopes, {} rows of the other replica",
+        shared.len(),
+        others.len()
+    );
+    let mut g = c.benchmark_group("quota_fleet_sync");
+    g.sample_size(10);
+    g.bench_function("100k_users_every_limit", |b| {
+        b.iter(|| {
+            // What each sync lists: every tracked scope by its fleet-wide name.
+            let shared: Vec<(String, Arc<Scope>)> = all.shared().collect();
+            let by_id = || shared.iter().map(|(id, s)| (id.as_str(), &**s));
+            let changed = ledger.changes(by_id(), now, &zone, lease);
+            assert!(changed.is_empty());
+            // A read that brought nothing new (the steady state between bursts).
+            others.merge(std::iter::empty(), now, lease);
+            all.set_fleet_users(others.sums());
+            apply_fleet(by_id(), &others.read(), now, &zone);
+            black_box(others.len())
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, admission, fleet_sync);
 criterion_main!(benches);

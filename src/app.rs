@@ -132,16 +132,20 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
         config.instance_name(),
         uuid::Uuid::now_v7().simple()
     );
-    if fleet {
-        fleet_quotas::first(&proxy, &store, &instance).await;
+    {
+        let (rt, virtual_keys) = (proxy.runtime.load(), proxy.keys.scopes());
+        let now_ms = analytics::unix_ms(SystemTime::now());
+        let seed = budgets::read(&rt, &virtual_keys, &store, now_ms).await;
+        if fleet {
+            if let Some(seed) = &seed {
+                seed.track_users(&rt);
+            }
+            fleet_quotas::first(&proxy, &store, &instance).await;
+        }
+        if let Some(seed) = seed {
+            seed.apply(&rt, &virtual_keys);
+        }
     }
-    budgets::seed(
-        &proxy.runtime.load(),
-        &proxy.keys.scopes(),
-        &store,
-        analytics::unix_ms(SystemTime::now()),
-    )
-    .await;
 
     let tls = config.proxy.tls.as_ref().map(|t| proxy::TlsFiles {
         cert: t.cert.clone(),
@@ -251,7 +255,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<App> {
             reports::apply(Arc::downgrade(&proxy)),
             fleet::SYNC_EVERY,
         )));
-        tracing::info!(%instance, every_ms = config.quotas.sync_ms, "fleet mode: rate limits and budgets of keys, teams, models and the gateway shared through the store");
+        tracing::info!(%instance, every_ms = config.quotas.sync_ms, "fleet mode: rate limits, budgets and concurrency caps of keys, end users, teams, models and the gateway shared through the store");
         others.push(bg.spawn(fleet_quotas::run(
             Arc::downgrade(&proxy),
             store.clone(),

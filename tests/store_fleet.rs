@@ -107,36 +107,66 @@ fn count(scope: &str, window: i64, used: i64) -> QuotaCount {
     }
 }
 
+/// What `instance` wrote, as `others_quota_counts` gives it back.
+fn by(instance: &str, c: QuotaCount) -> (String, QuotaCount) {
+    (instance.to_owned(), c)
+}
+
+/// Sorted by instance and scope, so two reads compare whatever order the store returns.
+async fn others(store: &Store, me: &str, since: i64, now: i64) -> Vec<(String, QuotaCount)> {
+    let mut v = store
+        .others_quota_counts(me, since, now)
+        .await
+        .expect("read");
+    v.sort_by(|x, y| (&x.0, &x.1.scope, x.1.window).cmp(&(&y.0, &y.1.scope, y.1.window)));
+    v
+}
+
 #[tokio::test]
-async fn each_replica_overwrites_its_own_counts_and_reads_the_others_sum() {
+async fn each_replica_overwrites_its_own_counts_and_reads_the_others_written_since() {
     for (backend, a, b, _dir) in replicas().await {
         let now = 10 * 60_000 + 5;
-        a.put_quota_counts("a", &[count("vkey:1", 10, 3), count("global", 10, 1)])
+        a.put_quota_counts("a", &[count("vkey:1", 10, 3), count("global", 10, 1)], 100)
             .await
             .expect("a writes");
         // Overwritten, not added to: a retried write counts once.
-        a.put_quota_counts("a", &[count("vkey:1", 10, 4)])
+        a.put_quota_counts("a", &[count("vkey:1", 10, 4)], 200)
             .await
             .expect("a writes again");
-        b.put_quota_counts("b", &[count("vkey:1", 10, 5), count("vkey:1", 9, 50)])
+        b.put_quota_counts("b", &[count("vkey:1", 10, 5), count("vkey:1", 9, 50)], 200)
             .await
             .expect("b writes");
-        b.put_quota_counts("c", &[count("vkey:1", 10, 2)])
+        b.put_quota_counts("c", &[count("vkey:1", 10, 2)], 300)
             .await
             .expect("c writes");
-        let mut seen_by_a = a.others_quota_counts("a", now).await.expect("read");
-        seen_by_a.sort_by(|x, y| x.scope.cmp(&y.scope));
         assert_eq!(
-            seen_by_a,
-            vec![count("vkey:1", 10, 7)],
+            others(&a, "a", i64::MIN, now).await,
+            vec![
+                by("b", count("vkey:1", 10, 5)),
+                by("c", count("vkey:1", 10, 2))
+            ],
             "{backend}: b's and c's, open windows only, a's own left out"
         );
-        let mut seen_by_b = b.others_quota_counts("b", now).await.expect("read");
-        seen_by_b.sort_by(|x, y| x.scope.cmp(&y.scope));
         assert_eq!(
-            seen_by_b,
-            vec![count("global", 10, 1), count("vkey:1", 10, 6)],
+            others(&b, "b", i64::MIN, now).await,
+            vec![
+                by("a", count("global", 10, 1)),
+                by("a", count("vkey:1", 10, 4)),
+                by("c", count("vkey:1", 10, 2)),
+            ],
             "{backend}: a's 4 (not 3 + 4) and c's 2"
+        );
+        assert_eq!(
+            others(&b, "b", 100, now).await,
+            vec![
+                by("a", count("vkey:1", 10, 4)),
+                by("c", count("vkey:1", 10, 2))
+            ],
+            "{backend}: only what was written after 100 (a's global row was not)"
+        );
+        assert!(
+            others(&b, "b", 300, now).await.is_empty(),
+            "{backend}: nothing written after 300"
         );
         assert_eq!(
             a.purge_quota_counts(now).await.expect("purge"),
@@ -147,6 +177,47 @@ async fn each_replica_overwrites_its_own_counts_and_reads_the_others_sum() {
             a.purge_quota_counts(11 * 60_000).await.expect("purge"),
             4,
             "{backend}: then the rest, once their window ends"
+        );
+    }
+}
+
+/// A replica's requests in flight: one row (window 0) whose end is a lease each write moves.
+fn held(used: i64, ends_ms: i64) -> QuotaCount {
+    QuotaCount {
+        scope: "team:red".into(),
+        counter: "in_flight".into(),
+        window: 0,
+        used,
+        ends_ms,
+    }
+}
+
+#[tokio::test]
+async fn a_lease_moves_with_each_write_and_a_dead_replicas_lapses() {
+    for (backend, a, b, _dir) in replicas().await {
+        a.put_quota_counts("a", &[held(2, 1_000)], 10)
+            .await
+            .expect("a writes");
+        b.put_quota_counts("b", &[held(1, 1_000)], 10)
+            .await
+            .expect("b writes");
+        // a renews its lease; b has died and does not.
+        a.put_quota_counts("a", &[held(3, 2_000)], 20)
+            .await
+            .expect("a renews");
+        assert_eq!(
+            others(&b, "b", i64::MIN, 1_500).await,
+            vec![by("a", held(3, 2_000))],
+            "{backend}: the renewed count and lease"
+        );
+        assert_eq!(
+            a.purge_quota_counts(1_500).await.expect("purge"),
+            1,
+            "{backend}: b's lapsed row"
+        );
+        assert!(
+            others(&a, "a", i64::MIN, 1_500).await.is_empty(),
+            "{backend}: nothing of b's is left"
         );
     }
 }

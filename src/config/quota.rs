@@ -76,10 +76,10 @@ pub struct QuotasConfig {
     pub models: BTreeMap<String, LimitsConfig>,
     /// Limits on the whole gateway (every replica together, in fleet mode).
     pub global: LimitsConfig,
-    /// Milliseconds between two syncs of the rate counters and budgets (keys, teams, models,
-    /// gateway) with the other replicas, in fleet mode (a PostgreSQL store; ignored with SQLite): the
-    /// shorter, the smaller the fleet's overshoot of a limit (README, Quotas) and the more
-    /// store round trips. 100..=60000, default 1000.
+    /// Milliseconds between two syncs of every limit's counters (keys, end users, teams,
+    /// models, the gateway) with the other replicas, in fleet mode (a PostgreSQL store; ignored
+    /// with SQLite): the shorter, the smaller the fleet's overshoot of a limit (README, Quotas)
+    /// and the more store round trips. 100..=60000, default 1000.
     pub sync_ms: u64,
 }
 

@@ -178,10 +178,10 @@ impl Runtime {
     }
 
     /// Every scope of this runtime whose counters the fleet shares, by fleet-wide id: config
-    /// keys (`key:<digest>:<user>`, `keys::fleet_id`), teams, models and the gateway (see
-    /// `Quotas::shared`). Virtual keys are `VirtualKeys::shared`'s.
+    /// keys (`key:<digest>:<user>`, `keys::fleet_id`), tracked end users, teams, models and the
+    /// gateway (see `Quotas::shared`). Virtual keys are `VirtualKeys::shared`'s.
     pub fn shared_scopes(&self) -> Vec<(String, Arc<crate::quota::Scope>)> {
-        let quotas = self.quotas.shared().map(|(id, s)| (id, s.clone()));
+        let quotas = self.quotas.shared();
         self.shared_keys.iter().cloned().chain(quotas).collect()
     }
 
@@ -323,10 +323,12 @@ fn build_guard(
 mod tests {
     use super::*;
     use crate::config::{KeyConfig, LimitsConfig};
-    use crate::quota::{apply_fleet, Ask, Ledger};
+    use crate::quota::{apply_fleet, Ask, Ledger, Others};
 
     /// 2026-01-15T12:00:00Z.
     const NOW: i64 = 1_768_478_400_000;
+    /// The lease of requests in flight (`quotas.sync_ms` 1000).
+    const LEASE: i64 = 8_000;
     const SECRETS: [(&str, &str); 2] = [
         ("alice", "Zq7-Rm9-Wv2-Lp8-Tx4-Ny6"),
         ("bob", "Hb3-Kd8-Qs1-Vf5-Jw7-Mc2"),
@@ -386,11 +388,13 @@ mod tests {
         drop(a.quotas.admit(&ask).expect("room"));
         let scopes = a.shared_scopes();
         let by_id = || scopes.iter().map(|(id, s)| (id.as_str(), &**s));
-        let sent = Ledger::default().changes(by_id(), NOW, a.quotas.zone());
+        let sent = Ledger::default().changes(by_id(), NOW, a.quotas.zone(), LEASE);
         let theirs = b.shared_scopes();
+        let mut others = Others::default();
+        others.merge(sent.into_iter().map(|t| ("a".to_owned(), t)), NOW, LEASE);
         apply_fleet(
             theirs.iter().map(|(id, s)| (id.as_str(), &**s)),
-            &sent,
+            &others.read(),
             NOW,
             b.quotas.zone(),
         );

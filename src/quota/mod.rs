@@ -21,13 +21,14 @@
 //! tokens are counted against a limit only once the answer ends, so requests in flight together
 //! may overshoot a token limit by their completions; a request's cost is only known at its end,
 //! so the request that crosses a budget completes and the next one is refused. With several
-//! replicas on one PostgreSQL store, rate counters and budgets of keys, teams, models and the
-//! gateway are shared through it every `quotas.sync_ms`, with a bounded overshoot (`fleet.rs`);
-//! end users and concurrency are counted per replica.
+//! replicas on one PostgreSQL store, rate counters, budgets and concurrency caps of keys, end
+//! users, teams, models and the gateway are shared through it every `quotas.sync_ms`, with a
+//! bounded overshoot (`fleet.rs`).
 
 mod budget;
 mod fleet;
 mod scope;
+mod shares;
 mod users;
 mod view;
 mod window;
@@ -39,8 +40,9 @@ use std::sync::Arc;
 use jiff::tz::TimeZone;
 
 pub use budget::{micros, period_bounds};
-pub use fleet::{apply as apply_fleet, Ledger, Meter, Tally};
+pub use fleet::{apply as apply_fleet, lease_ms, Ledger, Meter, Tally};
 pub use scope::{Counter, Limits, Scope};
+pub use shares::{Others, Sums, READ_MARGIN_MS};
 pub use view::{BudgetUse, BudgetView, InFlight, QuotaView, Rate, RejectedCount, ScopeView};
 
 use crate::config::Config;
@@ -262,7 +264,10 @@ impl Quotas {
             .filter(|s| by_name.is_none_or(|n| !Arc::ptr_eq(n, s)));
         [
             ask.key.cloned(),
-            self.users.as_ref().zip(ask.user).map(|(u, id)| u.scope(id)),
+            self.users
+                .as_ref()
+                .zip(ask.user)
+                .map(|(u, id)| u.scope(id, ask.now_ms, &self.zone)),
             ask.team.and_then(|t| self.teams.get(t)).cloned(),
             by_name.cloned(),
             by_id.cloned(),
@@ -333,7 +338,27 @@ impl Quotas {
     /// Sets the spend of the current period of end user `user` (at start, from the store).
     pub fn seed_user(&self, user: &str, usd: f64, now_ms: i64) {
         if let Some(users) = self.users.as_ref().filter(|u| u.limits().budget.is_some()) {
-            seed(&users.scope(user), usd, now_ms, &self.zone);
+            seed(
+                &users.scope(user, now_ms, &self.zone),
+                usd,
+                now_ms,
+                &self.zone,
+            );
+        }
+    }
+
+    /// Starts tracking end user `user` at `now_ms` (at start, before the fleet's first sync).
+    pub fn track_user(&self, user: &str, now_ms: i64) {
+        if let Some(users) = &self.users {
+            users.scope(user, now_ms, &self.zone);
+        }
+    }
+
+    /// Starts end users first seen from now on from `others` (the fleet sync's sums of the
+    /// other replicas' counts), not from 0.
+    pub fn set_fleet_users(&self, others: Arc<std::sync::RwLock<Sums>>) {
+        if let Some(users) = &self.users {
+            users.set_others(others);
         }
     }
 
@@ -342,14 +367,23 @@ impl Quotas {
         seed(key, usd, now_ms, &self.zone);
     }
 
-    /// The scopes whose rate counters and budgets the fleet shares, by their fleet-wide id:
-    /// every team, model and the gateway (`team:<name>`, `model:<name>`, `global`). Keys are
-    /// named where they are kept; end users are not shared.
-    pub fn shared(&self) -> impl Iterator<Item = (String, &Arc<Scope>)> {
-        let teams = self.teams.iter().map(|(n, s)| (format!("team:{n}"), s));
-        let models = self.models.iter().map(|(n, s)| (format!("model:{n}"), s));
-        let global = self.global.iter().map(|s| ("global".to_owned(), s));
-        teams.chain(models).chain(global)
+    /// The scopes whose rate counters, budgets and concurrency caps the fleet shares, by their
+    /// fleet-wide id: every tracked end user (`user:<digest>`, `users::fleet_id`), team, model
+    /// and the gateway (`team:<name>`, `model:<name>`, `global`). Keys are named where they are
+    /// kept.
+    pub fn shared(&self) -> impl Iterator<Item = (String, Arc<Scope>)> + '_ {
+        let users = self.users.iter().flat_map(Users::shared);
+        let users = users.map(|(id, s)| (String::from(&*id), s));
+        let teams = self
+            .teams
+            .iter()
+            .map(|(n, s)| (format!("team:{n}"), s.clone()));
+        let models = self
+            .models
+            .iter()
+            .map(|(n, s)| (format!("model:{n}"), s.clone()));
+        let global = self.global.iter().map(|s| ("global".to_owned(), s.clone()));
+        users.chain(teams).chain(models).chain(global)
     }
 
     /// The budget periods any scope uses (what the seeding query must cover).

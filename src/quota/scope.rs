@@ -5,7 +5,7 @@ use std::sync::Arc;
 use jiff::tz::TimeZone;
 
 use super::budget::{micros, Spend};
-use super::window::{window_at, Gauge, Window, DAY_MS, MINUTE_MS};
+use super::window::{window_at, Gauge, Held, Window, DAY_MS, MINUTE_MS};
 use super::{Figure, RateHeaders, Reason, ScopeKind};
 use crate::config::{BudgetPeriod, LimitsConfig};
 
@@ -106,6 +106,8 @@ pub struct State {
     /// this replica's own counts never go in here, so nothing is counted twice.
     pub(super) fleet: [Window; 4],
     pub(super) in_flight: Gauge,
+    /// The rest of the fleet's requests in flight, as of the last sync (fleet mode only).
+    pub(super) fleet_in_flight: Held,
     pub(super) spend: Spend,
     /// Requests this scope refused (any reason) since it was created.
     pub(super) rejected: std::sync::atomic::AtomicU64,
@@ -233,11 +235,13 @@ impl Taken {
             entered: false,
         };
         if let Some(limit) = l.concurrent {
-            s.in_flight.enter(limit).map_err(|used| Refusal {
+            let others = s.fleet_in_flight.get(now_ms);
+            let room = limit.saturating_sub(others);
+            s.in_flight.enter(room).map_err(|own| Refusal {
                 reason: Reason::Concurrent,
                 per: "at once",
                 limit,
-                used,
+                used: own + others,
                 requested: 1,
                 reset_ms: 1000,
             })?;

@@ -90,7 +90,8 @@ pub struct Rate {
     pub reset_secs: u64,
 }
 
-/// Requests in flight against a concurrency cap.
+/// Requests in flight against a concurrency cap (in fleet mode the fleet's: this replica's now
+/// and the others' at the last sync).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InFlight {
     pub limit: u64,
@@ -215,7 +216,7 @@ impl Scope {
             tokens_per_day: rate(c[3], now_ms, DAY_MS),
             concurrent: l.concurrent.map(|limit| InFlight {
                 limit,
-                in_flight: s.in_flight.get(),
+                in_flight: s.in_flight.get() + s.fleet_in_flight.get(now_ms),
             }),
             budget: self.budget_use(name, now_ms, zone).map(|b| BudgetView {
                 budget_usd: b.budget_usd(),
@@ -258,7 +259,7 @@ impl Scope {
             spent,
             s.requests_day.used(day).max(s.requests_minute.used(minute)),
             s.tokens_day.used(day).max(s.tokens_minute.used(minute)),
-            s.in_flight.get(),
+            s.in_flight.get() + s.fleet_in_flight.get(now_ms),
         )
     }
 }

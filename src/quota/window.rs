@@ -162,6 +162,33 @@ impl Gauge {
     }
 }
 
+/// The rest of the fleet's requests in flight on one scope, as of the last sync, valid until a
+/// deadline: a share the sync stops renewing (the store unreachable) lapses rather than holding
+/// slots forever. Two atomics, stored count first: a reader that pairs a new count with the
+/// old deadline is off by one sync's change, as any reader between two syncs is.
+#[derive(Debug, Default)]
+pub struct Held {
+    n: AtomicU64,
+    until_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Held {
+    /// The share at `now_ms` (0 once its deadline has passed, or before any sync).
+    pub fn get(&self, now_ms: i64) -> u64 {
+        if now_ms < self.until_ms.load(Ordering::Acquire) {
+            self.n.load(Ordering::Acquire)
+        } else {
+            0
+        }
+    }
+
+    /// Sets the share to `n` until `until_ms` (the sync only).
+    pub fn set(&self, n: u64, until_ms: i64) {
+        self.n.store(n, Ordering::Release);
+        self.until_ms.store(until_ms, Ordering::Release);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

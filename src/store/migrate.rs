@@ -33,6 +33,7 @@ migrations![
     (7, "gateway_keys", "0007_gateway_keys.sql"),
     (8, "quota_counts", "0008_quota_counts.sql"),
     (9, "judge", "0009_judge.sql"),
+    (10, "quota_counts_updated", "0010_quota_counts_updated.sql"),
 ];
 
 #[derive(Debug)]

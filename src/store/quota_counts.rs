@@ -1,11 +1,12 @@
 //! Rate-limit counters shared between replicas (`quota_counts`): each replica overwrites its
-//! own rows and reads the sum of the others'. Plain rows here; what they mean is
-//! `quota::fleet`'s.
+//! own rows and reads the others' written since it last read. Plain rows here; what they mean
+//! (and their sums) is `quota::fleet`'s.
 //!
 //! Why absolute counts per replica rather than one shared row incremented by deltas: a write
 //! whose commit is lost (timeout, failover) and then retried would count a delta twice, and a
 //! replica would have to remember which of its deltas the store holds; an overwrite is
-//! idempotent, and excluding one's own rows on read is exact.
+//! idempotent, and excluding one's own rows on read is exact. A write moves a row's end too:
+//! requests in flight are one row per replica whose end is a lease each write renews.
 
 use sqlx::Row;
 
@@ -24,15 +25,21 @@ pub struct QuotaCount {
     pub ends_ms: i64,
 }
 
-/// Rows per statement: six values each, well under PostgreSQL's 65,535 bound values.
+/// Rows per statement: seven values each, well under PostgreSQL's 65,535 bound values.
 const CHUNK: usize = 1000;
 
 impl Store {
-    /// Overwrites `instance`'s counts with `rows`, in one transaction.
+    /// Overwrites `instance`'s counts with `rows`, in one transaction, noting them as written
+    /// at `now_ms`.
     ///
     /// # Errors
     /// A statement fails (nothing is written).
-    pub async fn put_quota_counts(&self, instance: &str, rows: &[QuotaCount]) -> Result<(), Error> {
+    pub async fn put_quota_counts(
+        &self,
+        instance: &str,
+        rows: &[QuotaCount],
+        now_ms: i64,
+    ) -> Result<(), Error> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -44,7 +51,8 @@ impl Store {
         for chunk in rows.chunks(CHUNK) {
             let mut q = Sql::new(
                 self.dialect,
-                "INSERT INTO quota_counts (scope, counter, window_id, instance, used, ends_ms)",
+                "INSERT INTO quota_counts \
+                 (scope, counter, window_id, instance, used, ends_ms, updated_ms)",
             );
             q.values(chunk, |v, r| {
                 v.bind(r.scope.as_str())
@@ -52,11 +60,12 @@ impl Store {
                     .bind(r.window)
                     .bind(instance)
                     .bind(r.used)
-                    .bind(r.ends_ms);
+                    .bind(r.ends_ms)
+                    .bind(now_ms);
             });
             q.push(
                 " ON CONFLICT (scope, counter, window_id, instance) DO UPDATE SET \
-                 used = excluded.used",
+                 used = excluded.used, ends_ms = excluded.ends_ms, updated_ms = excluded.updated_ms",
             );
             q.build()
                 .execute(&mut *tx)
@@ -69,21 +78,22 @@ impl Store {
         Ok(())
     }
 
-    /// The sum of every other replica's counts (all instances but `instance`) per scope,
-    /// counter and window, for windows still open at `now_ms`.
+    /// Every other replica's rows (all instances but `instance`) written after `since_ms`, of
+    /// windows still open at `now_ms`, each with the instance that wrote it.
     ///
     /// # Errors
     /// The query fails.
     pub async fn others_quota_counts(
         &self,
         instance: &str,
+        since_ms: i64,
         now_ms: i64,
-    ) -> Result<Vec<QuotaCount>, Error> {
+    ) -> Result<Vec<(String, QuotaCount)>, Error> {
         let rows = sqlx::query(
-            "SELECT scope, counter, window_id, CAST(SUM(used) AS BIGINT) AS used, \
-             MAX(ends_ms) AS ends_ms FROM quota_counts WHERE ends_ms > $1 AND instance <> $2 \
-             GROUP BY scope, counter, window_id",
+            "SELECT instance, scope, counter, window_id, used, ends_ms FROM quota_counts \
+             WHERE updated_ms > $1 AND ends_ms > $2 AND instance <> $3",
         )
+        .bind(since_ms)
         .bind(now_ms)
         .bind(instance)
         .fetch_all(&self.read)
@@ -91,13 +101,14 @@ impl Store {
         .map_err(query_err("read quota counts"))?;
         rows.iter()
             .map(|r| {
-                Ok(QuotaCount {
+                let count = QuotaCount {
                     scope: r.try_get("scope")?,
                     counter: r.try_get("counter")?,
                     window: r.try_get("window_id")?,
                     used: r.try_get("used")?,
                     ends_ms: r.try_get("ends_ms")?,
-                })
+                };
+                Ok((r.try_get("instance")?, count))
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(query_err("read quota counts"))

@@ -5,6 +5,7 @@
 //! makes a missing server an error).
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -219,47 +220,86 @@ async fn admin(base: &str, method: reqwest::Method, path: &str, body: Option<Val
     v
 }
 
+/// What replica `r` shows of scope `kind` named `name` in `/api/quotas` (a configured scope or
+/// one of the 100 busiest end users; a key by its user): `None` while it does not know it.
+async fn scope_view(r: &Replica, kind: &str, name: &str) -> Option<Value> {
+    let v = admin(
+        &r.admin,
+        reqwest::Method::GET,
+        "/api/quotas?users=100",
+        None,
+    )
+    .await;
+    let listed = |field: &str| v[field].as_array().cloned().unwrap_or_default();
+    listed("scopes")
+        .into_iter()
+        .chain(listed("users"))
+        .find(|s| s["scope"] == kind && s["name"] == name)
+}
+
+/// The fleet-wide requests this minute of scope `kind` named `name`, as replica `r` sees them.
+async fn minute_used(r: &Replica, kind: &str, name: &str) -> Option<u64> {
+    scope_view(r, kind, name).await?["requests_per_minute"]["used"].as_u64()
+}
+
 /// The fleet-wide requests this minute of the key of user `user`, as replica `r` sees them
 /// (`None` while it does not know the key).
 async fn key_minute_used(r: &Replica, user: &str) -> Option<u64> {
-    let v = admin(&r.admin, reqwest::Method::GET, "/api/quotas", None).await;
-    let scopes = v["scopes"].as_array().expect("scopes");
-    let key = scopes
-        .iter()
-        .find(|s| s["scope"] == "key" && s["name"] == user)?;
-    key["requests_per_minute"]["used"].as_u64()
+    minute_used(r, "key", user).await
 }
 
 /// Polls `r` until the key of `user` shows `want` requests this minute; panics after 20 s.
 async fn wait_for_used(r: &Replica, user: &str, want: u64) {
+    wait_for_minute(r, "key", user, want).await;
+}
+
+/// Polls `r` until scope `kind` named `name` shows `want` requests this minute; panics after
+/// 20 s.
+async fn wait_for_minute(r: &Replica, kind: &str, name: &str, want: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut seen = None;
     while tokio::time::Instant::now() < deadline {
-        seen = key_minute_used(r, user).await;
+        seen = minute_used(r, kind, name).await;
         if seen == Some(want) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!(
-        "{} never showed {want} requests for {user}: {seen:?}",
+        "{} never showed {want} requests for {kind} {name}: {seen:?}",
         r.admin
     );
+}
+
+/// Who a request is from: a gateway key, or an end user named in the body (no key).
+#[derive(Clone, Copy)]
+enum Who<'a> {
+    Key(&'a str),
+    User(&'a str),
 }
 
 /// Sends `n` chat requests one after the other with `key`, `pace` apart; how many were
 /// admitted (200) and refused (429).
 async fn send_with_key(base: &str, key: &str, n: usize, pace: Duration) -> (usize, usize) {
+    send_as(base, Who::Key(key), n, pace).await
+}
+
+/// Sends `n` chat requests one after the other as `who`, `pace` apart; how many were admitted
+/// (200) and refused (429).
+async fn send_as(base: &str, who: Who<'_>, n: usize, pace: Duration) -> (usize, usize) {
     let (mut ok, mut refused) = (0, 0);
     for i in 0..n {
         if i > 0 && !pace.is_zero() {
             tokio::time::sleep(pace).await;
         }
-        let body = serde_json::json!({"model": "openai/gpt-4o-mini",
+        let mut body = serde_json::json!({"model": "openai/gpt-4o-mini",
             "messages": [{"role": "user", "content": format!("hello {i}")}]});
-        let status = client()
-            .post(format!("{base}/v1/chat/completions"))
-            .bearer_auth(key)
+        let mut req = client().post(format!("{base}/v1/chat/completions"));
+        match who {
+            Who::Key(key) => req = req.bearer_auth(key),
+            Who::User(user) => body["user"] = user.into(),
+        }
+        let status = req
             .json(&body)
             .send()
             .await
@@ -369,31 +409,38 @@ async fn a_key_rate_limit_holds_for_two_replicas_on_one_postgres() {
     assert!(b.stop().success(), "replica b shuts down cleanly");
 }
 
+/// The fleet-wide spend this period of scope `kind` named `name`, in micro-dollars, as replica
+/// `r` sees it (`None` while it does not know it).
+async fn spent(r: &Replica, kind: &str, name: &str) -> Option<u64> {
+    let usd = scope_view(r, kind, name).await?["budget"]["spent_usd"].as_f64()?;
+    Some((usd * 1e6).round() as u64)
+}
+
 /// The fleet-wide spend this period of the key of `user`, in micro-dollars, as replica `r`
 /// sees it (`None` while it does not know the key).
 async fn key_spent(r: &Replica, user: &str) -> Option<u64> {
-    let v = admin(&r.admin, reqwest::Method::GET, "/api/quotas", None).await;
-    let scopes = v["scopes"].as_array().expect("scopes");
-    let key = scopes
-        .iter()
-        .find(|s| s["scope"] == "key" && s["name"] == user)?;
-    let usd = key["budget"]["spent_usd"].as_f64()?;
-    Some((usd * 1e6).round() as u64)
+    spent(r, "key", user).await
 }
 
 /// Polls `r` until the key of `user` shows `want` micro-dollars spent; panics after 20 s.
 async fn wait_for_spent(r: &Replica, user: &str, want: u64) {
+    wait_for_scope_spent(r, "key", user, want).await;
+}
+
+/// Polls `r` until scope `kind` named `name` shows `want` micro-dollars spent; panics after
+/// 20 s.
+async fn wait_for_scope_spent(r: &Replica, kind: &str, name: &str, want: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut seen = None;
     while tokio::time::Instant::now() < deadline {
-        seen = key_spent(r, user).await;
+        seen = spent(r, kind, name).await;
         if seen == Some(want) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!(
-        "{} never showed {want} µ$ spent by {user}: {seen:?}",
+        "{} never showed {want} µ$ spent by {kind} {name}: {seen:?}",
         r.admin
     );
 }
@@ -403,12 +450,17 @@ const COST_USD: f64 = 0.001;
 
 /// A chat answer costing [`COST_USD`].
 fn costly_answer() -> String {
+    answer_costing(COST_USD)
+}
+
+/// A chat answer costing `usd`.
+fn answer_costing(usd: f64) -> String {
     serde_json::json!({
         "id": "gen-1", "object": "chat.completion", "model": "openai/gpt-4o-mini",
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant", "content": "Blue"}}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12,
-                  "cost": COST_USD}
+                  "cost": usd}
     })
     .to_string()
 }
@@ -503,6 +555,237 @@ async fn a_key_budget_holds_for_two_replicas_and_a_restart_on_one_postgres() {
     wait_for_spent(&a, "fleet-budget-burst", micros).await;
     wait_for_spent(&b, "fleet-budget-burst", micros).await;
     assert!(a.stop().success(), "replica a shuts down cleanly");
+    assert!(b.stop().success(), "replica b shuts down cleanly");
+}
+
+/// The scopes in `quota_counts` of the database at `url` (every replica's rows).
+async fn shared_scopes(url: &str) -> Vec<String> {
+    use sqlx::Connection;
+    let mut db = sqlx::postgres::PgConnection::connect(url)
+        .await
+        .expect("connect to the test database");
+    sqlx::query_scalar("SELECT DISTINCT scope FROM quota_counts ORDER BY scope")
+        .fetch_all(&mut db)
+        .await
+        .expect("read quota_counts")
+}
+
+/// End users' limits are the fleet's too (no key here: the body names the user), shared by a
+/// digest of their id: every end user has `requests_per_minute: 6` and $0.02 a day.
+/// - u-new: 4 on replica a; b, which has never seen u-new, starts them from the fleet's count
+///   and admits only the 2 left; a, synced, none. (u-probe, one request on each replica,
+///   tells when b has read a's rows: a writes them in one transaction.)
+/// - u-budget, answers at $0.004: 1 on each replica, 2 more on b, then a restarted reads the
+///   fleet's $0.016 once (records and shared rows are the same dollars) and admits the 1 left;
+///   b none.
+///
+/// Without sharing b would admit 4 more of u-new and 5 more answers of u-budget. No end user's
+/// id is in the shared table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_users_limits_hold_for_two_replicas_and_a_restart_on_one_postgres() {
+    let Some(server) = postgres_url() else { return };
+    let url = fresh_postgres_db(&server).await;
+    let up = FakeUpstream::start(|_, req| {
+        let body = String::from_utf8_lossy(&req.body);
+        let usd = if body.contains("u-budget") {
+            0.004
+        } else {
+            COST_USD
+        };
+        Reply::Json(200, answer_costing(usd))
+    })
+    .await;
+    let env = [
+        ("GATEHOUSE_ADMIN__TOKEN", ADMIN_TOKEN),
+        ("GATEHOUSE_QUOTAS__SYNC_MS", SYNC_MS_ENV),
+        ("GATEHOUSE_QUOTAS__USERS__DEFAULT__REQUESTS_PER_MINUTE", "6"),
+        ("GATEHOUSE_QUOTAS__USERS__DEFAULT__BUDGET_USD", "0.02"),
+        ("GATEHOUSE_QUOTAS__USERS__DEFAULT__PER", "day"),
+    ];
+    let a = Replica::spawn_with("users-a", &url, &up.url(), &env);
+    let b = Replica::spawn_with("users-b", &url, &up.url(), &env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    // Every count below is in one clock minute.
+    fresh_minute(Duration::from_secs(40)).await;
+    let now = Duration::ZERO;
+    let (fresh, probe) = (Who::User("u-new"), Who::User("u-probe"));
+
+    assert_eq!(send_as(&b.proxy, probe, 1, now).await, (1, 0));
+    assert_eq!(
+        send_as(&a.proxy, fresh, 4, now).await,
+        (4, 0),
+        "a alone is under the limit"
+    );
+    assert_eq!(send_as(&a.proxy, probe, 1, now).await, (1, 0));
+    wait_for_minute(&b, "user", "u-probe", 2).await;
+    assert_eq!(
+        send_as(&b.proxy, fresh, 4, now).await,
+        (2, 2),
+        "b, new to u-new, admits only what the fleet has left"
+    );
+    wait_for_minute(&a, "user", "u-new", 6).await;
+    assert_eq!(
+        send_as(&a.proxy, fresh, 2, now).await,
+        (0, 2),
+        "a refuses once the fleet has used the minute"
+    );
+
+    let budget = Who::User("u-budget");
+    assert_eq!(send_as(&a.proxy, budget, 1, now).await, (1, 0));
+    assert_eq!(send_as(&b.proxy, budget, 1, now).await, (1, 0));
+    wait_for_scope_spent(&a, "user", "u-budget", 8_000).await;
+    wait_for_scope_spent(&b, "user", "u-budget", 8_000).await;
+    assert_eq!(send_as(&b.proxy, budget, 2, now).await, (2, 0));
+    wait_for_scope_spent(&a, "user", "u-budget", 16_000).await;
+    assert!(a.stop().success(), "replica a shuts down cleanly");
+    let a = Replica::spawn_with("users-a", &url, &up.url(), &env);
+    a.wait_ready().await;
+    assert_eq!(
+        spent(&a, "user", "u-budget").await,
+        Some(16_000),
+        "the restarted replica counts the fleet's $0.016 once, from its first request on"
+    );
+    assert_eq!(
+        send_as(&a.proxy, budget, 3, now).await,
+        (1, 2),
+        "a admits only what the fleet has left"
+    );
+    wait_for_scope_spent(&b, "user", "u-budget", 20_000).await;
+    assert_eq!(
+        send_as(&b.proxy, budget, 2, now).await,
+        (0, 2),
+        "b refuses once the fleet has spent the budget"
+    );
+
+    let scopes = shared_scopes(&url).await;
+    assert!(!scopes.is_empty(), "the replicas shared their counts");
+    for s in &scopes {
+        assert!(
+            !s.contains("u-") && s.starts_with("user:") && s.len() == 21,
+            "an end user is shared by digest only: {s}"
+        );
+    }
+    assert!(a.stop().success(), "replica a shuts down cleanly");
+    assert!(b.stop().success(), "replica b shuts down cleanly");
+}
+
+/// Opens a streamed chat request with `key` that stays in flight until `gate` gives its
+/// chunks; the answer's status, and the answer (drop it, or read it to the end, to finish).
+async fn hold_open(base: &str, key: &str) -> (u16, reqwest::Response) {
+    let body = serde_json::json!({"model": "openai/gpt-4o-mini", "stream": true,
+        "messages": [{"role": "user", "content": "hello"}]});
+    let rsp = client()
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("an answer");
+    (rsp.status().as_u16(), rsp)
+}
+
+/// The requests in flight replica `r` counts for the key of `user` (its own and, as of its
+/// last sync, the rest of the fleet's).
+async fn in_flight(r: &Replica, user: &str) -> Option<u64> {
+    scope_view(r, "key", user).await?["concurrent"]["in_flight"].as_u64()
+}
+
+/// Polls `r` until the key of `user` shows `want` requests in flight; panics after 20 s.
+async fn wait_for_in_flight(r: &Replica, user: &str, want: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = None;
+    while tokio::time::Instant::now() < deadline {
+        seen = in_flight(r, user).await;
+        if seen == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} never showed {want} in flight for {user}: {seen:?}",
+        r.admin
+    );
+}
+
+/// A key's `concurrent: 3` is the fleet's: with 2 answers held open on replica a, b admits 1
+/// and refuses the next; a, synced, refuses too; once the answers end, each replica has room
+/// again. Counted per replica, b would admit 3 and a 1 more (5 at once). Then replica a is
+/// killed with its 2 requests in flight: b counts them until their lease ends
+/// (`3 · quotas.sync_ms + 5 s`), not for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_cap_holds_for_two_replicas_on_one_postgres() {
+    let Some(server) = postgres_url() else { return };
+    let url = fresh_postgres_db(&server).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let chunks = chat_stream_events(true);
+    let up = {
+        let gate = gate.clone();
+        FakeUpstream::start(move |_, _| Reply::Stream {
+            chunks: chunks.iter().map(|c| c.clone().into()).collect(),
+            gate: Some(gate.clone()),
+            reset_after: None,
+        })
+        .await
+    };
+    let env = [
+        ("GATEHOUSE_ADMIN__TOKEN", ADMIN_TOKEN),
+        ("GATEHOUSE_AUTH__SYNC_SECS", "1"),
+        ("GATEHOUSE_QUOTAS__SYNC_MS", SYNC_MS_ENV),
+    ];
+    let a = Replica::spawn_with("conc-a", &url, &up.url(), &env);
+    let b = Replica::spawn_with("conc-b", &url, &up.url(), &env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let spec = serde_json::json!({"user": "fleet-conc", "limits": {"concurrent": 3}});
+    let made = admin(&a.admin, reqwest::Method::POST, "/api/keys", Some(spec)).await;
+    let secret = made["secret"].as_str().expect("the secret").to_owned();
+    wait_for_in_flight(&b, "fleet-conc", 0).await;
+
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let (status, rsp) = hold_open(&a.proxy, &secret).await;
+        assert_eq!(status, 200);
+        open.push(rsp);
+    }
+    wait_for_in_flight(&b, "fleet-conc", 2).await;
+    let (status, rsp) = hold_open(&b.proxy, &secret).await;
+    assert_eq!(status, 200, "b has one slot of the fleet's 3");
+    open.push(rsp);
+    let (status, _) = hold_open(&b.proxy, &secret).await;
+    assert_eq!(status, 429, "b refuses the fourth");
+    wait_for_in_flight(&a, "fleet-conc", 3).await;
+    let (status, _) = hold_open(&a.proxy, &secret).await;
+    assert_eq!(status, 429, "a refuses too, once synced");
+
+    // The answers end: every slot comes back, on both replicas.
+    gate.add_permits(10_000);
+    for rsp in open.drain(..) {
+        rsp.bytes().await.expect("the whole answer");
+    }
+    wait_for_in_flight(&a, "fleet-conc", 0).await;
+    wait_for_in_flight(&b, "fleet-conc", 0).await;
+
+    // A replica that dies mid-request: its slots lapse with their lease.
+    gate.forget_permits(10_000);
+    let gate_closed = gate.available_permits() == 0;
+    assert!(gate_closed, "the answers are held again");
+    for _ in 0..2 {
+        let (status, rsp) = hold_open(&a.proxy, &secret).await;
+        assert_eq!(status, 200);
+        open.push(rsp);
+    }
+    wait_for_in_flight(&b, "fleet-conc", 2).await;
+    drop(a); // killed: no clean shutdown, its rows stay until their lease ends
+    drop(open);
+    let lease = Duration::from_millis(3 * SYNC_MS + 5_000);
+    let killed = std::time::Instant::now();
+    wait_for_in_flight(&b, "fleet-conc", 0).await;
+    let lapsed = killed.elapsed();
+    eprintln!("a killed replica's requests in flight lapsed after {lapsed:?} (lease {lease:?})");
+    let (status, _) = hold_open(&b.proxy, &secret).await;
+    assert_eq!(status, 200, "b has its slots back");
+    gate.add_permits(10_000);
     assert!(b.stop().success(), "replica b shuts down cleanly");
 }
 
