@@ -1,7 +1,8 @@
 //! A gatehouse with traffic, for the dashboard: a fake OpenAI-compatible upstream, the gateway
 //! in-process (proxy and admin on loopback), and a bounded stream of requests from a few users
 //! and models — some slow, some failing, some attacks the detector blocks — with limits and
-//! budgets on end users, models and the gateway.
+//! budgets on end users, models and the gateway, and the optional judge on (the fake upstream
+//! answers its guard-model questions `safe`).
 //!
 //! ```sh
 //! GATEHOUSE_DEMO_TOKEN=demo cargo run --example demo   # then open the printed dashboard URL
@@ -41,19 +42,24 @@ fn env(name: &str, default: &str) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // Every 13th upstream answer is a 500; the rest take 40 ms to 1.2 s and name the model
-    // they were asked for (so the price table applies).
-    let upstream = FakeUpstream::start(|n, req| {
-        let delay = Duration::from_millis(40 + (n as u64 * 7919) % 1200);
-        if n % 13 == 12 {
-            let err = r#"{"error":{"message":"overloaded","type":"server_error"}}"#;
-            return Reply::Slow(delay, 500, err.into());
-        }
+    // The judge's guard model says `safe` at once. Every 13th other upstream answer is a 500;
+    // the rest take 40 ms to 1.2 s and name the model they were asked for (so the price table
+    // applies).
+    let judge_model = gatehouse::config::JudgeConfig::default().model;
+    let upstream = FakeUpstream::start(move |n, req| {
         let asked = serde_json::from_slice::<serde_json::Value>(&req.body)
             .ok()
             .and_then(|v| v["model"].as_str().map(str::to_owned))
             .unwrap_or_default();
         let answer = CHAT_ANSWER.replace("gpt-4o-mini-2024-07-18", &asked);
+        if asked == judge_model {
+            return Reply::Json(200, answer.replace("Blue", "safe"));
+        }
+        let delay = Duration::from_millis(40 + (n as u64 * 7919) % 1200);
+        if n % 13 == 12 {
+            let err = r#"{"error":{"message":"overloaded","type":"server_error"}}"#;
+            return Reply::Slow(delay, 500, err.into());
+        }
         Reply::Slow(delay, 200, answer)
     })
     .await;
@@ -75,6 +81,8 @@ async fn main() -> anyhow::Result<()> {
     models.insert("openai/gpt-4o-mini".into(), limits(Some(100_000), 5.0));
     models.insert("openai/gpt-4o".into(), limits(Some(3), 1.0));
     config.quotas.global.requests_per_minute = Some(10_000);
+    // The judge, asked about medium and high verdicts, through the same fake upstream.
+    config.detect.judge.enabled = true;
     let gw = TestGateway::start(config).await;
     println!(
         "{}",

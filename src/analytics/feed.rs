@@ -37,6 +37,8 @@ pub struct FeedItem {
     /// Threat categories found, empty when none.
     pub categories: Vec<&'static str>,
     pub blocked: bool,
+    /// The judge's opinion (`safe`, `unsafe`, `error`, `timeout`) when it was asked.
+    pub judge: Option<&'static str>,
 }
 
 impl FeedItem {
@@ -61,6 +63,7 @@ impl FeedItem {
                 v.categories.iter().map(|c| c.as_str()).collect()
             }),
             blocked: is_blocked(ex),
+            judge: ex.judge.map(|j| j.outcome.as_str()),
         }
     }
 }
@@ -95,5 +98,12 @@ mod tests {
         assert!(!item.blocked);
         let json = serde_json::to_string(&item).expect("serialise");
         assert!(!json.contains("secret"), "{json}");
+        assert_eq!(item.judge, None, "no judge asked");
+        ex.judge = Some(crate::event::Judged {
+            outcome: crate::event::JudgeOutcome::Unsafe,
+            latency: std::time::Duration::from_millis(90),
+            level_before: crate::detect::RiskLevel::Medium,
+        });
+        assert_eq!(FeedItem::from_exchange(&ex).judge, Some("unsafe"));
     }
 }

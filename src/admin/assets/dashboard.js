@@ -433,6 +433,8 @@ function feedRow(x, fresh) {
   const bad = x.blocked ? 'blocked' : x.outcome === 'ok' ? 'ok' : 'error';
   const what = el('span', 'what');
   what.append(el('code', null, x.model || '—'), document.createTextNode(x.user ? `  ·  ${x.user}` : ''));
+  // The judge's second opinion, where the detector's verdict fell in its band and it was asked.
+  if (x.judge) what.append(el('span', `judge ${x.judge}`, `  ·  judge: ${x.judge.replaceAll('_', ' ')}`));
   const tok = x.tokens != null ? `${compact(x.tokens)} tok · ` : '';
   li.append(el('time', null, clock(x.ts_ms)), el('span', `pill ${bad}`, x.blocked ? 'blocked' : x.outcome === 'ok' ? String(x.status) : x.outcome.replaceAll('_', ' ')), what,
     el('span', 'meta', `${tok}${secs(x.latency)}${x.cost ? ' · ' + usd(x.cost) : ''}`));
@@ -494,7 +496,7 @@ async function loadRequests() {
   const rows = page.items.map((r) => ({
     id: r.id, ts_ms: r.ts_ms, user: r.user, model: r.upstream_model || r.model, status: r.status, outcome: r.outcome, latency: r.latency,
     tokens: r.prompt_tokens != null || r.completion_tokens != null ? (r.prompt_tokens || 0) + (r.completion_tokens || 0) : null,
-    cost: r.cost, blocked: r.blocked,
+    cost: r.cost, blocked: r.blocked, judge: r.judge,
   }));
   const list = $('feed-requests');
   if (rows.length) list.replaceChildren(...rows.map((r) => feedRow(r, false))); else empty(list, 'No requests yet — they appear here live');

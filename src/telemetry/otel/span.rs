@@ -316,6 +316,12 @@ fn verdict_attrs(a: &mut Attrs, ex: &Exchange) {
     );
     a.bool("gatehouse.threat.blocked", v.blocked);
     a.bool("gatehouse.threat.shadow", v.shadow);
+    // The judge's second opinion: the level above is after it, `level_before` the detector's.
+    if let Some(j) = &ex.judge {
+        a.str("gatehouse.judge.outcome", j.outcome.as_str());
+        a.str("gatehouse.judge.level_before", j.level_before.as_str());
+        a.double("gatehouse.judge.duration_ms", j.latency.as_secs_f64() * 1e3);
+    }
 }
 
 fn content_attrs(a: &mut Attrs, ex: &Exchange, content: &Content) {

@@ -153,6 +153,37 @@ fn levels_follow_outcome_and_verdict() {
 }
 
 #[test]
+fn the_judges_opinion_is_on_the_span_beside_the_verdict_it_changed() {
+    let mut ex = chat();
+    let mut v = crate::detect::Verdict::clean();
+    v.level = RiskLevel::Low;
+    ex.verdict = Some(Arc::new(v));
+    let s = span(&ex, &FULL);
+    assert_eq!(
+        text(&s, "gatehouse.judge.outcome"),
+        None,
+        "not asked: no judge"
+    );
+    ex.judge = Some(crate::event::Judged {
+        outcome: crate::event::JudgeOutcome::Safe,
+        latency: Duration::from_micros(182_500),
+        level_before: RiskLevel::Medium,
+    });
+    let s = span(&ex, &FULL);
+    assert_eq!(text(&s, "gatehouse.judge.outcome"), Some("safe"));
+    assert_eq!(text(&s, "gatehouse.judge.level_before"), Some("medium"));
+    assert_eq!(
+        text(&s, "gatehouse.threat.level"),
+        Some("low"),
+        "the level after it"
+    );
+    match attr(&s, "gatehouse.judge.duration_ms") {
+        Some(any_value::Value::DoubleValue(ms)) => assert!((ms - 182.5).abs() < 1e-9, "{ms}"),
+        other => panic!("duration: {other:?}"),
+    }
+}
+
+#[test]
 fn capture_modes_decide_what_text_leaves() {
     let mut ex = chat();
     ex.capture = Some(Capture {
