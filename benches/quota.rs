@@ -94,13 +94,8 @@ fn admission(c: &mut Criterion) {
     // Every user seen once, so the cache holds them all as in a warm gateway.
     for u in &users {
         let ask = Ask {
-            key: None,
-            user: Some(u),
-            team: None,
-            model: None,
-            upstream_model: None,
             tokens: 0,
-            now_ms: now_ms(),
+            ..Ask::user_only(u, now_ms())
         };
         drop(all.admit(&ask));
     }
@@ -153,13 +148,8 @@ fn fleet_sync(c: &mut Criterion) {
     let now = now_ms();
     for u in &users {
         let ask = Ask {
-            key: None,
-            user: Some(u),
-            team: None,
-            model: None,
-            upstream_model: None,
             tokens: 10,
-            now_ms: now,
+            ..Ask::user_only(u, now)
         };
         let ticket = all.admit(&ask).expect("admitted").expect("a ticket");
         ticket.settle(Some(12), Some(0.0001), now);

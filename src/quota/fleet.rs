@@ -636,15 +636,7 @@ mod tests {
             ..LimitsConfig::default()
         };
         let q = Quotas::build(&config, None);
-        let ask = Ask {
-            key: None,
-            user: Some("alice@example.com"),
-            team: None,
-            model: None,
-            upstream_model: None,
-            tokens: 1,
-            now_ms: NOW,
-        };
+        let ask = Ask::user_only("alice@example.com", NOW);
         for _ in 0..2 {
             q.admit(&ask).expect("room");
         }

@@ -168,6 +168,20 @@ impl<'a> Ask<'a> {
             now_ms,
         }
     }
+
+    /// A request of one prompt token that only end user `user`'s limits (and the gateway's)
+    /// see, at `now_ms`: what tests and benches of an end user's counters ask.
+    pub fn user_only(user: &'a str, now_ms: i64) -> Ask<'a> {
+        Ask {
+            key: None,
+            user: Some(user),
+            team: None,
+            model: None,
+            upstream_model: None,
+            tokens: 1,
+            now_ms,
+        }
+    }
 }
 
 /// Every limit from config, built once per config load.
