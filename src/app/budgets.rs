@@ -6,12 +6,11 @@
 //! the records and seeding (`fleet_quotas::first`; end users with spend this period are
 //! tracked before it, as only tracked scopes get a share): a budget's fleet share is then every
 //! replica's count, earlier runs of this one included, and the seed keeps only what the
-//! records hold beyond it
-//! (`quota::Spend::seed`), so a restart counts no dollar twice. Records lag the counts by a
-//! flush interval and the counts lag the records by a sync interval, so the seed can be off by
-//! what the fleet spent in the last of either: too high by spend recorded but not yet synced,
-//! too low (only where the records hold spend no count covers) by spend synced but not yet
-//! recorded.
+//! records hold beyond it (`quota::Spend::seed`), so a restart counts no dollar twice. Records
+//! lag the counts by a flush interval and the counts lag the records by a sync interval, so the
+//! seed can be off by what the fleet spent in the last of either: too high by spend recorded
+//! but not yet synced, too low (only where the records hold spend no count covers) by spend
+//! synced but not yet recorded.
 //!
 //! A key's spend is that of its user's requests made with a key (`key_user`): two keys of one
 //! user each start from their combined spend. Virtual keys (`/api/keys`) are seeded the same
