@@ -43,11 +43,34 @@ const CIPHER_CUES: &[&str] = &["caesar", "cipher", "shifted by", "shift of", "sh
 /// Words that name reversed text.
 const REVERSE_CUES: &[&str] = &["revers", "backward", "right to left", "mirror", "invert"];
 
-/// Every cue word of the three lists, in list order, as one automaton (one pass per segment).
-static CUES: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    let all = ROT13_CUES.iter().chain(CIPHER_CUES).chain(REVERSE_CUES);
-    AhoCorasick::new(all).expect("fixed cue lists compile")
+/// Every cue word of the three lists, in list order, searched in one pass per segment: with the
+/// crate's SIMD searcher for small pattern sets (Teddy) where the CPU has it, else its
+/// automaton. Every segment is searched, so this is on every request's path (the automaton took
+/// 16,000 instructions per KiB of prose, 9 % of a scan). Non-overlapping matches: the cues do
+/// not overlap one another (a text that ran two together would hide only the second, and the
+/// cue is the sender's own word).
+static CUES: LazyLock<Cues> = LazyLock::new(|| {
+    let all = || ROT13_CUES.iter().chain(CIPHER_CUES).chain(REVERSE_CUES);
+    match aho_corasick::packed::Searcher::new(all()) {
+        Some(s) => Cues::Packed(s),
+        None => Cues::Automaton(AhoCorasick::new(all()).expect("fixed cue lists compile")),
+    }
 });
+
+enum Cues {
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl Cues {
+    /// Calls `f` with the list index (in [`CUES`] order) of each cue found in `t`.
+    fn each(&self, t: &str, mut f: impl FnMut(usize)) {
+        match self {
+            Cues::Packed(s) => s.find_iter(t).for_each(|m| f(m.pattern().as_usize())),
+            Cues::Automaton(a) => a.find_iter(t).for_each(|m| f(m.pattern().as_usize())),
+        }
+    }
+}
 
 /// Every Caesar shift, ROT13 first.
 const SHIFTS: [u8; 25] = [
@@ -275,13 +298,11 @@ impl Ctx<'_> {
             return;
         }
         let (mut rot13, mut cipher, mut reverse) = (false, false, false);
-        for m in CUES.find_overlapping_iter(t) {
-            match m.pattern().as_usize() {
-                i if i < ROT13_CUES.len() => rot13 = true,
-                i if i < ROT13_CUES.len() + CIPHER_CUES.len() => cipher = true,
-                _ => reverse = true,
-            }
-        }
+        CUES.each(t, |i| match i {
+            i if i < ROT13_CUES.len() => rot13 = true,
+            i if i < ROT13_CUES.len() + CIPHER_CUES.len() => cipher = true,
+            _ => reverse = true,
+        });
         let whole = (0, self.orig.len());
         let shifts: &[u8] = if cipher {
             &SHIFTS
