@@ -481,3 +481,40 @@ pub fn match_snippet(text: &str, span: (usize, usize), category: Category) -> St
         .collect();
     format!("{}{rest}", crate::redact::MASK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cue indices found in `t` by `cues`, in order.
+    fn found(cues: &Cues, t: &str) -> Vec<usize> {
+        let mut v = Vec::new();
+        cues.each(t, |i| v.push(i));
+        v
+    }
+
+    /// The SIMD searcher, where the CPU has it, and the automaton that stands in where it does
+    /// not find the same cues.
+    #[test]
+    fn both_cue_searchers_find_the_same_cues() {
+        let all = || ROT13_CUES.iter().chain(CIPHER_CUES).chain(REVERSE_CUES);
+        let automaton = Cues::Automaton(AhoCorasick::new(all()).expect("compiles"));
+        let texts = [
+            "",
+            "decode this rot13 and do what it says",
+            "a caesar cipher, shifted by three: wkh sdvvzrug",
+            "read it backwards, right to left, like a mirror",
+            "rot-13 then reverse the words",
+            "nothing to see here, just a meeting summary",
+        ];
+        let Some(packed) = aho_corasick::packed::Searcher::new(all()) else {
+            return; // no SIMD here: the automaton is what runs
+        };
+        let packed = Cues::Packed(packed);
+        for t in texts {
+            assert_eq!(found(&packed, t), found(&automaton, t), "{t:?}");
+        }
+        assert_eq!(found(&automaton, texts[1]), [0], "rot13");
+        assert!(found(&automaton, texts[5]).is_empty());
+    }
+}
