@@ -220,6 +220,34 @@ async fn admin(base: &str, method: reqwest::Method, path: &str, body: Option<Val
     v
 }
 
+/// The environment of the quota tests that make keys through `/api/keys`: the admin token, a
+/// key sync every second, `quotas.sync_ms` = [`SYNC_MS`].
+const KEYS_ENV: [(&str, &str); 3] = [
+    ("GATEHOUSE_ADMIN__TOKEN", ADMIN_TOKEN),
+    ("GATEHOUSE_AUTH__SYNC_SECS", "1"),
+    ("GATEHOUSE_QUOTAS__SYNC_MS", SYNC_MS_ENV),
+];
+
+/// Replicas `<name>-a` and `<name>-b` on `store_url`, with `env`, once both are ready.
+async fn two_replicas(
+    name: &str,
+    store_url: &str,
+    upstream: &str,
+    env: &[(&str, &str)],
+) -> (Replica, Replica) {
+    let a = Replica::spawn_with(&format!("{name}-a"), store_url, upstream, env);
+    let b = Replica::spawn_with(&format!("{name}-b"), store_url, upstream, env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    (a, b)
+}
+
+/// Makes a virtual key on replica `r` (`POST /api/keys` with `spec`); its secret.
+async fn make_key(r: &Replica, spec: Value) -> String {
+    let made = admin(&r.admin, reqwest::Method::POST, "/api/keys", Some(spec)).await;
+    made["secret"].as_str().expect("the secret").to_owned()
+}
+
 /// What replica `r` shows of scope `kind` named `name` in `/api/quotas` (a configured scope or
 /// one of the 100 busiest end users; a key by its user): `None` while it does not know it.
 async fn scope_view(r: &Replica, kind: &str, name: &str) -> Option<Value> {
@@ -242,33 +270,35 @@ async fn minute_used(r: &Replica, kind: &str, name: &str) -> Option<u64> {
     scope_view(r, kind, name).await?["requests_per_minute"]["used"].as_u64()
 }
 
-/// The fleet-wide requests this minute of the key of user `user`, as replica `r` sees them
-/// (`None` while it does not know the key).
-async fn key_minute_used(r: &Replica, user: &str) -> Option<u64> {
-    minute_used(r, "key", user).await
-}
-
 /// Polls `r` until the key of `user` shows `want` requests this minute; panics after 20 s.
 async fn wait_for_used(r: &Replica, user: &str, want: u64) {
     wait_for_minute(r, "key", user, want).await;
 }
 
-/// Polls `r` until scope `kind` named `name` shows `want` requests this minute; panics after
-/// 20 s.
-async fn wait_for_minute(r: &Replica, kind: &str, name: &str, want: u64) {
+/// Polls `probe` every 50 ms until it reads `want`; panics after 20 s, naming `what` and
+/// the last reading.
+async fn poll_until<F, Fut>(what: String, want: u64, probe: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<u64>>,
+{
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut seen = None;
     while tokio::time::Instant::now() < deadline {
-        seen = minute_used(r, kind, name).await;
+        seen = probe().await;
         if seen == Some(want) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!(
-        "{} never showed {want} requests for {kind} {name}: {seen:?}",
-        r.admin
-    );
+    panic!("{what}: never showed {want}, last {seen:?}");
+}
+
+/// Polls `r` until scope `kind` named `name` shows `want` requests this minute; panics after
+/// 20 s.
+async fn wait_for_minute(r: &Replica, kind: &str, name: &str, want: u64) {
+    let what = format!("{} requests for {kind} {name}", r.admin);
+    poll_until(what, want, || minute_used(r, kind, name)).await;
 }
 
 /// Who a request is from: a gateway key, or an end user named in the body (no key).
@@ -328,31 +358,16 @@ async fn a_key_rate_limit_holds_for_two_replicas_on_one_postgres() {
     let Some(server) = postgres_url() else { return };
     let url = fresh_postgres_db(&server).await;
     let up = FakeUpstream::always(Reply::Json(200, CHAT_ANSWER.into())).await;
-    let env = [
-        ("GATEHOUSE_ADMIN__TOKEN", ADMIN_TOKEN),
-        ("GATEHOUSE_AUTH__SYNC_SECS", "1"),
-        ("GATEHOUSE_QUOTAS__SYNC_MS", SYNC_MS_ENV),
-    ];
-    let a = Replica::spawn_with("quota-a", &url, &up.url(), &env);
-    let b = Replica::spawn_with("quota-b", &url, &up.url(), &env);
-    a.wait_ready().await;
-    b.wait_ready().await;
+    let env = KEYS_ENV;
+    let (a, b) = two_replicas("quota", &url, &up.url(), &env).await;
     let mut secrets = Vec::new();
     for user in ["fleet-key", "fleet-burst"] {
         let spec = serde_json::json!({"user": user, "limits": {"requests_per_minute": 20}});
-        let made = admin(&a.admin, reqwest::Method::POST, "/api/keys", Some(spec)).await;
-        secrets.push(made["secret"].as_str().expect("the secret").to_owned());
+        secrets.push(make_key(&a, spec).await);
     }
     let (secret, burst) = (&secrets[0], &secrets[1]);
-    // b learns the keys at its next key sync.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while key_minute_used(&b, "fleet-burst").await.is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "b never loaded the keys"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // b learns the keys at its next key sync (nothing is sent yet: it shows 0 once it has).
+    wait_for_used(&b, "fleet-burst", 0).await;
     // Every count below is in one clock minute.
     fresh_minute(Duration::from_secs(40)).await;
 
@@ -430,19 +445,8 @@ async fn wait_for_spent(r: &Replica, user: &str, want: u64) {
 /// Polls `r` until scope `kind` named `name` shows `want` micro-dollars spent; panics after
 /// 20 s.
 async fn wait_for_scope_spent(r: &Replica, kind: &str, name: &str, want: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut seen = None;
-    while tokio::time::Instant::now() < deadline {
-        seen = spent(r, kind, name).await;
-        if seen == Some(want) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "{} never showed {want} µ$ spent by {kind} {name}: {seen:?}",
-        r.admin
-    );
+    let what = format!("{} µ$ spent by {kind} {name}", r.admin);
+    poll_until(what, want, || spent(r, kind, name)).await;
 }
 
 /// What every answer of the budget test costs, as OpenRouter's `usage.cost` (USD).
@@ -479,21 +483,13 @@ async fn a_key_budget_holds_for_two_replicas_and_a_restart_on_one_postgres() {
     let Some(server) = postgres_url() else { return };
     let url = fresh_postgres_db(&server).await;
     let up = FakeUpstream::always(Reply::Json(200, costly_answer())).await;
-    let env = [
-        ("GATEHOUSE_ADMIN__TOKEN", ADMIN_TOKEN),
-        ("GATEHOUSE_AUTH__SYNC_SECS", "1"),
-        ("GATEHOUSE_QUOTAS__SYNC_MS", SYNC_MS_ENV),
-    ];
-    let a = Replica::spawn_with("budget-a", &url, &up.url(), &env);
-    let b = Replica::spawn_with("budget-b", &url, &up.url(), &env);
-    a.wait_ready().await;
-    b.wait_ready().await;
+    let env = KEYS_ENV;
+    let (a, b) = two_replicas("budget", &url, &up.url(), &env).await;
     let mut secrets = Vec::new();
     for (user, usd) in [("fleet-budget", 0.01), ("fleet-budget-burst", 0.02)] {
         let spec = serde_json::json!({"user": user,
             "limits": {"budget_usd": usd, "per": "day"}});
-        let made = admin(&a.admin, reqwest::Method::POST, "/api/keys", Some(spec)).await;
-        secrets.push(made["secret"].as_str().expect("the secret").to_owned());
+        secrets.push(make_key(&a, spec).await);
     }
     let (secret, burst) = (&secrets[0], &secrets[1]);
     wait_for_spent(&b, "fleet-budget-burst", 0).await;
@@ -602,10 +598,7 @@ async fn an_end_users_limits_hold_for_two_replicas_and_a_restart_on_one_postgres
         ("GATEHOUSE_QUOTAS__USERS__DEFAULT__BUDGET_USD", "0.02"),
         ("GATEHOUSE_QUOTAS__USERS__DEFAULT__PER", "day"),
     ];
-    let a = Replica::spawn_with("users-a", &url, &up.url(), &env);
-    let b = Replica::spawn_with("users-b", &url, &up.url(), &env);
-    a.wait_ready().await;
-    b.wait_ready().await;
+    let (a, b) = two_replicas("users", &url, &up.url(), &env).await;
     // Every count below is in one clock minute.
     fresh_minute(Duration::from_secs(40)).await;
     let now = Duration::ZERO;
@@ -693,19 +686,8 @@ async fn in_flight(r: &Replica, user: &str) -> Option<u64> {
 
 /// Polls `r` until the key of `user` shows `want` requests in flight; panics after 20 s.
 async fn wait_for_in_flight(r: &Replica, user: &str, want: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut seen = None;
-    while tokio::time::Instant::now() < deadline {
-        seen = in_flight(r, user).await;
-        if seen == Some(want) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "{} never showed {want} in flight for {user}: {seen:?}",
-        r.admin
-    );
+    let what = format!("{} in flight for {user}", r.admin);
+    poll_until(what, want, || in_flight(r, user)).await;
 }
 
 /// A key's `concurrent: 3` is the fleet's: with 2 answers held open on replica a, b admits 1
@@ -728,18 +710,10 @@ async fn a_concurrency_cap_holds_for_two_replicas_on_one_postgres() {
         })
         .await
     };
-    let env = [
-        ("GATEHOUSE_ADMIN__TOKEN", ADMIN_TOKEN),
-        ("GATEHOUSE_AUTH__SYNC_SECS", "1"),
-        ("GATEHOUSE_QUOTAS__SYNC_MS", SYNC_MS_ENV),
-    ];
-    let a = Replica::spawn_with("conc-a", &url, &up.url(), &env);
-    let b = Replica::spawn_with("conc-b", &url, &up.url(), &env);
-    a.wait_ready().await;
-    b.wait_ready().await;
+    let env = KEYS_ENV;
+    let (a, b) = two_replicas("conc", &url, &up.url(), &env).await;
     let spec = serde_json::json!({"user": "fleet-conc", "limits": {"concurrent": 3}});
-    let made = admin(&a.admin, reqwest::Method::POST, "/api/keys", Some(spec)).await;
-    let secret = made["secret"].as_str().expect("the secret").to_owned();
+    let secret = make_key(&a, spec).await;
     wait_for_in_flight(&b, "fleet-conc", 0).await;
 
     let mut open = Vec::new();
