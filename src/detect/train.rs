@@ -192,7 +192,7 @@ impl Rng {
     }
 }
 
-fn fit_binary(ex: &[Example], cfg: TrainConfig) -> (Vec<f32>, f32) {
+pub fn fit_binary(ex: &[Example], cfg: TrainConfig) -> (Vec<f32>, f32) {
     let dim = 1usize << cfg.features.bits;
     let mask = (dim - 1) as u32;
     let (mut w, mut g2) = (vec![0f32; dim], vec![1e-8f32; dim]);
