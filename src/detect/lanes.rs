@@ -64,6 +64,12 @@ impl Phrases {
         })
     }
 
+    /// Heap bytes held by the ASCII and the other automaton.
+    #[cfg(test)]
+    pub fn part_sizes(&self) -> (usize, usize) {
+        (self.ascii.dfa.memory_usage(), self.other.dfa.memory_usage())
+    }
+
     /// Heap bytes held by the automata.
     #[cfg(test)]
     pub fn memory_usage(&self) -> usize {

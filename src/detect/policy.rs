@@ -66,7 +66,8 @@ pub struct RuleSpec {
 }
 
 /// Ordered word groups that must all occur within `window` words, unless a word of `unless`
-/// occurs within `window` words of the chain (before it, inside it or after it).
+/// occurs within `unless_window` (default `window`) words of the chain (before it, inside it or
+/// after it).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProximitySpec {
@@ -75,6 +76,11 @@ pub struct ProximitySpec {
     /// Words that cancel a chain near them (a defender's framing: "detect", "prevent").
     #[serde(default)]
     pub unless: Vec<String>,
+    /// How many words from the chain an `unless` word cancels it; `window` when absent. Wider
+    /// than `window` for an idiom that reads like an attack for its first words and only
+    /// shows itself later ("forget everything | you know about sourdough").
+    #[serde(default)]
+    pub unless_window: Option<u32>,
 }
 
 /// Validation applied to a regex hit before it counts.
@@ -264,6 +270,18 @@ fn validate_proximity(px: &ProximitySpec, bad: &mut impl FnMut(&str, String)) {
             );
         }
     }
+    if px.unless_window.is_some_and(|w| w == 0 || w > MAX_WINDOW) {
+        bad(
+            "proximity.unless_window",
+            format!("must be 1..={MAX_WINDOW} words"),
+        );
+    }
+    if px.unless_window.is_some() && px.unless.is_empty() {
+        bad(
+            "proximity.unless_window",
+            "only applies with unless words".into(),
+        );
+    }
     if px.unless.iter().any(|w| w.trim().is_empty()) {
         bad("proximity.unless", "empty word".into());
     }
@@ -290,5 +308,48 @@ fn problem(
         field: field.map(str::to_owned),
         message,
         on_error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::Path;
+
+    use super::parse;
+
+    fn prox_rule(extra: &str) -> String {
+        format!(
+            "family: t\ndescription: d\non_error: fail_closed\nrules:\n  - id: t.r\n    \
+             category: prompt_injection\n    weight: 5\n    proximity:\n      window: 2\n      \
+             groups: [[forget], [everything]]\n{extra}"
+        )
+    }
+
+    fn fields(text: &str) -> Vec<String> {
+        match parse(Path::new("t.yaml"), text, &mut HashSet::new()) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems.into_iter().filter_map(|p| p.field).collect(),
+        }
+    }
+
+    #[test]
+    fn an_unless_window_needs_unless_words_and_a_size_in_range() {
+        assert!(fields(&prox_rule(
+            "      unless: [about]\n      unless_window: 4\n"
+        ))
+        .is_empty());
+        assert!(fields(&prox_rule("      unless: [about]\n")).is_empty());
+        for bad in [
+            "      unless_window: 4\n",
+            "      unless: [about]\n      unless_window: 0\n",
+            "      unless: [about]\n      unless_window: 65\n",
+        ] {
+            assert_eq!(
+                fields(&prox_rule(bad)),
+                ["proximity.unless_window"],
+                "{bad}"
+            );
+        }
     }
 }
