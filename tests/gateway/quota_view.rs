@@ -374,9 +374,15 @@ async fn a_report_names_a_spent_budget_and_lists_the_budgets() {
     let recs = report["recommendations"]
         .as_array()
         .expect("recommendations");
+    // Budgets past 80%. A projection ("on course to run out") depends on the hour the test runs:
+    // from 10% of the day on, team red's $0.002 of $0.01 projects past its budget until about
+    // 04:48 UTC, so it is left out here (the rule has its own unit tests).
     let spent: Vec<&Value> = recs
         .iter()
-        .filter(|r| r["title"].as_str().unwrap_or_default().contains("budget"))
+        .filter(|r| {
+            let title = r["title"].as_str().unwrap_or_default();
+            title.contains("budget") && !title.contains("on course to run out")
+        })
         .collect();
     assert_eq!(spent.len(), 1, "only alice's budget is past 80%: {recs:#?}");
     assert_eq!(spent[0]["group"], "cost");
