@@ -212,7 +212,9 @@ fn fold_char(c: char, at: usize, mixed: bool, w: &mut Writer, flags: &mut Obfusc
                     return;
                 }
                 let f = fold_confusable(e);
-                if f != e && mixed {
+                // Turkish and Azerbaijani write the dotless i in every other word; it folds for
+                // matching but is not a look-alike smuggled into Latin text.
+                if f != e && mixed && e != 'ı' {
                     flags.confusables = flags.confusables.saturating_add(1);
                 }
                 w.push(f, at);

@@ -576,4 +576,21 @@ mod regression {
         assert_eq!(normalise("Привет, как дела?").flags.confusables, 0);
         assert!(normalise("pаypal").flags.confusables > 0);
     }
+
+    /// Nor is Turkish, whose dotless i sits inside Latin words; it still folds for matching.
+    #[test]
+    fn turkish_dotless_i_is_not_a_homoglyph() {
+        let n = normalise("Kısa bir uyarı: bu kuralsız bir yarışma değil.");
+        assert_eq!(n.flags.confusables, 0);
+        assert!(n.text.starts_with("kisa bir uyari"), "{}", n.text);
+        let v =
+            rules_only().scan_text("Yarın sabah toplantı saat kaçta başlıyor, hatırlıyor musun?");
+        assert!(
+            v.matches
+                .iter()
+                .all(|m| &*m.rule != "obfuscation.homoglyph_mix"),
+            "{:?}",
+            v.matches
+        );
+    }
 }
