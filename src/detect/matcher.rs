@@ -381,11 +381,16 @@ fn needs_boundary(c: char) -> bool {
 }
 
 /// True when the character ending at byte `at` of `s` is part of a word (false at the start).
+/// Matches of whole UTF-8 patterns start and end on character boundaries; off one, the
+/// neighbour reads as no word rather than panicking.
 fn word_before(s: &str, at: usize) -> bool {
     match s.as_bytes().get(at.wrapping_sub(1)) {
         None => false,
         Some(b) if b.is_ascii() => b.is_ascii_alphanumeric(),
-        Some(_) => s[..at].chars().next_back().is_some_and(word_char),
+        Some(_) => s
+            .get(..at)
+            .and_then(|t| t.chars().next_back())
+            .is_some_and(word_char),
     }
 }
 
@@ -394,7 +399,10 @@ fn word_at(s: &str, at: usize) -> bool {
     match s.as_bytes().get(at) {
         None => false,
         Some(b) if b.is_ascii() => b.is_ascii_alphanumeric(),
-        Some(_) => s[at..].chars().next().is_some_and(word_char),
+        Some(_) => s
+            .get(at..)
+            .and_then(|t| t.chars().next())
+            .is_some_and(word_char),
     }
 }
 
