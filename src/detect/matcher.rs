@@ -275,6 +275,7 @@ impl Matcher {
         });
         // Lanes report out of order; callers keep the first hit per rule.
         out[first..].sort_unstable_by_key(|h| (h.end, h.start, h.rule));
+        keep_started(&mut prox_hits, self.rules.len());
         if !prox_hits.is_empty() {
             self.proximity(norm, &mut prox_hits, out);
         }
@@ -313,6 +314,22 @@ impl Matcher {
     pub fn regex_hits(&self, text: &str, out: &mut Vec<Hit>) {
         self.regexes.hits(text, out);
     }
+}
+
+/// Drops the candidate words of proximity rules that have no word of their first group in the
+/// text: a chain starts there, so they cannot match. In prose most candidates are common words
+/// of later groups ("to", "all", "your"), so the sort and the chaining that follow see a
+/// fraction of them. Rules are a bitset on the stack; past 1,024 rules nothing is dropped.
+fn keep_started(hits: &mut Vec<(u32, u8, usize, usize)>, rules: usize) {
+    const WORDS: usize = 16;
+    if hits.is_empty() || rules > WORDS * 64 {
+        return;
+    }
+    let mut started = [0u64; WORDS];
+    for h in hits.iter().filter(|h| h.1 == 0) {
+        started[(h.0 >> 6) as usize] |= 1 << (h.0 & 63);
+    }
+    hits.retain(|h| started[(h.0 >> 6) as usize] & (1 << (h.0 & 63)) != 0);
 }
 
 /// First ordered chain group0 → group1 → … within `window` words that has no `unless` word
@@ -425,6 +442,26 @@ mod tests {
     use super::super::policy::load_dir;
     use super::{Builder, Matcher};
     use aho_corasick::{AhoCorasick, MatchKind};
+
+    /// Only rules with a word of their first group keep their candidates (and `unless` words).
+    #[test]
+    fn candidates_of_rules_that_cannot_start_a_chain_are_dropped() {
+        let mut hits = vec![
+            (3, 1, 10, 12),
+            (3, 0, 0, 4),
+            (70, 1, 20, 22),
+            (70, super::UNLESS, 30, 33),
+            (3, super::UNLESS, 40, 44),
+        ];
+        super::keep_started(&mut hits, 100);
+        assert_eq!(
+            hits,
+            [(3, 1, 10, 12), (3, 0, 0, 4), (3, super::UNLESS, 40, 44)]
+        );
+        let mut many = vec![(2000, 1, 0, 1)];
+        super::keep_started(&mut many, 2001);
+        assert_eq!(many.len(), 1, "past 1,024 rules nothing is dropped");
+    }
 
     /// The shipped policies' automata stay small: the letters-only one runs only on split-out
     /// text and must not cost the idle process megabytes (as a DFA it was 2.2 MB).
