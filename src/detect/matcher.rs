@@ -423,13 +423,13 @@ fn word_at(s: &str, at: usize) -> bool {
     }
 }
 
-/// Letters, digits, the combining signs of Indic and Thai scripts (a vowel sign or virama
-/// continues its word) and the zero-width joiners Persian writes inside words; not
-/// punctuation, so a word followed by an Arabic comma, a danda, a guillemet or a curly quote
-/// ends there ("ملغاة،" is "ملغاة").
+/// Letters, digits, and the signs of Indic and Thai scripts that are not letters (a virama, a
+/// tone mark) but continue their word; not punctuation, so a word followed by an Arabic comma,
+/// a danda, a guillemet or a curly quote ends there ("ملغاة،" is "ملغاة"). The matcher reads
+/// normalised text, which has no combining accents or zero-width joiners left to consider.
 fn word_char(c: char) -> bool {
     c.is_alphanumeric()
-        || matches!(c, '\u{0300}'..='\u{036F}' | '\u{0E00}'..='\u{0E7F}' | '\u{200C}' | '\u{200D}')
+        || matches!(c, '\u{0E00}'..='\u{0E7F}')
         || (matches!(c, '\u{0900}'..='\u{0DFF}') && !matches!(c, '\u{0964}' | '\u{0965}'))
 }
 
