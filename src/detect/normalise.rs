@@ -19,7 +19,7 @@
 
 use unicode_normalization::char::decompose_compatible;
 
-use super::confusables::fold_confusable;
+use super::confusables::{fold_confusable, is_native_letter};
 
 /// What the normaliser removed or folded; counts are saturating.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -212,9 +212,7 @@ fn fold_char(c: char, at: usize, mixed: bool, w: &mut Writer, flags: &mut Obfusc
                     return;
                 }
                 let f = fold_confusable(e);
-                // Turkish and Azerbaijani write the dotless i in every other word; it folds for
-                // matching but is not a look-alike smuggled into Latin text.
-                if f != e && mixed && e != 'ı' {
+                if f != e && mixed && !is_native_letter(e) {
                     flags.confusables = flags.confusables.saturating_add(1);
                 }
                 w.push(f, at);
