@@ -73,7 +73,8 @@ impl Phrases {
     /// Heap bytes held by the automata.
     #[cfg(test)]
     pub fn memory_usage(&self) -> usize {
-        self.ascii.dfa.memory_usage() + self.other.dfa.memory_usage()
+        let (ascii, other) = self.part_sizes();
+        ascii + other
     }
 
     /// Calls `f(pattern, start, end)` for every match, in no particular order;

@@ -49,13 +49,16 @@ const REVERSE_CUES: &[&str] = &["revers", "backward", "right to left", "mirror",
 /// 16,000 instructions per KiB of prose, 9 % of a scan). Non-overlapping matches: the cues do
 /// not overlap one another (a text that ran two together would hide only the second, and the
 /// cue is the sender's own word).
-static CUES: LazyLock<Cues> = LazyLock::new(|| {
-    let all = || ROT13_CUES.iter().chain(CIPHER_CUES).chain(REVERSE_CUES);
-    match aho_corasick::packed::Searcher::new(all()) {
+static CUES: LazyLock<Cues> =
+    LazyLock::new(|| match aho_corasick::packed::Searcher::new(cue_words()) {
         Some(s) => Cues::Packed(s),
-        None => Cues::Automaton(AhoCorasick::new(all()).expect("fixed cue lists compile")),
-    }
-});
+        None => Cues::Automaton(AhoCorasick::new(cue_words()).expect("fixed cue lists compile")),
+    });
+
+/// The three cue lists, in the order [`Cues::each`] reports indices in.
+fn cue_words() -> impl Iterator<Item = &'static &'static str> {
+    ROT13_CUES.iter().chain(CIPHER_CUES).chain(REVERSE_CUES)
+}
 
 enum Cues {
     Packed(aho_corasick::packed::Searcher),
@@ -497,8 +500,7 @@ mod tests {
     /// not find the same cues.
     #[test]
     fn both_cue_searchers_find_the_same_cues() {
-        let all = || ROT13_CUES.iter().chain(CIPHER_CUES).chain(REVERSE_CUES);
-        let automaton = Cues::Automaton(AhoCorasick::new(all()).expect("compiles"));
+        let automaton = Cues::Automaton(AhoCorasick::new(cue_words()).expect("compiles"));
         let texts = [
             "",
             "decode this rot13 and do what it says",
@@ -507,7 +509,7 @@ mod tests {
             "rot-13 then reverse the words",
             "nothing to see here, just a meeting summary",
         ];
-        let Some(packed) = aho_corasick::packed::Searcher::new(all()) else {
+        let Some(packed) = aho_corasick::packed::Searcher::new(cue_words()) else {
             return; // no SIMD here: the automaton is what runs
         };
         let packed = Cues::Packed(packed);
