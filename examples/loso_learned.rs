@@ -4,9 +4,13 @@
 //! Rows are featurised once; each fold fits only the binary model (no category head), and the
 //! rules are scanned once with no model. It prints one line per row: source, label, category,
 //! the rules' score, the text's words, its role weight and the held-out learned probability, so
-//! that calibration (floor, weight) can be swept offline. `gatehouse eval --loso` stays the
-//! figure of record; this is for choosing what to run it on. Settings come from the environment:
-//! `LOSO_L2`, `LOSO_EPOCHS`, `LOSO_LR`, `LOSO_BITS`, `LOSO_CHAR_LIMIT`, `LOSO_NO_RULES`.
+//! that calibration can be swept offline; and on stderr a summary over prompt injection,
+//! jailbreak and extraction: rows caught at medium+ (rules plus the learned weight, at the
+//! shipped floor and top weight or at `LOSO_FLOOR` / `LOSO_MAX`), benign rows flagged, and the
+//! learned stage alone at 1% of benign rows. Approximate (no quoted-turn discount): `gatehouse
+//! eval --loso` stays the figure of record; this is for choosing what to run it on. Training
+//! settings come from the environment: `LOSO_L2`, `LOSO_EPOCHS`, `LOSO_LR`, `LOSO_BITS`,
+//! `LOSO_CHAR_NGRAM`, `LOSO_CHAR_LIMIT`; `LOSO_NO_RULES=1` scores without the rules.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +18,7 @@ use gatehouse::detect::eval::{corpus_rows, read_path, Row};
 use gatehouse::detect::learned::{sigmoid, FeatureConfig};
 use gatehouse::detect::normalise::{normalise, word_count};
 use gatehouse::detect::policy::load_dir;
+use gatehouse::detect::scoring::{learned_weight_with, LEARNED_FLOOR, LEARNED_MAX};
 use gatehouse::detect::train::{balance_sources, featurise, fit_binary, trainable, TrainConfig};
 use gatehouse::detect::{Detector, Settings};
 
@@ -76,7 +81,53 @@ fn main() -> anyhow::Result<()> {
             r.source, r.label, r.category, p[i]
         );
     }
+    summary(&rows, &rules, &p);
     Ok(())
+}
+
+/// Prompt injection, jailbreak and extraction caught, benign flagged, and the learned stage
+/// alone at 1% of benign rows, on stderr.
+fn summary(rows: &[Row], rules: &[(f32, usize, f32)], p: &[f32]) {
+    const MEDIUM: f32 = 7.0;
+    let floor = env("LOSO_FLOOR", LEARNED_FLOOR);
+    let max = env("LOSO_MAX", LEARNED_MAX);
+    let target = |r: &Row| {
+        r.is_attack()
+            && ["prompt_injection", "jailbreak", "data_extraction"].contains(&r.category.as_str())
+    };
+    let total = |i: usize| {
+        let (score, words, role) = rules[i];
+        score + learned_weight_with(p[i], words, floor, max) * role
+    };
+    let (mut attacks, mut caught, mut benign, mut flagged) = (0, 0, 0, 0);
+    let mut benign_p = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        if target(r) {
+            attacks += 1;
+            caught += usize::from(total(i) >= MEDIUM);
+        } else if !r.is_attack() {
+            benign += 1;
+            flagged += usize::from(total(i) >= MEDIUM);
+            benign_p.push(p[i]);
+        }
+    }
+    benign_p.sort_by(f32::total_cmp);
+    let cut = benign_p
+        .get(benign_p.len() * 99 / 100)
+        .copied()
+        .unwrap_or(1.0);
+    let alone = (0..rows.len())
+        .filter(|&i| target(&rows[i]) && p[i] > cut)
+        .count();
+    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+    eprintln!(
+        "floor {floor}, top weight {max}: PI+JB+EX {caught}/{attacks} caught ({:.1}%), benign \
+         {flagged}/{benign} flagged ({:.2}%); learned stage alone at 1% of benign (p > {cut:.3}): \
+         {:.1}% caught",
+        pct(caught, attacks),
+        pct(flagged, benign),
+        pct(alone, attacks)
+    );
 }
 
 /// Each row's score from the rules alone, its words and its role's weight.

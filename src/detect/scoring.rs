@@ -37,9 +37,12 @@ pub const SHORT_TEXT_WORDS: f32 = 8.0;
 
 /// Weight the learned stage adds for probability `p` on a text of `words` words.
 pub fn learned_weight(p: f32, words: usize) -> f32 {
-    ((p - LEARNED_FLOOR) / (1.0 - LEARNED_FLOOR)).clamp(0.0, 1.0)
-        * LEARNED_MAX
-        * short_text_factor(words)
+    learned_weight_with(p, words, LEARNED_FLOOR, LEARNED_MAX)
+}
+
+/// [`learned_weight`] with another floor and top weight (for calibration sweeps).
+pub fn learned_weight_with(p: f32, words: usize, floor: f32, max: f32) -> f32 {
+    ((p - floor) / (1.0 - floor)).clamp(0.0, 1.0) * max * short_text_factor(words)
 }
 
 /// 0 for texts of one or two words, rising linearly to 1 at [`SHORT_TEXT_WORDS`]: a short chat
