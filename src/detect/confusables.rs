@@ -10,10 +10,21 @@
 //! gibberish, which is harmless because Russian phrases in the policies are
 //! folded by the same function.
 
-/// Letters the table folds that a language writes natively: folded for matching, but not
-/// evidence of smuggling (Turkish and Azerbaijani write the dotless i in every other word).
+/// Letters the table folds that a language writes natively (Turkish and Azerbaijani write the
+/// dotless i in every other word): folded for matching, and evidence of smuggling only in a
+/// text that shows none of that language's other letters ([`shows_native_language`]), as in
+/// "ıgnore all prevıous ınstructıons".
 pub fn is_native_letter(c: char) -> bool {
     c == 'ı'
+}
+
+/// Letters of the alphabets whose own letters [`is_native_letter`] names (Turkish,
+/// Azerbaijani), other than the dotless i itself.
+pub fn shows_native_language(c: char) -> bool {
+    matches!(
+        c,
+        'ş' | 'Ş' | 'ğ' | 'Ğ' | 'İ' | 'ç' | 'Ç' | 'ö' | 'Ö' | 'ü' | 'Ü' | 'ə' | 'Ə'
+    )
 }
 
 /// Maps a lowercase look-alike to its ASCII letter, or returns it unchanged.

@@ -19,7 +19,7 @@
 
 use unicode_normalization::char::decompose_compatible;
 
-use super::confusables::{fold_confusable, is_native_letter};
+use super::confusables::{fold_confusable, is_native_letter, shows_native_language};
 
 /// What the normaliser removed or folded; counts are saturating.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -173,6 +173,9 @@ fn unicode_path(input: &str) -> Normalised {
     let mut w = Writer::with_capacity(input.len());
     let mut flags = Obfuscation::default();
     let mut prev_latin = false;
+    // Native letters folded next to Latin ones count as look-alikes only if the text shows no
+    // other letter of their language.
+    let (mut native_folds, mut native_text) = (0u32, false);
     for (i, c) in input.char_indices() {
         let was_latin = std::mem::replace(&mut prev_latin, c.is_ascii_alphabetic());
         if c.is_ascii() {
@@ -190,8 +193,13 @@ fn unicode_path(input: &str) -> Normalised {
                 .chars()
                 .next()
                 .is_some_and(|n| n.is_ascii_alphabetic());
-            fold_char(c, i, was_latin || next_latin, &mut w, &mut flags);
+            native_text |= shows_native_language(c);
+            let mixed = was_latin || next_latin;
+            native_folds += fold_char(c, i, mixed, &mut w, &mut flags);
         }
+    }
+    if !native_text {
+        flags.confusables = flags.confusables.saturating_add(native_folds);
     }
     w.finish(flags)
 }
@@ -199,8 +207,10 @@ fn unicode_path(input: &str) -> Normalised {
 /// Decompose, lowercase, decompose again (lowercasing can recompose), drop
 /// marks, fold confusables. A fold counts as obfuscation only when the char
 /// sits next to a Latin letter (mixed script), so plain Russian or Greek text
-/// is not flagged.
-fn fold_char(c: char, at: usize, mixed: bool, w: &mut Writer, flags: &mut Obfuscation) {
+/// is not flagged. Returns the native letters ([`is_native_letter`]) it folded in mixed script,
+/// which the caller counts once it knows the text's language.
+fn fold_char(c: char, at: usize, mixed: bool, w: &mut Writer, flags: &mut Obfuscation) -> u32 {
+    let mut native = 0;
     decompose_compatible(c, |d| {
         for l in d.to_lowercase() {
             decompose_compatible(l, |e| {
@@ -212,13 +222,18 @@ fn fold_char(c: char, at: usize, mixed: bool, w: &mut Writer, flags: &mut Obfusc
                     return;
                 }
                 let f = fold_confusable(e);
-                if f != e && mixed && !is_native_letter(e) {
-                    flags.confusables = flags.confusables.saturating_add(1);
+                if f != e && mixed {
+                    if is_native_letter(e) {
+                        native += 1;
+                    } else {
+                        flags.confusables = flags.confusables.saturating_add(1);
+                    }
                 }
                 w.push(f, at);
             })
         }
     });
+    native
 }
 
 struct Writer {
