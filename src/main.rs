@@ -20,7 +20,7 @@ const USAGE: &str = "usage: gatehouse [COMMAND] [--config PATH] [ARGS]
                                 positives per benign group at medium+, high+ and critical, on
                                 labelled JSONL files or directories (default: the repository's
                                 hand-written fixtures in eval/handwritten)
-  eval --loso CORPUS_DIR [EXTRA...]
+  eval --loso CORPUS_DIR [EXTRA...] [--errors]
                                 leave-one-source-out: each source scanned by a learned stage
                                 trained on every other source
   train CORPUS_DIR [EXTRA...]   fit the learned detector stage on the corpus's training split

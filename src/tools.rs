@@ -94,7 +94,13 @@ pub fn eval(config: &Config, paths: &[PathBuf], opts: &EvalOptions) -> anyhow::R
         }
         let settings = crate::proxy::detect_settings(&config.detect);
         println!("training one learned stage per held-out source…");
-        leave_one_source_out(&policies, &settings, &rows, TrainConfig::default())?
+        leave_one_source_out(
+            &policies,
+            &settings,
+            &rows,
+            TrainConfig::default(),
+            opts.errors,
+        )?
     } else {
         let det = detector(config)?;
         println!(
@@ -129,7 +135,7 @@ pub fn eval(config: &Config, paths: &[PathBuf], opts: &EvalOptions) -> anyhow::R
     print!("{report}");
     if opts.errors {
         for (cat, level, score, text) in &report.errors {
-            println!("{cat:<28} {:<8} {score:>5.1}  {text:?}", level.as_str());
+            println!("{cat:<40} {:<8} {score:>5.1}  {text:?}", level.as_str());
         }
     }
     Ok(())

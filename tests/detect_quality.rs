@@ -201,7 +201,7 @@ fn leave_one_source_out_scans_each_source_with_a_model_that_never_saw_it() {
     }
     let settings = Settings::default();
     let cfg = TrainConfig::default();
-    let loso = leave_one_source_out(&[], &settings, &rows, cfg).expect("loso");
+    let loso = leave_one_source_out(&[], &settings, &rows, cfg, false).expect("loso");
     let held = loso.group(true, Dim::Source, "odd").expect("odd scanned");
     assert_eq!(held.rows, 40);
     let model = gatehouse::detect::train::fit_rows(&rows, cfg);

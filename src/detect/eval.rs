@@ -287,8 +287,8 @@ pub struct EvalReport {
     pub benign_total: Tally,
     /// Per-row scan latency in nanoseconds, sorted.
     pub latency_ns: Vec<u64>,
-    /// Inspectable rows only: (category, level, score, first 160 chars) of misses and false
-    /// positives.
+    /// Inspectable rows only: (source and category, level, score, first 160 chars) of misses
+    /// and false positives.
     pub errors: Vec<(String, RiskLevel, f32, String)>,
 }
 
@@ -317,8 +317,9 @@ impl EvalReport {
         }
         if show_errors && row.inspectable() && v.detected() != attack {
             let head: String = row.text.chars().take(160).collect();
-            let cat = row.family.clone().unwrap_or_else(|| row.category.clone());
-            self.errors.push((cat, v.level, v.score, head));
+            let cat = row.family.as_ref().unwrap_or(&row.category);
+            let label = format!("{} {cat}", row.source);
+            self.errors.push((label, v.level, v.score, head));
         }
     }
 
@@ -374,6 +375,7 @@ pub fn leave_one_source_out(
     settings: &Settings,
     rows: &[Row],
     cfg: TrainConfig,
+    show_errors: bool,
 ) -> Result<EvalReport, CorpusError> {
     let mut sources: Vec<&str> = rows.iter().map(|r| r.source.as_str()).collect();
     sources.sort_unstable();
@@ -395,7 +397,7 @@ pub fn leave_one_source_out(
             .map_err(|e| CorpusError::Detector(Box::new(e)))?;
         for row in rows.iter().filter(|r| r.source == held) {
             let v = det.scan(&row.input());
-            rep.add(row, &v, false);
+            rep.add(row, &v, show_errors);
         }
     }
     Ok(rep)

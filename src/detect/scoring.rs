@@ -15,9 +15,13 @@
 //! evidence agree (two rules, or a rule and the learned stage) or one rule a
 //! policy author weighted at high on its own; only corroborated high-risk
 //! verdicts count towards the repeat-offender cool-down.
-//! Trade-off: a plain sum is easy to explain in a record and to tune, but
-//! cannot express "these two rules are the same evidence"; policies avoid
-//! overlapping rules instead.
+//! Two rules of one category that read the same words are one piece of
+//! evidence: the lighter match is an *echo* and adds nothing
+//! ([`ECHO_FACTOR`]), so it neither lifts the level nor corroborates.
+//! Trade-off: a plain sum of independent evidence is easy to explain in a
+//! record (the weights shown add up to the score) and to tune, but cannot
+//! express evidence that overlaps without sharing words; policies avoid such
+//! rules instead.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +29,9 @@ use std::sync::Arc;
 use super::framing::{inside, QUOTED_FACTOR};
 use super::learned::LearnedModel;
 use super::scan::{snippet, Findings};
-use super::verdict::{Action, Category, Match, ScanInput, Settings, Verdict, LEARNED_PREFIX};
+use super::verdict::{
+    Action, Category, Match, ScanInput, Settings, Verdict, JUDGE_PREFIX, LEARNED_PREFIX,
+};
 
 /// Probability below which the learned stage adds nothing.
 pub const LEARNED_FLOOR: f32 = 0.6;
@@ -64,6 +70,7 @@ pub fn score(
     }
     damp_fragments(&mut f);
     discount_quoted(&mut f);
+    count_echoes_once(&mut f.matches);
     // Summed in rule order: float addition is not associative, and a hash map's order differs
     // between two maps, so the same findings could score a few ulps apart (and, at a threshold,
     // land on two levels).
@@ -102,6 +109,56 @@ pub const FRAGMENT_FACTOR: f32 = 0.5;
 /// Most that the quoted material of one framed turn adds up to, however many rules it trips:
 /// under medium, since the quote is one piece of evidence that is being discussed.
 pub const QUOTED_CAP: f32 = 6.0;
+
+/// Weight factor for an *echo*: a match of one rule over the same words as a heavier match of
+/// another rule of the same category ("ignore previous instructions" is both an ignore phrase
+/// and an override of earlier instructions). Two rules reading the same words are one piece of
+/// evidence, so the echo adds nothing; the sum then counts independent evidence only.
+pub const ECHO_FACTOR: f32 = 0.0;
+
+/// Sets the weight of every echo to [`ECHO_FACTOR`] of itself. Matches are taken heaviest first
+/// (ties by rule id, so the outcome does not depend on scan order); a match is an echo when its
+/// byte span overlaps the span of an earlier, kept match of another rule with the same category
+/// in the same segment. Learned and judge matches span a whole turn or none and are independent
+/// of the words a rule read, so they are never echoes, nor do they make one. A rule with an echo
+/// in one place and an independent match elsewhere still counts at the latter's weight.
+fn count_echoes_once(matches: &mut [Match]) {
+    let mut order: Vec<usize> = (0..matches.len())
+        .filter(|&i| {
+            let m = &matches[i];
+            m.category.is_hostile()
+                && m.weight > 0.0
+                && !m.rule.starts_with(LEARNED_PREFIX)
+                && !m.rule.starts_with(JUDGE_PREFIX)
+        })
+        .collect();
+    if order.len() < 2 {
+        return;
+    }
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&matches[a], &matches[b]);
+        b.weight
+            .total_cmp(&a.weight)
+            .then_with(|| a.rule.cmp(&b.rule))
+    });
+    let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+    for i in order {
+        let m = &matches[i];
+        let echo = kept.iter().any(|&k| {
+            let o = &matches[k];
+            o.rule != m.rule
+                && o.category == m.category
+                && o.segment == m.segment
+                && o.span.0 < m.span.1
+                && m.span.0 < o.span.1
+        });
+        if echo {
+            matches[i].weight *= ECHO_FACTOR;
+        } else {
+            kept.push(i);
+        }
+    }
+}
 
 fn damp_fragments(f: &mut Findings) {
     let (matches, segs) = f.matches_and_segments();

@@ -277,12 +277,11 @@ pub const SELF_EVIDENT_WEIGHT: f32 = 12.0;
 /// True when a verdict's hostile evidence is corroborated: two distinct hostile rules (the
 /// learned stage counts as one), or one hostile rule weighted [`SELF_EVIDENT_WEIGHT`] or more.
 /// Secrets, PII and obfuscation alone are not hostile: pasting an API key is a leak, not an
-/// attack. A judge's opinion counts only when it added points (`judge.unsafe`): one that moved
-/// nothing, or lowered the score, corroborates nothing.
+/// attack. Only matches that added points count: a judge's opinion that moved nothing or
+/// lowered the score, or a rule that echoed another's words (see `scoring`), corroborates
+/// nothing.
 pub fn corroborated(matches: &[Match]) -> bool {
-    let hostile = |m: &&Match| {
-        m.category.is_hostile() && !(m.rule.starts_with(JUDGE_PREFIX) && m.weight <= 0.0)
-    };
+    let hostile = |m: &&Match| m.category.is_hostile() && m.weight > 0.0;
     let mut rules: Vec<&str> = matches.iter().filter(hostile).map(|m| &*m.rule).collect();
     rules.sort_unstable();
     rules.dedup();
