@@ -10,7 +10,8 @@
 //! learned stage alone at 1% of benign rows. Approximate (no quoted-turn discount): `gatehouse
 //! eval --loso` stays the figure of record; this is for choosing what to run it on. Training
 //! settings come from the environment: `LOSO_L2`, `LOSO_EPOCHS`, `LOSO_LR`, `LOSO_BITS`,
-//! `LOSO_CHAR_NGRAM`, `LOSO_CHAR_LIMIT`; `LOSO_NO_RULES=1` scores without the rules.
+//! `LOSO_CHAR_NGRAM`, `LOSO_CHAR_LIMIT`, `LOSO_HARD` (the hard-negative weight);
+//! `LOSO_NO_RULES=1` scores without the rules.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +20,9 @@ use gatehouse::detect::learned::{sigmoid, FeatureConfig};
 use gatehouse::detect::normalise::{normalise, word_count};
 use gatehouse::detect::policy::load_dir;
 use gatehouse::detect::scoring::{learned_weight_with, LEARNED_FLOOR, LEARNED_MAX};
-use gatehouse::detect::train::{balance_sources, featurise, fit_binary, trainable, TrainConfig};
+use gatehouse::detect::train::{
+    balance_sources, featurise, fit_binary, trainable, weigh_hard_negatives, TrainConfig,
+};
 use gatehouse::detect::{Detector, Settings};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -49,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         epochs: env("LOSO_EPOCHS", base.epochs),
         learning_rate: env("LOSO_LR", base.learning_rate),
         l2: env("LOSO_L2", base.l2),
+        hard_negative_weight: env("LOSO_HARD", base.hard_negative_weight),
         ..base
     };
     eprintln!("{cfg:?}, {} rows", rows.len());
@@ -66,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         let refs: Vec<&Row> = train_idx.iter().map(|&i| &rows[i]).collect();
         let mut sub: Vec<_> = train_idx.iter().map(|&i| ex[i].clone()).collect();
         balance_sources(&refs, &mut sub);
+        weigh_hard_negatives(&refs, &mut sub, cfg.hard_negative_weight);
         let (w, bias) = fit_binary(&sub, cfg);
         for i in (0..rows.len()).filter(|&i| rows[i].source == *held) {
             let f = &ex[i].feats;

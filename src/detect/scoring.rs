@@ -34,7 +34,7 @@ use super::verdict::{
 };
 
 /// Probability below which the learned stage adds nothing.
-pub const LEARNED_FLOOR: f32 = 0.6;
+pub const LEARNED_FLOOR: f32 = 0.5;
 /// Weight the learned stage adds at probability 1: medium, short of high, so the model alone
 /// never reaches high; with one rule beside it, it can reach critical.
 pub const LEARNED_MAX: f32 = 11.0;
