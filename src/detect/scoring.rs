@@ -17,7 +17,7 @@
 //! verdicts count towards the repeat-offender cool-down.
 //! Two rules of one category that read the same words are one piece of
 //! evidence: the lighter match is an *echo* and adds nothing
-//! ([`ECHO_FACTOR`]), so it neither lifts the level nor corroborates.
+//! ([`count_echoes_once`]), so it neither lifts the level nor corroborates.
 //! Trade-off: a plain sum of independent evidence is easy to explain in a
 //! record (the weights shown add up to the score) and to tune, but cannot
 //! express evidence that overlaps without sharing words; policies avoid such
@@ -29,9 +29,7 @@ use std::sync::Arc;
 use super::framing::{inside, QUOTED_FACTOR};
 use super::learned::LearnedModel;
 use super::scan::{snippet, Findings};
-use super::verdict::{
-    Action, Category, Match, ScanInput, Settings, Verdict, JUDGE_PREFIX, LEARNED_PREFIX,
-};
+use super::verdict::{Action, Category, Match, ScanInput, Settings, Verdict, LEARNED_PREFIX};
 
 /// Probability below which the learned stage adds nothing.
 pub const LEARNED_FLOOR: f32 = 0.5;
@@ -110,26 +108,20 @@ pub const FRAGMENT_FACTOR: f32 = 0.5;
 /// under medium, since the quote is one piece of evidence that is being discussed.
 pub const QUOTED_CAP: f32 = 6.0;
 
-/// Weight factor for an *echo*: a match of one rule over the same words as a heavier match of
-/// another rule of the same category ("ignore previous instructions" is both an ignore phrase
-/// and an override of earlier instructions). Two rules reading the same words are one piece of
-/// evidence, so the echo adds nothing; the sum then counts independent evidence only.
-pub const ECHO_FACTOR: f32 = 0.0;
-
-/// Sets the weight of every echo to [`ECHO_FACTOR`] of itself. Matches are taken heaviest first
-/// (ties by rule id, so the outcome does not depend on scan order); a match is an echo when its
-/// byte span overlaps the span of an earlier, kept match of another rule with the same category
-/// in the same segment. Learned and judge matches span a whole turn or none and are independent
-/// of the words a rule read, so they are never echoes, nor do they make one. A rule with an echo
-/// in one place and an independent match elsewhere still counts at the latter's weight.
+/// Zeroes every *echo*: a match of one rule over the same words as a heavier match of another
+/// rule of the same category ("ignore previous instructions" is both an ignore phrase and an
+/// override of earlier instructions). Two rules reading the same words are one piece of
+/// evidence, so the echo stays in the verdict (what it read is still shown) but adds nothing.
+/// Matches are taken heaviest first (ties by rule id, so the outcome does not depend on scan
+/// order); one whose span overlaps a kept match (still weighing something) of another rule, in
+/// the same category and segment, is an echo. The learned stage's match spans its whole turn
+/// and is independent of the words a rule read, so it is never an echo nor makes one. A rule
+/// with an echo in one place and an independent match elsewhere counts at the latter's weight.
 fn count_echoes_once(matches: &mut [Match]) {
     let mut order: Vec<usize> = (0..matches.len())
         .filter(|&i| {
             let m = &matches[i];
-            m.category.is_hostile()
-                && m.weight > 0.0
-                && !m.rule.starts_with(LEARNED_PREFIX)
-                && !m.rule.starts_with(JUDGE_PREFIX)
+            m.category.is_hostile() && m.weight > 0.0 && !m.rule.starts_with(LEARNED_PREFIX)
         })
         .collect();
     if order.len() < 2 {
@@ -141,21 +133,18 @@ fn count_echoes_once(matches: &mut [Match]) {
             .total_cmp(&a.weight)
             .then_with(|| a.rule.cmp(&b.rule))
     });
-    let mut kept: Vec<usize> = Vec::with_capacity(order.len());
-    for i in order {
+    for (j, &i) in order.iter().enumerate() {
         let m = &matches[i];
-        let echo = kept.iter().any(|&k| {
-            let o = &matches[k];
-            o.rule != m.rule
+        let echo = order[..j].iter().map(|&k| &matches[k]).any(|o| {
+            o.weight > 0.0
+                && o.rule != m.rule
                 && o.category == m.category
                 && o.segment == m.segment
                 && o.span.0 < m.span.1
                 && m.span.0 < o.span.1
         });
         if echo {
-            matches[i].weight *= ECHO_FACTOR;
-        } else {
-            kept.push(i);
+            matches[i].weight = 0.0;
         }
     }
 }
