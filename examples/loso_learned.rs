@@ -11,7 +11,9 @@
 //! eval --loso` stays the figure of record; this is for choosing what to run it on. Training
 //! settings come from the environment: `LOSO_L2`, `LOSO_EPOCHS`, `LOSO_LR`, `LOSO_BITS`,
 //! `LOSO_CHAR_NGRAM`, `LOSO_CHAR_LIMIT`, `LOSO_HARD` (the hard-negative weight);
-//! `LOSO_NO_RULES=1` scores without the rules.
+//! `LOSO_NO_RULES=1` scores without the rules. `LOSO_UNREAD=SOURCE[,SOURCE…]` keeps those
+//! sources' benign rows out of the benign figures (and the 1% threshold) and reports them on a
+//! line of their own, so a setting can be chosen without the sources kept for measurement.
 
 use std::path::{Path, PathBuf};
 
@@ -20,9 +22,7 @@ use gatehouse::detect::learned::{sigmoid, FeatureConfig};
 use gatehouse::detect::normalise::{normalise, word_count};
 use gatehouse::detect::policy::load_dir;
 use gatehouse::detect::scoring::{learned_weight_with, LEARNED_FLOOR, LEARNED_MAX};
-use gatehouse::detect::train::{
-    balance_sources, featurise, fit_binary, trainable, weigh_hard_negatives, TrainConfig,
-};
+use gatehouse::detect::train::{featurise, fit_binary, sample_weights, trainable, TrainConfig};
 use gatehouse::detect::{Detector, Settings};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -69,8 +69,7 @@ fn main() -> anyhow::Result<()> {
             .collect();
         let refs: Vec<&Row> = train_idx.iter().map(|&i| &rows[i]).collect();
         let mut sub: Vec<_> = train_idx.iter().map(|&i| ex[i].clone()).collect();
-        balance_sources(&refs, &mut sub);
-        weigh_hard_negatives(&refs, &mut sub, cfg.hard_negative_weight);
+        sample_weights(&refs, &mut sub, cfg);
         let (w, bias) = fit_binary(&sub, cfg);
         for i in (0..rows.len()).filter(|&i| rows[i].source == *held) {
             let f = &ex[i].feats;
@@ -104,12 +103,18 @@ fn summary(rows: &[Row], rules: &[(f32, usize, f32)], p: &[f32]) {
         let (score, words, role) = rules[i];
         score + learned_weight_with(p[i], words, floor, max) * role
     };
+    let unread_list = std::env::var("LOSO_UNREAD").unwrap_or_default();
+    let unread: Vec<&str> = unread_list.split(',').filter(|s| !s.is_empty()).collect();
     let (mut attacks, mut caught, mut benign, mut flagged) = (0, 0, 0, 0);
+    let (mut apart, mut apart_flagged) = (0, 0);
     let mut benign_p = Vec::new();
     for (i, r) in rows.iter().enumerate() {
         if target(r) {
             attacks += 1;
             caught += usize::from(total(i) >= MEDIUM);
+        } else if !r.is_attack() && unread.contains(&r.source.as_str()) {
+            apart += 1;
+            apart_flagged += usize::from(total(i) >= MEDIUM);
         } else if !r.is_attack() {
             benign += 1;
             flagged += usize::from(total(i) >= MEDIUM);
@@ -133,6 +138,12 @@ fn summary(rows: &[Row], rules: &[(f32, usize, f32)], p: &[f32]) {
         pct(flagged, benign),
         pct(alone, attacks)
     );
+    if !unread.is_empty() {
+        eprintln!(
+            "kept apart ({unread_list}): benign {apart_flagged}/{apart} flagged ({:.2}%)",
+            pct(apart_flagged, apart)
+        );
+    }
 }
 
 /// Each row's score from the rules alone, its words and its role's weight.

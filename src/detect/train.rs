@@ -98,9 +98,15 @@ pub fn trainable(r: &Row) -> bool {
 pub fn fit_rows(rows: &[Row], cfg: TrainConfig) -> LearnedModel {
     let rows: Vec<&Row> = rows.iter().filter(|r| trainable(r)).collect();
     let mut ex = featurise_refs(&rows, cfg.features);
-    balance_sources(&rows, &mut ex);
-    weigh_hard_negatives(&rows, &mut ex, cfg.hard_negative_weight);
+    sample_weights(&rows, &mut ex, cfg);
     fit(&ex, cfg)
+}
+
+/// Sets each example's training weight: source-balanced ([`balance_sources`]), then hard
+/// negatives weighed up ([`weigh_hard_negatives`]). `rows[i]` is `ex[i]`'s row.
+pub fn sample_weights(rows: &[&Row], ex: &mut [Example], cfg: TrainConfig) {
+    balance_sources(rows, ex);
+    weigh_hard_negatives(rows, ex, cfg.hard_negative_weight);
 }
 
 /// Benign categories written in attacks' vocabulary: security questions and documentation,
@@ -118,7 +124,7 @@ pub const HARD_NEGATIVES: &[&str] = &[
 ];
 
 /// Multiplies the weight of benign rows in [`HARD_NEGATIVES`] by `factor`.
-pub fn weigh_hard_negatives(rows: &[&Row], ex: &mut [Example], factor: f32) {
+fn weigh_hard_negatives(rows: &[&Row], ex: &mut [Example], factor: f32) {
     for (r, e) in rows.iter().zip(ex.iter_mut()) {
         if !r.is_attack() && HARD_NEGATIVES.contains(&r.category.as_str()) {
             e.weight *= factor;
@@ -128,7 +134,7 @@ pub fn weigh_hard_negatives(rows: &[&Row], ex: &mut [Example], factor: f32) {
 
 /// Weights each row by 1/sqrt(its source's row count) within its label, normalised to mean 1
 /// per label: a source's total weight grows as the square root of its size.
-pub fn balance_sources(rows: &[&Row], ex: &mut [Example]) {
+fn balance_sources(rows: &[&Row], ex: &mut [Example]) {
     let mut count: HashMap<(&str, bool), usize> = HashMap::new();
     for r in rows {
         *count.entry((r.source.as_str(), r.is_attack())).or_default() += 1;
