@@ -229,6 +229,11 @@ impl Tally {
     pub fn high_percent(&self) -> f64 {
         pct(self.high, self.rows)
     }
+
+    /// Share at critical (what the default actions block).
+    pub fn critical_percent(&self) -> f64 {
+        pct(self.critical, self.rows)
+    }
 }
 
 fn pct(n: usize, of: usize) -> f64 {
@@ -407,9 +412,10 @@ fn line(f: &mut fmt::Formatter<'_>, key: &str, t: &Tally, attack: bool) -> fmt::
     if attack {
         writeln!(
             f,
-            "  {key:<40} {:>6.1}%  {:>6.1}%  ({}/{})",
+            "  {key:<40} {:>6.1}%  {:>6.1}%  {:>5.1}%  ({}/{})",
             t.percent(),
             t.high_percent(),
+            t.critical_percent(),
             t.detected,
             t.rows
         )
@@ -439,7 +445,11 @@ impl fmt::Display for EvalReport {
                     continue;
                 }
                 if attack {
-                    writeln!(f, "attack recall by {:<30}  medium+   high+", d.name())?;
+                    writeln!(
+                        f,
+                        "attack recall by {:<30}  medium+   high+    crit",
+                        d.name()
+                    )?;
                 } else {
                     writeln!(
                         f,

@@ -14,7 +14,8 @@
 //! verdict is *corroborated* when at least two independent pieces of hostile
 //! evidence agree (two rules, or a rule and the learned stage) or one rule a
 //! policy author weighted at high on its own; only corroborated high-risk
-//! verdicts count towards the repeat-offender cool-down.
+//! verdicts count towards the repeat-offender cool-down. Critical, which blocks by default,
+//! needs the rules alone at high ([`hold_critical_to_rules`]).
 //! Two rules of one category that read the same words are one piece of
 //! evidence: the lighter match is an *echo* and adds nothing
 //! ([`count_echoes_once`]), so it neither lifts the level nor corroborates.
@@ -34,7 +35,8 @@ use super::verdict::{Action, Category, Match, ScanInput, Settings, Verdict, LEAR
 /// Probability below which the learned stage adds nothing.
 pub const LEARNED_FLOOR: f32 = 0.5;
 /// Weight the learned stage adds at probability 1: medium, short of high, so the model alone
-/// never reaches high; with one rule beside it, it can reach critical.
+/// never reaches high; it lifts rules to critical only when they reach high by themselves
+/// ([`hold_critical_to_rules`]).
 pub const LEARNED_MAX: f32 = 11.0;
 /// Texts of at least this many words get the learned stage's full weight.
 pub const SHORT_TEXT_WORDS: f32 = 8.0;
@@ -69,6 +71,7 @@ pub fn score(
     damp_fragments(&mut f);
     discount_quoted(&mut f);
     count_echoes_once(&mut f.matches);
+    hold_critical_to_rules(&mut f.matches, settings);
     // Summed in rule order: float addition is not associative, and a hash map's order differs
     // between two maps, so the same findings could score a few ulps apart (and, at a threshold,
     // land on two levels).
@@ -146,6 +149,43 @@ fn count_echoes_once(matches: &mut [Match]) {
         if echo {
             matches[i].weight = 0.0;
         }
+    }
+}
+
+/// How far under the critical threshold [`hold_critical_to_rules`] leaves a trimmed score: a
+/// tenth, the precision records show scores at.
+pub const UNDER_CRITICAL: f32 = 0.1;
+
+/// Critical (the level that blocks by default) needs the rules alone at high: when the rules'
+/// weights sum below the high threshold, the learned stage's match is trimmed so the total stays
+/// [`UNDER_CRITICAL`] under critical. One rule in a document ("ignore the previous version of
+/// this page") plus a model that has never seen the document's style is two weak signals, and
+/// a user must not be blocked on them; the verdict stays high and is flagged. Trimming the
+/// learned weight (rather than capping the level) keeps the record's weights adding up to its
+/// score and the level the thresholds give that score.
+fn hold_critical_to_rules(matches: &mut [Match], settings: &Settings) {
+    let [_, _, high, critical] = settings.thresholds;
+    let mut best: BTreeMap<&str, f32> = BTreeMap::new();
+    for m in matches.iter() {
+        let w = best.entry(&m.rule).or_insert(0.0);
+        *w = w.max(m.weight);
+    }
+    let (learned, rules): (Vec<(&str, f32)>, Vec<(&str, f32)>) = best
+        .into_iter()
+        .partition(|(r, _)| r.starts_with(LEARNED_PREFIX));
+    let rules: f32 = rules.iter().map(|(_, w)| w).sum();
+    let learned: f32 = learned.iter().map(|(_, w)| w).sum();
+    if rules >= high || rules + learned < critical {
+        return;
+    }
+    let mut excess = rules + learned - (critical - UNDER_CRITICAL);
+    for m in matches
+        .iter_mut()
+        .filter(|m| m.rule.starts_with(LEARNED_PREFIX))
+    {
+        let cut = excess.min(m.weight);
+        m.weight -= cut;
+        excess -= cut;
     }
 }
 
@@ -232,4 +272,102 @@ fn add_learned(f: &mut Findings, model: &LearnedModel, input: &ScanInput, p: f32
         span,
         snippet: snippet(text, span),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::verdict::RiskLevel;
+
+    fn m(rule: &str, category: Category, weight: f32, span: (usize, usize)) -> Match {
+        Match {
+            category,
+            rule: Arc::from(rule),
+            weight,
+            segment: 0,
+            span,
+            snippet: String::new(),
+        }
+    }
+
+    fn total(ms: &[Match]) -> f32 {
+        ms.iter().map(|m| m.weight).sum()
+    }
+
+    /// One rule at medium plus the learned stage at full weight summed to critical and blocked
+    /// a hand-written onboarding page ("ignore the previous version of this page"); the rules
+    /// alone must reach high before anything is critical.
+    #[test]
+    fn one_medium_rule_and_the_model_stay_under_critical() {
+        let s = Settings::default();
+        let mut ms = vec![
+            m(
+                "injection.ignore_phrases",
+                Category::PromptInjection,
+                10.0,
+                (5, 20),
+            ),
+            m(
+                "learned.prompt_injection",
+                Category::PromptInjection,
+                11.0,
+                (0, 90),
+            ),
+        ];
+        hold_critical_to_rules(&mut ms, &s);
+        let score = total(&ms);
+        assert_eq!(s.level_for(score), RiskLevel::High, "{score}");
+        assert!(
+            (score - (s.thresholds[3] - UNDER_CRITICAL)).abs() < 1e-4,
+            "{score}"
+        );
+        assert!(ms[1].weight > 0.0, "the model still lifts medium to high");
+    }
+
+    /// Rules that reach high by themselves still go critical with the model beside them, and
+    /// scores under critical are left alone.
+    #[test]
+    fn rules_at_high_keep_the_models_weight() {
+        let s = Settings::default();
+        let mut ms = vec![
+            m(
+                "injection.ignore_phrases",
+                Category::PromptInjection,
+                10.0,
+                (5, 20),
+            ),
+            m(
+                "extraction.reveal_prompt",
+                Category::DataExtraction,
+                9.0,
+                (30, 50),
+            ),
+            m(
+                "learned.prompt_injection",
+                Category::PromptInjection,
+                6.0,
+                (0, 90),
+            ),
+        ];
+        hold_critical_to_rules(&mut ms, &s);
+        assert_eq!(total(&ms), 25.0);
+        assert_eq!(s.level_for(total(&ms)), RiskLevel::Critical);
+
+        let mut ms = vec![
+            m(
+                "injection.ignore_phrases",
+                Category::PromptInjection,
+                10.0,
+                (5, 20),
+            ),
+            m(
+                "learned.prompt_injection",
+                Category::PromptInjection,
+                4.0,
+                (0, 90),
+            ),
+        ];
+        hold_critical_to_rules(&mut ms, &s);
+        assert_eq!(total(&ms), 14.0);
+    }
 }
