@@ -364,7 +364,8 @@ fn chain(norm: &str, hits: &[(u32, u8, usize, usize)], p: &Prox) -> Option<Hit> 
     None
 }
 
-/// True when an `unless` word lies inside `start..end` or within `window` words of it.
+/// True when an `unless` word lies inside `start..end` (or overlaps it) or, for a `window`
+/// above 0, within `window` words of it.
 fn vetoed(
     norm: &str,
     hits: &[(u32, u8, usize, usize)],
@@ -374,9 +375,9 @@ fn vetoed(
 ) -> bool {
     hits.iter().filter(|h| h.1 == UNLESS).any(|h| {
         if h.3 <= start {
-            words(norm, h.3, start) <= window
+            window > 0 && words(norm, h.3, start) <= window
         } else if h.2 >= end {
-            words(norm, end, h.2) <= window
+            window > 0 && words(norm, end, h.2) <= window
         } else {
             true
         }

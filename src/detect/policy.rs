@@ -78,7 +78,8 @@ pub struct ProximitySpec {
     pub unless: Vec<String>,
     /// How many words from the chain an `unless` word cancels it; `window` when absent. Wider
     /// than `window` for an idiom that reads like an attack for its first words and only
-    /// shows itself later ("forget everything | you know about sourdough").
+    /// shows itself later ("forget everything | you know about sourdough"). 0: only an `unless`
+    /// phrase that overlaps the chain cancels it ("not share" over the chain's "share").
     #[serde(default)]
     pub unless_window: Option<u32>,
 }
@@ -270,10 +271,10 @@ fn validate_proximity(px: &ProximitySpec, bad: &mut impl FnMut(&str, String)) {
             );
         }
     }
-    if px.unless_window.is_some_and(|w| w == 0 || w > MAX_WINDOW) {
+    if px.unless_window.is_some_and(|w| w > MAX_WINDOW) {
         bad(
             "proximity.unless_window",
-            format!("must be 1..={MAX_WINDOW} words"),
+            format!("must be 0..={MAX_WINDOW} words"),
         );
     }
     if px.unless_window.is_some() && px.unless.is_empty() {
@@ -340,9 +341,12 @@ mod tests {
         ))
         .is_empty());
         assert!(fields(&prox_rule("      unless: [about]\n")).is_empty());
+        assert!(fields(&prox_rule(
+            "      unless: [\"not show\"]\n      unless_window: 0\n"
+        ))
+        .is_empty());
         for bad in [
             "      unless_window: 4\n",
-            "      unless: [about]\n      unless_window: 0\n",
             "      unless: [about]\n      unless_window: 65\n",
         ] {
             assert_eq!(
