@@ -100,6 +100,16 @@ const FRAMES: &[&str] = &[
     "is that a",
     "write-up",
     "writeup",
+    // Asking which quoted lines are hostile, or how often models fall for a quoted ask.
+    "look like an attack",
+    "looks like an attack",
+    "look malicious",
+    "looks malicious",
+    "look suspicious",
+    "looks suspicious",
+    "when asked to",
+    "when told to",
+    "benchmarked",
     // Defenders asking how to stop what they quote.
     "harden",
     "defend against",
