@@ -35,6 +35,7 @@ pub mod policy;
 pub mod regexes;
 mod scan;
 pub mod scoring;
+mod suffix;
 pub mod train;
 pub mod verdict;
 pub mod window;

@@ -98,6 +98,9 @@ const OBF_ENCODED: (&str, f32) = ("obfuscation.encoded_payload", 4.0);
 /// Encoded text left undecoded because the segment's decode budget or run count ran out:
 /// what the detector could not look into is flagged (medium), never silently passed.
 const OBF_UNDECODED: (&str, f32) = ("obfuscation.undecoded_payload", 7.0);
+/// Optimiser-found token soup after a request ([`super::suffix`]): medium on its own, an
+/// attempt to make the model comply with whatever the request before it asks.
+const JB_SUFFIX: (&str, f32) = ("jailbreak.adversarial_suffix", 7.0);
 
 /// Raw findings of one scan, before scoring.
 pub struct Findings {
@@ -284,6 +287,9 @@ impl Ctx<'_> {
             self.push_rule(h.rule, (h.start, h.end));
         }
         self.obfuscation(norm);
+        if let Some(span) = super::suffix::adversarial_suffix(self.orig) {
+            self.push(JB_SUFFIX.0.into(), Category::Jailbreak, JB_SUFFIX.1, span);
+        }
         let mut budget = DECODE_BUDGET;
         if self.decoded(self.orig, None, 1, &mut budget) {
             self.push_synthetic(OBF_UNDECODED, (0, self.orig.len()));
