@@ -71,7 +71,7 @@ pub fn score(
     damp_fragments(&mut f);
     discount_quoted(&mut f);
     count_echoes_once(&mut f.matches);
-    hold_critical_to_rules(&mut f.matches, settings);
+    hold_critical_to_rules(&mut f.matches);
     // Summed in rule order: float addition is not associative, and a hash map's order differs
     // between two maps, so the same findings could score a few ulps apart (and, at a threshold,
     // land on two levels).
@@ -152,19 +152,25 @@ fn count_echoes_once(matches: &mut [Match]) {
     }
 }
 
-/// How far under the critical threshold [`hold_critical_to_rules`] leaves a trimmed score: a
-/// tenth, the precision records show scores at.
+/// The default high and critical thresholds: the score scale [`hold_critical_to_rules`] holds
+/// to, as [`LEARNED_MAX`] is calibrated against medium and high.
+pub const HIGH_SCORE: f32 = 12.0;
+pub const CRITICAL_SCORE: f32 = 20.0;
+/// How far under [`CRITICAL_SCORE`] a trimmed score is left: a tenth, the precision records
+/// show scores at.
 pub const UNDER_CRITICAL: f32 = 0.1;
 
 /// Critical (the level that blocks by default) needs the rules alone at high: when the rules'
-/// weights sum below the high threshold, the learned stage's match is trimmed so the total stays
-/// [`UNDER_CRITICAL`] under critical. One rule in a document ("ignore the previous version of
-/// this page") plus a model that has never seen the document's style is two weak signals, and
-/// a user must not be blocked on them; the verdict stays high and is flagged. Trimming the
-/// learned weight (rather than capping the level) keeps the record's weights adding up to its
-/// score and the level the thresholds give that score.
-fn hold_critical_to_rules(matches: &mut [Match], settings: &Settings) {
-    let [_, _, high, critical] = settings.thresholds;
+/// weights sum below [`HIGH_SCORE`], the learned stage's match is trimmed so the total stays
+/// [`UNDER_CRITICAL`] under [`CRITICAL_SCORE`]. One rule in a document ("ignore the previous
+/// version of this page") plus a model that has never seen the document's style is two weak
+/// signals, and a user must not be blocked on them; the verdict stays high and is flagged.
+/// Trimming the learned weight (rather than capping the level) keeps the record's weights adding
+/// up to its score. The scale is fixed, not read from the configured thresholds, so a score
+/// does not depend on them: replaying stored scores under other thresholds
+/// (`report::replay`) gives what the live detector would do, and an operator who lowers
+/// critical below 20 blocks these verdicts too.
+fn hold_critical_to_rules(matches: &mut [Match]) {
     let mut best: BTreeMap<&str, f32> = BTreeMap::new();
     for m in matches.iter() {
         let w = best.entry(&m.rule).or_insert(0.0);
@@ -175,10 +181,10 @@ fn hold_critical_to_rules(matches: &mut [Match], settings: &Settings) {
         .partition(|(r, _)| r.starts_with(LEARNED_PREFIX));
     let rules: f32 = rules.iter().map(|(_, w)| w).sum();
     let learned: f32 = learned.iter().map(|(_, w)| w).sum();
-    if rules >= high || rules + learned < critical {
+    if rules >= HIGH_SCORE || rules + learned < CRITICAL_SCORE {
         return;
     }
-    let mut excess = rules + learned - (critical - UNDER_CRITICAL);
+    let mut excess = rules + learned - (CRITICAL_SCORE - UNDER_CRITICAL);
     for m in matches
         .iter_mut()
         .filter(|m| m.rule.starts_with(LEARNED_PREFIX))
@@ -314,7 +320,7 @@ mod tests {
                 (0, 90),
             ),
         ];
-        hold_critical_to_rules(&mut ms, &s);
+        hold_critical_to_rules(&mut ms);
         let score = total(&ms);
         assert_eq!(s.level_for(score), RiskLevel::High, "{score}");
         assert!(
@@ -322,6 +328,13 @@ mod tests {
             "{score}"
         );
         assert!(ms[1].weight > 0.0, "the model still lifts medium to high");
+        // The score does not depend on the configured thresholds: an operator who moves critical
+        // down to 17 blocks this verdict, as a replay of its stored score says.
+        let lower = Settings {
+            thresholds: [3.0, 7.0, 12.0, 17.0],
+            ..Settings::default()
+        };
+        assert_eq!(lower.level_for(score), RiskLevel::Critical);
     }
 
     /// Rules that reach high by themselves still go critical with the model beside them, and
@@ -349,7 +362,7 @@ mod tests {
                 (0, 90),
             ),
         ];
-        hold_critical_to_rules(&mut ms, &s);
+        hold_critical_to_rules(&mut ms);
         assert_eq!(total(&ms), 25.0);
         assert_eq!(s.level_for(total(&ms)), RiskLevel::Critical);
 
@@ -367,7 +380,7 @@ mod tests {
                 (0, 90),
             ),
         ];
-        hold_critical_to_rules(&mut ms, &s);
+        hold_critical_to_rules(&mut ms);
         assert_eq!(total(&ms), 14.0);
     }
 }
