@@ -176,11 +176,14 @@ fn hold_critical_to_rules(matches: &mut [Match]) {
         let w = best.entry(&m.rule).or_insert(0.0);
         *w = w.max(m.weight);
     }
-    let (learned, rules): (Vec<(&str, f32)>, Vec<(&str, f32)>) = best
-        .into_iter()
-        .partition(|(r, _)| r.starts_with(LEARNED_PREFIX));
-    let rules: f32 = rules.iter().map(|(_, w)| w).sum();
-    let learned: f32 = learned.iter().map(|(_, w)| w).sum();
+    let (mut rules, mut learned) = (0.0, 0.0);
+    for (rule, w) in best {
+        if rule.starts_with(LEARNED_PREFIX) {
+            learned += w;
+        } else {
+            rules += w;
+        }
+    }
     if rules >= HIGH_SCORE || rules + learned < CRITICAL_SCORE {
         return;
     }
@@ -285,7 +288,19 @@ mod tests {
     use super::*;
     use crate::detect::verdict::RiskLevel;
 
-    fn m(rule: &str, category: Category, weight: f32, span: (usize, usize)) -> Match {
+    /// A rule match (extraction rules in their category, the rest prompt injection) or, for a
+    /// `learned.` id, the learned stage's match over the whole turn.
+    fn m(rule: &str, weight: f32) -> Match {
+        let category = if rule.starts_with("extraction.") {
+            Category::DataExtraction
+        } else {
+            Category::PromptInjection
+        };
+        let span = if rule.starts_with(LEARNED_PREFIX) {
+            (0, 90)
+        } else {
+            (5, 20)
+        };
         Match {
             category,
             rule: Arc::from(rule),
@@ -307,24 +322,14 @@ mod tests {
     fn one_medium_rule_and_the_model_stay_under_critical() {
         let s = Settings::default();
         let mut ms = vec![
-            m(
-                "injection.ignore_phrases",
-                Category::PromptInjection,
-                10.0,
-                (5, 20),
-            ),
-            m(
-                "learned.prompt_injection",
-                Category::PromptInjection,
-                11.0,
-                (0, 90),
-            ),
+            m("injection.ignore_phrases", 10.0),
+            m("learned.prompt_injection", 11.0),
         ];
         hold_critical_to_rules(&mut ms);
         let score = total(&ms);
         assert_eq!(s.level_for(score), RiskLevel::High, "{score}");
         assert!(
-            (score - (s.thresholds[3] - UNDER_CRITICAL)).abs() < 1e-4,
+            (score - (CRITICAL_SCORE - UNDER_CRITICAL)).abs() < 1e-4,
             "{score}"
         );
         assert!(ms[1].weight > 0.0, "the model still lifts medium to high");
@@ -343,42 +348,17 @@ mod tests {
     fn rules_at_high_keep_the_models_weight() {
         let s = Settings::default();
         let mut ms = vec![
-            m(
-                "injection.ignore_phrases",
-                Category::PromptInjection,
-                10.0,
-                (5, 20),
-            ),
-            m(
-                "extraction.reveal_prompt",
-                Category::DataExtraction,
-                9.0,
-                (30, 50),
-            ),
-            m(
-                "learned.prompt_injection",
-                Category::PromptInjection,
-                6.0,
-                (0, 90),
-            ),
+            m("injection.ignore_phrases", 10.0),
+            m("extraction.reveal_prompt", 9.0),
+            m("learned.prompt_injection", 6.0),
         ];
         hold_critical_to_rules(&mut ms);
         assert_eq!(total(&ms), 25.0);
         assert_eq!(s.level_for(total(&ms)), RiskLevel::Critical);
 
         let mut ms = vec![
-            m(
-                "injection.ignore_phrases",
-                Category::PromptInjection,
-                10.0,
-                (5, 20),
-            ),
-            m(
-                "learned.prompt_injection",
-                Category::PromptInjection,
-                4.0,
-                (0, 90),
-            ),
+            m("injection.ignore_phrases", 10.0),
+            m("learned.prompt_injection", 4.0),
         ];
         hold_critical_to_rules(&mut ms);
         assert_eq!(total(&ms), 14.0);
