@@ -177,6 +177,7 @@ impl Builder {
                     check: r.check,
                     windowed: r.category == Category::PiiInPrompt,
                     whole_message: r.whole_message,
+                    opening: r.opening,
                 });
             }
         }

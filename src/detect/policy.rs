@@ -63,6 +63,11 @@ pub struct RuleSpec {
     /// prompts.
     #[serde(default)]
     pub whole_message: bool,
+    /// A regex rule that judges how a message opens (anchored `\A…`): searched only in the
+    /// first `regexes::OPENING` bytes of a text, so it costs nothing on the rest of it and a
+    /// rule without a literal prefix does not slow the whole-text regex pass.
+    #[serde(default)]
+    pub opening: bool,
 }
 
 /// Ordered word groups that must all occur within `window` words, unless a word of `unless`
@@ -250,6 +255,15 @@ fn validate_rule(rule: &RuleSpec, seen: &mut HashSet<String>) -> Vec<Problem> {
     if rule.whole_message && rule.regex.is_none() {
         bad("whole_message", "only applies to regex rules".into());
     }
+    if rule.opening && rule.regex.is_none() {
+        bad("opening", "only applies to regex rules".into());
+    }
+    if rule.opening && rule.whole_message {
+        bad(
+            "opening",
+            "a rule judges the whole message or its opening, not both".into(),
+        );
+    }
     out
 }
 
@@ -332,6 +346,22 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(problems) => problems.into_iter().filter_map(|p| p.field).collect(),
         }
+    }
+
+    #[test]
+    fn opening_is_for_regex_rules_that_do_not_judge_the_whole_message() {
+        assert_eq!(fields(&prox_rule("    opening: true\n")), ["opening"]);
+        let regex = |extra: &str| {
+            format!(
+                "family: t\ndescription: d\non_error: fail_closed\nrules:\n  - id: t.r\n    \
+                 category: code_injection\n    weight: 5\n    regex: '\\A<x'\n{extra}"
+            )
+        };
+        assert!(fields(&regex("    opening: true\n")).is_empty());
+        assert_eq!(
+            fields(&regex("    opening: true\n    whole_message: true\n")),
+            ["opening"]
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! windows around an `@` or a run of 7+ digits. Individual regexes run only
 //! for rules their set reported. `whole_message` rules judge a whole short message (anchored
 //! payload shapes): their set runs only on texts of at most [`SHORT_MESSAGE`] bytes that hold
-//! a byte payloads are made of ([`is_payload_byte`]). Trade-off: a PII value with fewer than 7
+//! a byte payloads are made of ([`is_payload_byte`]); `opening` rules (anchored at the start)
+//! run only on a text's first [`OPENING`] bytes, when those hold such a byte. Trade-off: a PII value with fewer than 7
 //! digits and no `@` is never looked at; none of our PII formats has one.
 
 use regex::{Regex, RegexSet};
@@ -27,6 +28,8 @@ pub struct RegexSpec {
     pub windowed: bool,
     /// Run only on whole short messages (at most [`SHORT_MESSAGE`] bytes).
     pub whole_message: bool,
+    /// Run only on a text's first [`OPENING`] bytes.
+    pub opening: bool,
 }
 
 struct Compiled {
@@ -85,12 +88,17 @@ fn is_payload_byte(b: u8) -> bool {
     ) || b >= 0x80
 }
 
+/// The bytes of a text an `opening` rule looks at.
+pub const OPENING: usize = 96;
+
 /// Every regex rule, compiled.
 pub struct RegexRules {
     whole: Compiled,
     windowed: Compiled,
     /// `whole_message` rules.
     short: Compiled,
+    /// `opening` rules.
+    opening: Compiled,
 }
 
 impl RegexRules {
@@ -99,14 +107,17 @@ impl RegexRules {
     /// # Errors
     /// A pattern fails to compile or the set exceeds the size limit.
     pub fn build(specs: &[RegexSpec]) -> Result<RegexRules, regex::Error> {
+        let (opening, specs): (Vec<&RegexSpec>, Vec<&RegexSpec>) =
+            specs.iter().partition(|s| s.opening);
         let (short, rest): (Vec<&RegexSpec>, Vec<&RegexSpec>) =
-            specs.iter().partition(|s| s.whole_message);
+            specs.into_iter().partition(|s| s.whole_message);
         let (win, whole): (Vec<&RegexSpec>, Vec<&RegexSpec>) =
             rest.into_iter().partition(|s| s.windowed);
         Ok(RegexRules {
             whole: Compiled::build(&whole)?,
             windowed: Compiled::build(&win)?,
             short: Compiled::build(&short)?,
+            opening: Compiled::build(&opening)?,
         })
     }
 
@@ -115,6 +126,14 @@ impl RegexRules {
         self.whole.hits(text, 0, out);
         if text.len() <= SHORT_MESSAGE && text.bytes().any(is_payload_byte) {
             self.short.hits(text, 0, out);
+        }
+        let mut end = text.len().min(OPENING);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let head = &text[..end];
+        if head.bytes().any(is_payload_byte) {
+            self.opening.hits(head, 0, out);
         }
         if self.windowed.rules.is_empty() {
             return;
@@ -268,4 +287,37 @@ pub fn iban(s: &str) -> bool {
         };
     }
     rem == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(pattern: &str, opening: bool) -> RegexSpec {
+        RegexSpec {
+            rule: 0,
+            pattern: pattern.into(),
+            check: None,
+            windowed: false,
+            whole_message: false,
+            opening,
+        }
+    }
+
+    /// An `opening` rule reads only the first [`OPENING`] bytes (cut on a char boundary), and
+    /// an anchored pattern without a literal prefix stays out of the whole-text set.
+    #[test]
+    fn opening_rules_read_only_the_start() {
+        let rules = RegexRules::build(&[spec(r"(?i)\A\s*<script\b", true)]).expect("compiles");
+        let hits = |t: &str| {
+            let mut out = Vec::new();
+            rules.hits(t, &mut out);
+            out.len()
+        };
+        assert_eq!(hits("<script src=//x.example/1.js>"), 1);
+        assert_eq!(hits(&format!("{}<script>", " ".repeat(OPENING))), 0);
+        assert_eq!(hits(&format!("{}<script>", "é".repeat(OPENING))), 0);
+        assert_eq!(hits("Why does <script> run early?"), 0);
+        assert!(rules.whole.rules.is_empty() && rules.opening.rules.len() == 1);
+    }
 }

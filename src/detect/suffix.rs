@@ -37,7 +37,19 @@ pub fn adversarial_suffix(text: &str) -> Option<(usize, usize)> {
     while !trimmed.is_char_boundary(start) {
         start += 1;
     }
-    if let Some(nl) = trimmed[start..].rfind('\n') {
+    // Most texts end without three brackets: one branch-free count over the window, and no
+    // tokenising, is all they cost.
+    let brackets: u32 = trimmed.as_bytes()[start..]
+        .iter()
+        .map(|&b| u32::from(matches!(b, b'(' | b')' | b'[' | b']' | b'{' | b'}')))
+        .sum();
+    if (brackets as usize) < MIN_UNNESTED {
+        return None;
+    }
+    if let Some(nl) = trimmed.as_bytes()[start..]
+        .iter()
+        .rposition(|&b| b == b'\n')
+    {
         start += nl + 1;
     }
     let line = &trimmed[start..];
