@@ -102,6 +102,15 @@ impl Normalised {
     }
 }
 
+/// The largest char boundary of `s` at or below `i` (`i` past the end counts as the end).
+pub fn floor_boundary(s: &str, i: usize) -> usize {
+    let mut i = i.min(s.len());
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
 /// Normalises `input` for matching. Idempotent: `normalise(normalise(x).text).text == normalise(x).text`.
 pub fn normalise(input: &str) -> Normalised {
     let mut out = if input.is_ascii() {

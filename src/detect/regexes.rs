@@ -10,12 +10,14 @@
 //! for rules their set reported. `whole_message` rules judge a whole short message (anchored
 //! payload shapes): their set runs only on texts of at most [`SHORT_MESSAGE`] bytes that hold
 //! a byte payloads are made of ([`is_payload_byte`]); `opening` rules (anchored at the start)
-//! run only on a text's first [`OPENING`] bytes, when those hold such a byte. Trade-off: a PII value with fewer than 7
-//! digits and no `@` is never looked at; none of our PII formats has one.
+//! run only on a text's first [`OPENING`] bytes, when those hold such a byte. Trade-off: a PII
+//! value with fewer than 7 digits and no `@` is never looked at; none of our PII formats has
+//! one.
 
 use regex::{Regex, RegexSet};
 
 use super::matcher::Hit;
+use super::normalise::floor_boundary;
 use super::policy::Check;
 
 /// A validated regex rule, before compiling.
@@ -127,13 +129,11 @@ impl RegexRules {
         if text.len() <= SHORT_MESSAGE && text.bytes().any(is_payload_byte) {
             self.short.hits(text, 0, out);
         }
-        let mut end = text.len().min(OPENING);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let head = &text[..end];
-        if head.bytes().any(is_payload_byte) {
-            self.opening.hits(head, 0, out);
+        if !self.opening.rules.is_empty() {
+            let head = &text[..floor_boundary(text, OPENING)];
+            if head.bytes().any(is_payload_byte) {
+                self.opening.hits(head, 0, out);
+            }
         }
         if self.windowed.rules.is_empty() {
             return;

@@ -21,7 +21,7 @@ use super::decode::{decode_runs, Decoded};
 use super::framing::{quoted_material, without};
 use super::learned::LearnedModel;
 use super::matcher::{Hit, Matcher};
-use super::normalise::{looks_split, normalise, word_count, Normalised};
+use super::normalise::{floor_boundary, looks_split, normalise, word_count, Normalised};
 use super::scoring::LEARNED_FLOOR;
 use super::verdict::{Category, Match, Role, ScanInput};
 
@@ -459,13 +459,6 @@ fn seams(m: &Matcher, input: &ScanInput, f: &mut Findings) {
             ctx.push_rule(h.rule, span);
         }
     }
-}
-
-fn floor_boundary(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 /// At most [`SNIPPET_CHARS`] chars of `text` starting at the span, with secrets and personal

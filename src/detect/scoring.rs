@@ -75,12 +75,7 @@ pub fn score(
     // Summed in rule order: float addition is not associative, and a hash map's order differs
     // between two maps, so the same findings could score a few ulps apart (and, at a threshold,
     // land on two levels).
-    let mut best: BTreeMap<&str, f32> = BTreeMap::new();
-    for m in &f.matches {
-        let w = best.entry(&m.rule).or_insert(0.0);
-        *w = w.max(m.weight);
-    }
-    let score: f32 = best.values().fold(0.0, |a, w| a + w);
+    let score: f32 = rule_weights(&f.matches).values().fold(0.0, |a, w| a + w);
     let level = settings.level_for(score);
     let action = settings.actions.for_level(level);
     let mut categories: Vec<Category> = f.matches.iter().map(|m| m.category).collect();
@@ -152,6 +147,17 @@ fn count_echoes_once(matches: &mut [Match]) {
     }
 }
 
+/// Each rule's weight in the score: its highest match (a rule counts once per request), keyed
+/// and so summed in rule order.
+fn rule_weights(matches: &[Match]) -> BTreeMap<&str, f32> {
+    let mut best: BTreeMap<&str, f32> = BTreeMap::new();
+    for m in matches {
+        let w = best.entry(&m.rule).or_insert(0.0);
+        *w = w.max(m.weight);
+    }
+    best
+}
+
 /// The default high and critical thresholds: the score scale [`hold_critical_to_rules`] holds
 /// to, as [`LEARNED_MAX`] is calibrated against medium and high.
 pub const HIGH_SCORE: f32 = 12.0;
@@ -171,13 +177,11 @@ pub const UNDER_CRITICAL: f32 = 0.1;
 /// (`report::replay`) gives what the live detector would do, and an operator who lowers
 /// critical below 20 blocks these verdicts too.
 fn hold_critical_to_rules(matches: &mut [Match]) {
-    let mut best: BTreeMap<&str, f32> = BTreeMap::new();
-    for m in matches.iter() {
-        let w = best.entry(&m.rule).or_insert(0.0);
-        *w = w.max(m.weight);
+    if !matches.iter().any(|m| m.rule.starts_with(LEARNED_PREFIX)) {
+        return;
     }
     let (mut rules, mut learned) = (0.0, 0.0);
-    for (rule, w) in best {
+    for (rule, w) in rule_weights(matches) {
         if rule.starts_with(LEARNED_PREFIX) {
             learned += w;
         } else {

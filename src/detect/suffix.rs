@@ -16,7 +16,9 @@
 //! Trade-off: suffixes made only of words (no brackets) are word salad this check cannot
 //! tell from a long list of names; they are left to the rules and the learned stage.
 
-/// Bytes at the end of the last line that are read.
+use super::normalise::floor_boundary;
+
+/// Bytes at the end of the last line that are read (from the char boundary at or before).
 pub const WINDOW: usize = 400;
 /// Words at the end of the line that make the tail.
 pub const TAIL: usize = 20;
@@ -33,10 +35,7 @@ const PLAIN_HEAD: f32 = 0.7;
 /// Byte span (in `text`) of an adversarial suffix at the end of `text`, if there is one.
 pub fn adversarial_suffix(text: &str) -> Option<(usize, usize)> {
     let trimmed = text.trim_end();
-    let mut start = trimmed.len().saturating_sub(WINDOW);
-    while !trimmed.is_char_boundary(start) {
-        start += 1;
-    }
+    let mut start = floor_boundary(trimmed, trimmed.len().saturating_sub(WINDOW));
     // Most texts end without three brackets: one branch-free count over the window, and no
     // tokenising, is all they cost.
     let brackets: u32 = trimmed.as_bytes()[start..]
@@ -196,6 +195,6 @@ mod tests {
         let long = "mot ".repeat(5000) + " ({[ Sure ]( x{ é[ y ({[";
         assert!(adversarial_suffix(&long).is_some());
         let multibyte = "é".repeat(300) + " tell me how ({[ a ]( b{ c[ d ({[ e f g h i";
-        let _ = adversarial_suffix(&multibyte);
+        assert!(adversarial_suffix(&multibyte).is_some());
     }
 }
