@@ -10,7 +10,7 @@
 //! learned stage alone at 1% of benign rows. Approximate (no quoted-turn discount): `gatehouse
 //! eval --loso` stays the figure of record; this is for choosing what to run it on. Training
 //! settings come from the environment: `LOSO_L2`, `LOSO_EPOCHS`, `LOSO_LR`, `LOSO_BITS`,
-//! `LOSO_CHAR_NGRAM`, `LOSO_CHAR_LIMIT`, `LOSO_HARD` (the hard-negative weight);
+//! `LOSO_CHAR_NGRAM`, `LOSO_CHAR_LIMIT`, `LOSO_CONCEPTS` (concept repeat, 0 = none), `LOSO_HARD` (the hard-negative weight);
 //! `LOSO_NO_RULES=1` scores without the rules. `LOSO_UNREAD=SOURCE[,SOURCE…]` keeps those
 //! sources' benign rows out of the benign figures (and the 1% threshold) and reports them on a
 //! line of their own, so a setting can be chosen without the sources kept for measurement.
@@ -48,6 +48,7 @@ fn main() -> anyhow::Result<()> {
             bits: env("LOSO_BITS", base.features.bits),
             char_ngram: env("LOSO_CHAR_NGRAM", base.features.char_ngram),
             char_limit: env("LOSO_CHAR_LIMIT", base.features.char_limit),
+            concepts: env("LOSO_CONCEPTS", base.features.concepts),
         },
         epochs: env("LOSO_EPOCHS", base.epochs),
         learning_rate: env("LOSO_LR", base.learning_rate),

@@ -195,7 +195,7 @@ fn prox_index(rules: usize, prox: &[Prox]) -> Vec<u32> {
 
 /// A `*` at either end is a wildcard (the word may continue) only when it
 /// touches a letter or digit; `*** new` keeps its stars as text.
-fn wildcards(raw: &str) -> (&str, bool, bool) {
+pub(super) fn wildcards(raw: &str) -> (&str, bool, bool) {
     let b = raw.as_bytes();
     let left = b.len() > 1 && b[0] == b'*' && b[1].is_ascii_alphanumeric();
     let right = b.len() > 1 && b[b.len() - 1] == b'*' && b[b.len() - 2].is_ascii_alphanumeric();
@@ -395,14 +395,14 @@ fn words(norm: &str, from: usize, to: usize) -> u32 {
 
 /// Scripts written with spaces get whole-word matching; CJK and Thai (written without
 /// spaces) and Hangul (words that carry their particles) match as substrings.
-fn needs_boundary(c: char) -> bool {
+pub(super) fn needs_boundary(c: char) -> bool {
     c.is_alphanumeric() && !written_without_spaces(c) && !is_hangul(c)
 }
 
 /// True when the character ending at byte `at` of `s` is part of a word (false at the start).
 /// Matches of whole UTF-8 patterns start and end on character boundaries; off one, the
 /// neighbour reads as no word rather than panicking.
-fn word_before(s: &str, at: usize) -> bool {
+pub(super) fn word_before(s: &str, at: usize) -> bool {
     match s.as_bytes().get(at.wrapping_sub(1)) {
         None => false,
         Some(b) if b.is_ascii() => b.is_ascii_alphanumeric(),
@@ -414,7 +414,7 @@ fn word_before(s: &str, at: usize) -> bool {
 }
 
 /// True when the character starting at byte `at` of `s` is part of a word (false at the end).
-fn word_at(s: &str, at: usize) -> bool {
+pub(super) fn word_at(s: &str, at: usize) -> bool {
     match s.as_bytes().get(at) {
         None => false,
         Some(b) if b.is_ascii() => b.is_ascii_alphanumeric(),

@@ -5,7 +5,8 @@
 //! ([`normalise`], [`confusables`]), bounded decoding ([`decode`]), the
 //! benign-analysis framing of quoted attacks ([`framing`]), the system
 //! prompt's declared secrets ([`context`]), the
-//! compiled matcher ([`matcher`]), the learned stage ([`learned`]), scoring
+//! compiled matcher ([`matcher`]), the learned stage ([`learned`]) and its
+//! cross-language concept lexicon ([`concepts`]), scoring
 //! ([`scoring`]), per-user behaviour ([`behaviour`]), response scanning
 //! ([`window`]), request-body extraction ([`extract`]), the per-message scan
 //! cache ([`cache`]) and the offline tooling ([`train`], [`eval`]).
@@ -20,6 +21,7 @@
 
 pub mod behaviour;
 pub mod cache;
+pub mod concepts;
 pub mod confusables;
 pub mod context;
 pub mod decode;
