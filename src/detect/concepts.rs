@@ -47,7 +47,9 @@ pub struct Lexicon {
     ascii_ids: Vec<usize>,
     /// The other patterns (a contiguous NFA: a DFA over two dozen scripts would be megabytes),
     /// searched only in text with a non-ASCII byte.
-    other: Searcher,
+    other: AhoCorasick,
+    /// Lexicon pattern id of each of `other`'s patterns.
+    other_ids: Vec<usize>,
     entries: Vec<Vec<Entry>>,
     /// Concept names, by id.
     pub names: Vec<String>,
@@ -131,7 +133,12 @@ impl Lexicon {
             ascii: Phrases::build(&ascii.iter().map(|&i| pats[i].as_str()).collect::<Vec<_>>())
                 .map_err(LexiconError::Automaton)?,
             ascii_ids: ascii,
-            other: Searcher::build(&pats, other, AhoCorasickKind::ContiguousNFA)?,
+            other: AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .build(other.iter().map(|&i| &pats[i]))
+                .map_err(LexiconError::Automaton)?,
+            other_ids: other,
             entries,
             names,
             fingerprint: fingerprint(text),
@@ -141,7 +148,7 @@ impl Lexicon {
     /// Heap bytes of the automata.
     #[cfg(test)]
     pub fn memory_usage(&self) -> usize {
-        self.ascii.memory_usage() + self.other.ac.memory_usage()
+        self.ascii.memory_usage() + self.other.memory_usage()
     }
 
     /// Concept hits `(concept, start, end)` in normalised text, in order of start (every
@@ -153,7 +160,18 @@ impl Lexicon {
                 self.push(self.ascii_ids[pat as usize], norm, s, e, out);
             });
         if !norm.is_ascii() {
-            self.other.hits(self, norm, out);
+            for m in self.other.find_overlapping_iter(norm) {
+                self.push(
+                    self.other_ids[m.pattern().as_usize()],
+                    norm,
+                    m.start(),
+                    m.end(),
+                    out,
+                );
+                if out.len() >= 2 * MAX_HITS {
+                    break;
+                }
+            }
         }
         out.sort_unstable_by_key(|h| (h.1, h.2));
         out.truncate(MAX_HITS);
@@ -172,59 +190,29 @@ impl Lexicon {
     /// Calls `f` with each concept feature of normalised text: every concept present, and every
     /// unordered pair of different concepts whose hits lie within [`PAIR_BYTES`]. Repeats are
     /// left to the caller's distinct-bucket pass.
+    /// The hits go into a per-thread buffer, so a scan allocates nothing after a thread's first.
     pub fn features(&self, norm: &str, mut f: impl FnMut(u32)) {
-        let mut hits = Vec::new();
-        self.hits(norm, &mut hits);
-        for (i, &(a, _, a_end)) in hits.iter().enumerate() {
-            f(unigram(a));
-            for &(b, b_start, _) in hits[i + 1..].iter().take(PAIR_AHEAD) {
-                if b_start > a_end + PAIR_BYTES {
-                    break;
-                }
-                if b != a {
-                    f(pair(a, b));
+        HITS.with_borrow_mut(|hits| {
+            hits.clear();
+            self.hits(norm, hits);
+            for (i, &(a, _, a_end)) in hits.iter().enumerate() {
+                f(unigram(a));
+                for &(b, b_start, _) in hits[i + 1..].iter().take(PAIR_AHEAD) {
+                    if b_start > a_end + PAIR_BYTES {
+                        break;
+                    }
+                    if b != a {
+                        f(pair(a, b));
+                    }
                 }
             }
-        }
+        });
     }
 }
 
-/// One automaton and the lexicon pattern id of each of its patterns.
-struct Searcher {
-    ac: AhoCorasick,
-    ids: Vec<usize>,
-}
-
-impl Searcher {
-    fn build(
-        pats: &[String],
-        ids: Vec<usize>,
-        kind: AhoCorasickKind,
-    ) -> Result<Searcher, LexiconError> {
-        let ac = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(kind))
-            .build(ids.iter().map(|&i| &pats[i]))
-            .map_err(LexiconError::Automaton)?;
-        Ok(Searcher { ac, ids })
-    }
-
-    /// Appends the hits that pass their boundary checks, in order of their end; stops after
-    /// twice [`MAX_HITS`] (the caller sorts and keeps the first).
-    fn hits(&self, lex: &Lexicon, norm: &str, out: &mut Vec<(u32, usize, usize)>) {
-        for m in self.ac.find_overlapping_iter(norm) {
-            lex.push(
-                self.ids[m.pattern().as_usize()],
-                norm,
-                m.start(),
-                m.end(),
-                out,
-            );
-            if out.len() >= 2 * MAX_HITS {
-                break;
-            }
-        }
-    }
+thread_local! {
+    /// [`Lexicon::features`]'s hit buffer, reused.
+    static HITS: std::cell::RefCell<Vec<(u32, usize, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 const SEED_CONCEPT: u32 = 0xc2b2_ae35;
@@ -264,7 +252,7 @@ mod tests {
         println!(
             "concept automaton: {bytes} bytes (ascii {}, other {})",
             LEXICON.ascii.memory_usage(),
-            LEXICON.other.ac.memory_usage()
+            LEXICON.other.memory_usage()
         );
         assert!(bytes < 3 << 20, "{bytes} bytes");
     }
