@@ -18,7 +18,7 @@ use aho_corasick::AhoCorasick;
 use super::cache::SegmentCache;
 use super::context;
 use super::decode::{decode_runs, Decoded};
-use super::framing::{quoted_material, without};
+use super::framing::{inside, quoted_material, token_run, without, Material};
 use super::learned::LearnedModel;
 use super::matcher::{Hit, Matcher};
 use super::normalise::{floor_boundary, looks_split, normalise, word_count, Normalised};
@@ -136,9 +136,19 @@ impl Findings {
 /// learned probability of the turn without them.
 pub struct Quoted {
     pub regions: Vec<(usize, usize)>,
+    /// Payload matches are material wherever they are ([`super::framing::Material`]).
+    pub payloads: bool,
     pub learned_unquoted: Option<f32>,
     /// Words of the turn without its quotes.
     pub words_unquoted: usize,
+}
+
+impl Quoted {
+    /// Whether match `m` is part of what the turn analyses: inside its quotes, or a payload of a
+    /// turn whose payloads are material.
+    pub fn covers(&self, m: &Match) -> bool {
+        inside(&self.regions, m.span) || (self.payloads && m.category == Category::CodeInjection)
+    }
 }
 
 /// What scanning one segment alone found. A function of the segment's role and text (and the
@@ -198,14 +208,28 @@ pub fn scan_segment(
     let quoted = (role == Role::User && weighable)
         .then(|| quoted_material(text))
         .flatten()
-        .map(|regions| {
-            let rest = normalise(&without(text, &regions)).text;
+        .map(|Material { regions, payloads }| {
+            // The learned stage reads the turn without its material, payload tokens included.
+            let mut cut = regions.clone();
+            if payloads {
+                cut.extend(
+                    matches
+                        .iter()
+                        .filter(|x| x.category == Category::CodeInjection)
+                        .map(|x| token_run(text, x.span)),
+                );
+            }
+            let rest = normalise(&without(text, &cut)).text;
             Quoted {
-                learned_unquoted: model
-                    .filter(|_| learned.is_some())
-                    .map(|model| model.probability(&rest)),
+                learned_unquoted: match (model, learned) {
+                    (Some(model), Some(p)) if !cut.is_empty() => {
+                        Some(model.probability(&rest).min(p))
+                    }
+                    (_, p) => p,
+                },
                 words_unquoted: word_count(&rest),
                 regions,
+                payloads,
             }
         });
     SegmentScan {

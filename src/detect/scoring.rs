@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::framing::{inside, QUOTED_FACTOR};
+use super::framing::QUOTED_FACTOR;
 use super::learned::LearnedModel;
 use super::scan::{snippet, Findings};
 use super::verdict::{Action, Category, Match, ScanInput, Settings, Verdict, LEARNED_PREFIX};
@@ -234,17 +234,14 @@ fn discount_quoted(f: &mut Findings) {
                 if let Some(p) = q.learned_unquoted {
                     m.weight = m.weight.min(learned_weight(p, q.words_unquoted));
                 }
-            } else if inside(&q.regions, m.span) {
+            } else if q.covers(m) {
                 m.weight *= QUOTED_FACTOR;
                 sum += m.weight;
             }
         }
         if sum > QUOTED_CAP {
             for m in matches.iter_mut().filter(|m| m.segment == seg) {
-                if m.category.is_hostile()
-                    && !m.rule.starts_with(LEARNED_PREFIX)
-                    && inside(&q.regions, m.span)
-                {
+                if m.category.is_hostile() && !m.rule.starts_with(LEARNED_PREFIX) && q.covers(m) {
                     m.weight *= QUOTED_CAP / sum;
                 }
             }
