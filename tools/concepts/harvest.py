@@ -46,6 +46,32 @@ ROLES = {
     ("void_rev", 2): ["void", "instruction"],
 }
 
+# Languages whose rules list the object before the verb (Japanese, Korean, Turkish, Hindi,
+# Bengali, Persian): the same kinds, other group orders. Checked first; the first version of this
+# tool read them with the verb-first roles, so "無視して" was labelled an instruction noun.
+ROLES_VERB_LAST = {
+    ("override", 2): ["instruction", "ignore"],
+    ("override_scope", 3): ["scope", "instruction", "ignore"],
+    ("override_prior", 3): ["instruction", "scope", "ignore"],
+    ("reveal", 2): ["sysprompt", "reveal"],
+    ("reveal", 3): ["scope", "sysprompt", "reveal"],
+    ("reveal_system", 3): ["sysprompt", "sysprompt", "reveal"],
+    ("unrestricted", 4): ["persona", "scope", "restriction", "without"],
+}
+VERB_LAST = {"ja", "ko", "tr", "hi", "bn", "fa"}
+# Single rules whose groups follow neither table.
+ROLES_RULE = {
+    "multilingual_core.ko.unrestricted": ["newtask", "persona", "unrestricted"],
+}
+
+
+def roles_of(rule_id: str, lang: str, kind: str, n: int):
+    if rule_id in ROLES_RULE:
+        return ROLES_RULE[rule_id]
+    if lang in VERB_LAST and (kind, n) in ROLES_VERB_LAST:
+        return ROLES_VERB_LAST[(kind, n)]
+    return ROLES.get((kind, n))
+
 
 def main() -> None:
     words = collections.defaultdict(dict)  # (concept, lang) -> ordered set of words
@@ -56,7 +82,7 @@ def main() -> None:
                 continue
             parts = rule["id"].split(".")
             lang, kind = parts[1], parts[-1]
-            roles = ROLES.get((kind, len(px["groups"])))
+            roles = roles_of(rule["id"], lang, kind, len(px["groups"]))
             if roles is None:
                 sys.exit(f"no roles for {rule['id']}")
             for concept, group in zip(roles, px["groups"]):
