@@ -24,6 +24,8 @@ use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
 
+use super::normalise::floor_boundary;
+
 /// Weight factor for matches inside quoted material of a framed turn.
 pub const QUOTED_FACTOR: f32 = 0.3;
 
@@ -395,7 +397,10 @@ static LISTS: LazyLock<Lists> = LazyLock::new(|| Lists {
 /// `span` widened to the run of non-space characters around it: the whole payload token
 /// (`<img src=x onerror=…>`, `?id=1'--`) rather than the part a rule matched.
 pub fn token_run(text: &str, span: (usize, usize)) -> (usize, usize) {
-    let (a, b) = (span.0.min(text.len()), span.1.min(text.len()));
+    // Spans come from the matcher on the original text; off a character boundary they are
+    // floored, never sliced mid-character.
+    let a = floor_boundary(text, span.0);
+    let b = floor_boundary(text, span.1).max(a);
     let mut start = text[..a].rfind(char::is_whitespace).map_or(0, |i| {
         i + text[i..].chars().next().map_or(1, char::len_utf8)
     });
@@ -612,6 +617,9 @@ mod tests {
         assert_eq!(without("abcdefgh", &[(1, 7), (2, 3)]), "a h");
         assert_eq!(token_run("go <a onerror=x> now", (6, 13)), (3, 16));
         assert_eq!(token_run("a > b onerror=x", (6, 13)), (6, 15));
+        // Off a character boundary, or past the end: floored, no panic.
+        assert_eq!(token_run("é <é onerror=x>", (4, 40)), (3, 17));
+        assert_eq!(token_run("ééé", (3, 1)), (0, 6));
     }
 
     #[test]
