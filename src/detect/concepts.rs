@@ -8,8 +8,8 @@
 //! also scores when it is written in Polish or Thai, where the n-gram table has seen almost only
 //! benign text. The concept features join the n-grams in one model (a separate concept-only
 //! head, tried first, caught fewer held-out attacks and flagged more benign rows). Unordered pairs keep verb-object and object-verb languages alike.
-//! Trade-off: a lexicon is only as wide as its word lists (the rules' multilingual groups plus a
-//! hand-written English block); a paraphrase outside them reads as no concept.
+//! Trade-off: a lexicon is only as wide as its word lists (the rules' multilingual groups plus
+//! hand-written blocks, see `concepts.txt`); a paraphrase outside them reads as no concept.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;

@@ -286,9 +286,10 @@ pub struct Material {
 pub fn quoted_material(text: &str) -> Option<Material> {
     let l = &*LISTS;
     let mut regions = quoted_regions(text);
+    let mut outside = unquoted_lower(text, &regions);
     // An order to act on the material counts wherever it is but inside quotes (a quoted
     // attack may itself say "follow it").
-    if l.act_on_it.is_match(&unquoted_lower(text, &regions)) {
+    if l.act_on_it.is_match(&outside) {
         return None;
     }
     // Asking for the material back ("print it unchanged") sends it on to a renderer or tool:
@@ -297,10 +298,10 @@ pub fn quoted_material(text: &str) -> Option<Material> {
     // Material introduced by reported speech or an analysis question ("a user typed this: …",
     // "Is the following an injection? …"); the frame must then be found outside it too, so
     // the material cannot frame itself.
-    if !asks_back {
-        regions.extend(introduced(text));
+    if let Some(r) = introduced(text).filter(|_| !asks_back) {
+        regions.push(r);
+        outside = unquoted_lower(text, &regions);
     }
-    let outside = unquoted_lower(text, &regions);
     let mut frames = l.frames.find_overlapping_iter(&outside).peekable();
     frames.peek()?;
     let translating = frames.any(|m| m.pattern().as_usize() >= FRAMES.len());
@@ -441,7 +442,8 @@ pub fn without(text: &str, regions: &[(usize, usize)]) -> String {
         let a = a.max(at);
         if b > a && b <= text.len() {
             s.push_str(&text[at..a]);
-            if a > at || at == 0 || !s.ends_with(' ') {
+            // A region that continues the last one adds no second space.
+            if a > at || at == 0 {
                 s.push(' ');
             }
             at = b;

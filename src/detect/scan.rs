@@ -219,15 +219,21 @@ pub fn scan_segment(
                         .map(|x| token_run(text, x.span)),
                 );
             }
-            let rest = normalise(&without(text, &cut)).text;
+            // Nothing cut (a framed payload-free turn): the turn's own probability and words.
+            let (learned_unquoted, words_unquoted) = if cut.is_empty() {
+                (learned, word_count(&norm.text))
+            } else {
+                let rest = normalise(&without(text, &cut)).text;
+                (
+                    model
+                        .zip(learned)
+                        .map(|(model, p)| model.probability(&rest).min(p)),
+                    word_count(&rest),
+                )
+            };
             Quoted {
-                learned_unquoted: match (model, learned) {
-                    (Some(model), Some(p)) if !cut.is_empty() => {
-                        Some(model.probability(&rest).min(p))
-                    }
-                    (_, p) => p,
-                },
-                words_unquoted: word_count(&rest),
+                learned_unquoted,
+                words_unquoted,
                 regions,
                 payloads,
             }
