@@ -80,6 +80,37 @@ fn no_benign_fixture_is_critical_and_no_short_turn_is_above_low() {
     );
 }
 
+/// Hand-written everyday turns (`tests/data/everyday_turns.txt`) that carry attack words or
+/// symbols: none reaches high, and those marked `low` stay at none or low. Four were flagged
+/// before: smileys read as an adversarial suffix (medium), "new task: plan a trip" (medium),
+/// "what are your instructions for assembling this shelf?" (high) and "oh wait, you're an AI,
+/// never mind" (high: read as an AI hailed and given an order).
+#[test]
+fn everyday_turns_with_attack_words_and_symbols_stay_below_high() {
+    let det = detector();
+    let text = std::fs::read_to_string(repo("tests/data/everyday_turns.txt")).expect("probes");
+    let mut wrong = Vec::new();
+    let mut n = 0;
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (max, turn) = line.split_once('\t').expect("level, tab, text");
+        let max = match max {
+            "low" => RiskLevel::Low,
+            "medium" => RiskLevel::Medium,
+            other => panic!("unknown level {other}"),
+        };
+        let v = det.scan_text(&turn.replace("\\n", "\n"));
+        n += 1;
+        if v.level > max {
+            wrong.push(format!("{:?} {:.1} {turn}", v.level, v.score));
+        }
+    }
+    assert!(n >= 80, "{n} probes");
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
 #[test]
 fn recall_on_the_attack_fixtures_stays_above_its_floor() {
     let det = detector();
