@@ -48,7 +48,7 @@ const PLAIN_HEAD: f32 = 0.7;
 pub fn adversarial_suffix(text: &str) -> Option<(usize, usize)> {
     let trimmed = text.trim_end();
     let mut start = floor_boundary(trimmed, trimmed.len().saturating_sub(WINDOW));
-    // Most texts end without three brackets: one branch-free count over the window, and no
+    // Most texts end without two brackets: one branch-free count over the window, and no
     // tokenising, is all they cost.
     let brackets: u32 = trimmed.as_bytes()[start..]
         .iter()
@@ -64,44 +64,67 @@ pub fn adversarial_suffix(text: &str) -> Option<(usize, usize)> {
         start += nl + 1;
     }
     let line = &trimmed[start..];
-    let words: Vec<(usize, &str)> = line
-        .split_whitespace()
-        .map(|w| (w.as_ptr() as usize - line.as_ptr() as usize, w))
-        .collect();
-    if words.len() < MIN_WORDS {
+    // The tail first, read from the end, since most lines stop there: the last TAIL words of a
+    // line of more than TAIL + 3, else all but the first three.
+    // On the stack: this runs on every segment whose window holds two brackets.
+    // Words split at ASCII whitespace, walking back bytes (no character decoding).
+    let mut last = [""; TAIL + 4];
+    let (b, mut n, mut end) = (line.as_bytes(), 0, line.len());
+    while n < TAIL + 4 {
+        while end > 0 && b[end - 1].is_ascii_whitespace() {
+            end -= 1;
+        }
+        if end == 0 {
+            break;
+        }
+        let mut from = end;
+        while from > 0 && !b[from - 1].is_ascii_whitespace() {
+            from -= 1;
+        }
+        // Both ends sit next to ASCII bytes or the line's ends: character boundaries.
+        last[n] = &line[from..end];
+        n += 1;
+        end = from;
+    }
+    if n < MIN_WORDS {
         return None;
     }
-    // A short line splits three head words from the rest; a long one keeps TAIL tail words.
-    let split = if words.len() > TAIL + 3 {
-        words.len() - TAIL
-    } else {
-        3
-    };
-    let (head, tail) = words.split_at(split);
-    let plain = head.iter().filter(|(_, w)| plain_word(w)).count();
-    if (plain as f32) < PLAIN_HEAD * head.len() as f32 {
-        return None;
-    }
-    let tail_start = tail[0].0;
-    let tail_text = &line[tail_start..];
-    if tail_text.contains("\":") || tail_text.contains("':") {
-        return None;
-    }
+    let keep = if n > TAIL + 3 { TAIL } else { n - 3 };
+    let tail = &mut last[..keep];
+    tail.reverse();
+    let tail_start = tail[0].as_ptr() as usize - line.as_ptr() as usize;
     // Emoticons are brackets people type: ":(" opens nothing.
-    let tail: Vec<&str> = tail
-        .iter()
-        .map(|&(_, w)| w)
-        .filter(|w| !emoticon(w))
-        .collect();
+    let mut words = [""; TAIL];
+    let mut kept = 0;
+    for w in tail.iter().filter(|w| !emoticon(w)) {
+        words[kept] = w;
+        kept += 1;
+    }
+    let tail = &words[..kept];
+    let loose = unnested(tail.iter().flat_map(|w| w.bytes()));
+    if loose < MIN_UNNESTED.min(MIN_ODD_UNNESTED) {
+        return None;
+    }
     let bracketed = tail
         .iter()
         .filter(|w| w.bytes().any(|b| b"[]{}()<>\\".contains(&b)))
         .count();
-    let loose = unnested(tail.iter().flat_map(|w| w.bytes()));
     let bracket_soup = bracketed >= MIN_BRACKETED && loose >= MIN_UNNESTED;
     let glued_soup =
         loose >= MIN_ODD_UNNESTED && tail.iter().filter(|w| odd_word(w)).count() >= MIN_ODD;
     if !(bracket_soup || glued_soup) {
+        return None;
+    }
+    let tail_text = &line[tail_start..];
+    if tail_text.contains("\":") || tail_text.contains("':") {
+        return None;
+    }
+    let (mut head, mut plain) = (0usize, 0usize);
+    for w in line[..tail_start].split_ascii_whitespace() {
+        head += 1;
+        plain += usize::from(plain_word(w));
+    }
+    if (plain as f32) < PLAIN_HEAD * head as f32 {
         return None;
     }
     Some((start + tail_start, trimmed.len()))
@@ -150,13 +173,19 @@ fn plain_word(w: &str) -> bool {
 /// reach its own (or that a closer matching none of them finds open). A closer with nothing
 /// open before it is not counted: it may close what opened before the window (the end of a
 /// JSON tool result, `…"}]}`).
+/// Openers beyond the first [`DEPTH`] still open count as unnested without being tracked.
 fn unnested(s: impl Iterator<Item = u8>) -> usize {
-    let mut stack: Vec<u8> = Vec::new();
-    let mut bad = 0;
+    let mut stack = [0u8; DEPTH];
+    let (mut depth, mut bad) = (0usize, 0usize);
     for b in s {
         let open = match b {
+            b'(' | b'[' | b'{' if depth == DEPTH => {
+                bad += 1;
+                continue;
+            }
             b'(' | b'[' | b'{' => {
-                stack.push(b);
+                stack[depth] = b;
+                depth += 1;
                 continue;
             }
             b')' => b'(',
@@ -164,17 +193,20 @@ fn unnested(s: impl Iterator<Item = u8>) -> usize {
             b'}' => b'{',
             _ => continue,
         };
-        match stack.iter().rposition(|&o| o == open) {
+        match stack[..depth].iter().rposition(|&o| o == open) {
             Some(i) => {
-                bad += stack.len() - 1 - i;
-                stack.truncate(i);
+                bad += depth - 1 - i;
+                depth = i;
             }
-            None if !stack.is_empty() => bad += 1,
+            None if depth > 0 => bad += 1,
             None => {}
         }
     }
-    bad + stack.len()
+    bad + depth
 }
+
+/// Brackets [`unnested`] tracks at once (a tail is at most [`WINDOW`] bytes).
+const DEPTH: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -271,6 +303,9 @@ mod tests {
         assert_eq!(unnested(b"] ) }".iter().copied()), 0);
         assert_eq!(unnested(b"({ ]".iter().copied()), 3);
         assert_eq!(unnested(b"( [ )".iter().copied()), 1);
+        // Past the tracked depth, openers count as unnested; closers still match the tracked.
+        let deep = "(".repeat(DEPTH + 6) + ")";
+        assert_eq!(unnested(deep.bytes()), DEPTH + 5);
     }
 
     #[test]
