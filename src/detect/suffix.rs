@@ -40,6 +40,12 @@ pub const MIN_UNNESTED: usize = 3;
 pub const MIN_ODD: usize = 4;
 /// Brackets in the tail that nest with nothing, beside [`MIN_ODD`].
 pub const MIN_ODD_UNNESTED: usize = 2;
+/// Fewer loose brackets than this make no soup either way.
+const MIN_LOOSE: usize = if MIN_UNNESTED < MIN_ODD_UNNESTED {
+    MIN_UNNESTED
+} else {
+    MIN_ODD_UNNESTED
+};
 /// Share of head words that must be plain words (letters, an apostrophe or hyphen inside, one
 /// trailing punctuation mark).
 const PLAIN_HEAD: f32 = 0.7;
@@ -54,7 +60,7 @@ pub fn adversarial_suffix(text: &str) -> Option<(usize, usize)> {
         .iter()
         .map(|&b| u32::from(matches!(b, b'(' | b')' | b'[' | b']' | b'{' | b'}')))
         .sum();
-    if (brackets as usize) < MIN_UNNESTED.min(MIN_ODD_UNNESTED) {
+    if (brackets as usize) < MIN_LOOSE {
         return None;
     }
     if let Some(nl) = trimmed.as_bytes()[start..]
@@ -64,10 +70,9 @@ pub fn adversarial_suffix(text: &str) -> Option<(usize, usize)> {
         start += nl + 1;
     }
     let line = &trimmed[start..];
-    // The tail first, read from the end, since most lines stop there: the last TAIL words of a
-    // line of more than TAIL + 3, else all but the first three.
-    // On the stack: this runs on every segment whose window holds two brackets.
-    // Words split at ASCII whitespace, walking back bytes (no character decoding).
+    // The tail first, since most lines stop there: the last TAIL words of a line of more than
+    // TAIL + 3, else all but the first three. Words are split at ASCII whitespace walking back
+    // from the end, last word first, on the stack (no character decoding, no allocation).
     let mut last = [""; TAIL + 4];
     let (b, mut n, mut end) = (line.as_bytes(), 0, line.len());
     while n < TAIL + 4 {
@@ -90,19 +95,17 @@ pub fn adversarial_suffix(text: &str) -> Option<(usize, usize)> {
         return None;
     }
     let keep = if n > TAIL + 3 { TAIL } else { n - 3 };
-    let tail = &mut last[..keep];
-    tail.reverse();
-    let tail_start = tail[0].as_ptr() as usize - line.as_ptr() as usize;
-    // Emoticons are brackets people type: ":(" opens nothing.
+    let tail_start = last[keep - 1].as_ptr() as usize - line.as_ptr() as usize;
+    // In reading order, without emoticons: brackets people type (":(" opens nothing).
     let mut words = [""; TAIL];
     let mut kept = 0;
-    for w in tail.iter().filter(|w| !emoticon(w)) {
+    for w in last[..keep].iter().rev().filter(|w| !emoticon(w)) {
         words[kept] = w;
         kept += 1;
     }
     let tail = &words[..kept];
     let loose = unnested(tail.iter().flat_map(|w| w.bytes()));
-    if loose < MIN_UNNESTED.min(MIN_ODD_UNNESTED) {
+    if loose < MIN_LOOSE {
         return None;
     }
     let bracketed = tail
