@@ -18,7 +18,9 @@ use aho_corasick::AhoCorasick;
 use super::cache::SegmentCache;
 use super::context;
 use super::decode::{decode_runs, Decoded};
-use super::framing::{inside, quoted_material, token_run, without, Material};
+use super::framing::{
+    inside, quoted_material, short_turn, token_run, without, Material, OUTSIDE_MAX,
+};
 use super::learned::LearnedModel;
 use super::matcher::{Hit, Matcher};
 use super::normalise::{floor_boundary, looks_split, normalise, word_count, Normalised};
@@ -141,13 +143,90 @@ pub struct Quoted {
     pub learned_unquoted: Option<f32>,
     /// Words of the turn without its quotes.
     pub words_unquoted: usize,
+    /// Framed by a mention cue only ([`Material::mention`]): direct attacks alone are covered.
+    pub mention: bool,
+    /// Hostile rules that also match outside the material: their matches are never covered.
+    pub outside_rules: Vec<Arc<str>>,
+    /// Hostile rule weight outside the material ([`Outside`]).
+    pub outside_weight: f32,
+    /// A turn of a sentence or two ([`short_turn`]).
+    pub short: bool,
 }
 
 impl Quoted {
     /// Whether match `m` is part of what the turn analyses: inside its quotes, or a payload of a
     /// turn whose payloads are material.
     pub fn covers(&self, m: &Match) -> bool {
+        if self.mention && (!MENTIONED.contains(&m.category) || *m.rule == *GOAL_RULE)
+            || self.outside_rules.contains(&m.rule)
+        {
+            return false;
+        }
         inside(&self.regions, m.span) || (self.payloads && m.category == Category::CodeInjection)
+    }
+}
+
+/// What a mention ([`Material::mention`]) may discount: attacks on the assistant itself, which
+/// a task on their quoted wording does not carry out.
+const MENTIONED: [Category; 3] = [
+    Category::PromptInjection,
+    Category::Jailbreak,
+    Category::DataExtraction,
+];
+
+/// The words an attacker wants said ("access granted", "I have been pwned") are the attack
+/// whether quoted or not: a mention ("how do you say \"…\" in English?") does not discount them.
+const GOAL_RULE: &str = "injection.goal_hijack";
+
+/// The hostile rules that match a framed turn outside its material.
+struct Outside {
+    rules: Vec<Arc<str>>,
+    /// The heaviest such match of each category, summed (an echo, the same words matched by
+    /// two rules of one category, counts once).
+    weight: f32,
+}
+
+impl Outside {
+    fn of(matches: &[Match]) -> Outside {
+        let mut heaviest: Vec<(Category, f32)> = Vec::new();
+        let mut rules = Vec::new();
+        for x in matches.iter().filter(|x| x.category.is_hostile()) {
+            rules.push(x.rule.clone());
+            match heaviest.iter_mut().find(|(c, _)| *c == x.category) {
+                Some((_, w)) => *w = w.max(x.weight),
+                None => heaviest.push((x.category, x.weight)),
+            }
+        }
+        Outside {
+            rules,
+            weight: heaviest.iter().map(|(_, w)| w).sum(),
+        }
+    }
+
+    /// Scans `rest`, a framed turn with its material cut out, with the rules alone. With
+    /// `payloads_material` (payloads are material wherever they are, or the turn is a document
+    /// whose code samples run through its prose), a payload left in the rest (a second one,
+    /// cut only where the first match was) is material too.
+    fn scan(
+        m: &Matcher,
+        role: Role,
+        rest_text: &str,
+        rest: &Normalised,
+        payloads_material: bool,
+    ) -> Outside {
+        let mut matches = Vec::new();
+        Ctx {
+            m,
+            matches: &mut matches,
+            seg: 0,
+            role,
+            orig: rest_text,
+        }
+        .segment(rest);
+        if payloads_material {
+            matches.retain(|x| x.category != Category::CodeInjection);
+        }
+        Outside::of(&matches)
     }
 }
 
@@ -208,36 +287,64 @@ pub fn scan_segment(
     let quoted = (role == Role::User && weighable)
         .then(|| quoted_material(text))
         .flatten()
-        .map(|Material { regions, payloads }| {
-            // The learned stage reads the turn without its material, payload tokens included.
-            let mut cut = regions.clone();
-            if payloads {
-                cut.extend(
-                    matches
-                        .iter()
-                        .filter(|x| x.category == Category::CodeInjection)
-                        .map(|x| token_run(text, x.span)),
-                );
-            }
-            // Nothing cut (a framed payload-free turn): the turn's own probability and words.
-            let (learned_unquoted, words_unquoted) = if cut.is_empty() {
-                (learned, word_count(&norm.text))
-            } else {
-                let rest = normalise(&without(text, &cut)).text;
-                (
-                    model
-                        .zip(learned)
-                        .map(|(model, p)| model.probability(&rest).min(p)),
-                    word_count(&rest),
-                )
-            };
-            Quoted {
-                learned_unquoted,
-                words_unquoted,
-                regions,
-                payloads,
-            }
-        });
+        .and_then(
+            |Material {
+                 regions,
+                 payloads,
+                 mention,
+             }| {
+                // The learned stage reads the turn without its material, payload tokens included.
+                let mut cut = regions.clone();
+                if payloads {
+                    cut.extend(
+                        matches
+                            .iter()
+                            .filter(|x| x.category == Category::CodeInjection)
+                            .map(|x| token_run(text, x.span)),
+                    );
+                }
+                // Nothing cut (a framed payload-free turn): the turn's own probability, words and
+                // matches. Else the rest is scanned again: a rule that matched first inside the
+                // quotes may match again outside them, and only the first match is kept.
+                let (learned_unquoted, words_unquoted, outside) = if cut.is_empty() {
+                    (learned, word_count(&norm.text), Outside::of(&matches))
+                } else {
+                    let rest_text = without(text, &cut);
+                    let rest = normalise(&rest_text);
+                    (
+                        model
+                            .zip(learned)
+                            .map(|(model, p)| model.probability(&rest.text).min(p)),
+                        word_count(&rest.text),
+                        Outside::scan(m, role, &rest_text, &rest, payloads || !short_turn(text)),
+                    )
+                };
+                // A mention discounts direct attacks on their own, never next to an order or a hailed
+                // assistant.
+                let hails = matches
+                    .iter()
+                    .any(|x| x.category == Category::IndirectInjection);
+                if mention && (hails || outside.weight > OUTSIDE_MAX) {
+                    return None;
+                }
+                let q = Quoted {
+                    learned_unquoted,
+                    words_unquoted,
+                    regions,
+                    payloads,
+                    mention,
+                    outside_rules: outside.rules,
+                    outside_weight: outside.weight,
+                    short: short_turn(text),
+                };
+                // A mention that covers nothing leaves the turn as it was (its learned reading
+                // included).
+                let covers_any = matches
+                    .iter()
+                    .any(|x| x.category.is_hostile() && q.covers(x));
+                (!mention || covers_any).then_some(q)
+            },
+        );
     SegmentScan {
         words: word_count(&norm.text),
         secrets: context::Facts::new(role, &norm.text),

@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::framing::QUOTED_FACTOR;
+use super::framing::{inside, OUTSIDE_MAX, QUOTED_FACTOR};
 use super::learned::LearnedModel;
 use super::scan::{snippet, Findings};
 use super::verdict::{Action, Category, Match, ScanInput, Settings, Verdict, LEARNED_PREFIX};
@@ -71,6 +71,7 @@ pub fn score(
     damp_fragments(&mut f);
     discount_quoted(&mut f);
     count_echoes_once(&mut f.matches);
+    cap_framed_turns(&mut f);
     hold_critical_to_rules(&mut f.matches);
     // Summed in rule order: float addition is not associative, and a hash map's order differs
     // between two maps, so the same findings could score a few ulps apart (and, at a threshold,
@@ -244,6 +245,64 @@ fn discount_quoted(f: &mut Findings) {
                 if m.category.is_hostile() && !m.rule.starts_with(LEARNED_PREFIX) && q.covers(m) {
                     m.weight *= QUOTED_CAP / sum;
                 }
+            }
+        }
+    }
+}
+
+/// Most words of its own a framed turn may have for [`cap_framed_turns`] to cap it: a task
+/// of a sentence or two ("count the words in this sentence:").
+pub const CAPPED_TASK_WORDS: usize = 30;
+
+/// A framed user turn whose hostile rule evidence lies in its quotes, with at most
+/// [`OUTSIDE_MAX`] of rule weight outside them, scores at most [`QUOTED_CAP`] in all
+/// (learned stage included). The learned stage reads the turn without its quotes, but a task
+/// about an attack is worded like one ("count the words in this sentence:", "why did this
+/// prompt get past the filter?"), so on its own it would lift every quoted analysis to
+/// medium. What is cut first is the learned stage's weight, then the rest in proportion. A
+/// turn whose quotes hold no hostile match is not capped: there the learned stage is the only
+/// reader of what the turn asks; nor is one whose only material is a payload, which the turn
+/// may be about to render. Nor is a turn longer than a sentence or two
+/// ([`super::framing::short_turn`]) or with more than [`CAPPED_TASK_WORDS`] words of its own:
+/// there the learned stage has enough words to go on.
+fn cap_framed_turns(f: &mut Findings) {
+    let (matches, segs) = f.matches_and_segments();
+    for (seg, s) in (0u32..).zip(segs) {
+        let Some(q) = s
+            .quoted
+            .as_ref()
+            .filter(|q| q.short && q.words_unquoted <= CAPPED_TASK_WORDS)
+        else {
+            continue;
+        };
+        let (mut quoted, mut outside, mut learned) = (0.0f32, 0.0f32, 0.0f32);
+        let mut in_quotes = false;
+        for m in matches
+            .iter()
+            .filter(|m| m.segment == seg && m.category.is_hostile())
+        {
+            if m.rule.starts_with(LEARNED_PREFIX) {
+                learned += m.weight;
+            } else if q.covers(m) {
+                quoted += m.weight;
+                in_quotes |= inside(&q.regions, m.span);
+            } else {
+                outside += m.weight;
+            }
+        }
+        if !in_quotes || outside.max(q.outside_weight) > OUTSIDE_MAX {
+            continue;
+        }
+        let room = (QUOTED_CAP - quoted - outside).max(0.0);
+        let rules_factor = (QUOTED_CAP / (quoted + outside)).min(1.0);
+        for m in matches
+            .iter_mut()
+            .filter(|m| m.segment == seg && m.category.is_hostile())
+        {
+            if m.rule.starts_with(LEARNED_PREFIX) {
+                m.weight *= if learned > room { room / learned } else { 1.0 };
+            } else {
+                m.weight *= rules_factor;
             }
         }
     }
