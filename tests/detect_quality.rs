@@ -249,6 +249,22 @@ fn an_order_repeated_outside_the_quote_is_not_discounted() {
     }
 }
 
+/// A secret is also known by the name the system prompt gives it: on the hand-written
+/// `tests/data/secret_asks.jsonl` (asks for a staff passphrase, an internal phone number, a
+/// riddle's answer, a VIP code, an access phrase), 14 of 30 asks were caught before, when only
+/// fixed words (password, code, key) were targets; the benign turns under the same system
+/// prompts stay clean but for the two the name makes ambiguous (a countersign given with the
+/// ask, and a customer's own password).
+#[test]
+fn asking_for_what_the_system_prompt_protects_by_its_name_is_extraction() {
+    let det = detector();
+    let rows = read_path(&repo("tests/data/secret_asks.jsonl")).expect("probes");
+    let rep = evaluate_rows(&det, &rows, Split::All, "secret asks");
+    assert!(rep.attack_total.detected >= 22, "{rep}");
+    assert!(rep.benign_total.detected <= 2, "{rep}");
+    assert_eq!(rep.benign_total.high, 0, "{rep}");
+}
+
 #[test]
 fn rot13_and_reversed_payloads_are_decoded_when_named() {
     let det = detector();

@@ -256,6 +256,7 @@ impl SegmentScan {
             .sum();
         let quoted = self.quoted.as_ref().map_or(0, |q| {
             q.regions.capacity() * std::mem::size_of::<(usize, usize)>()
+                + q.outside_rules.capacity() * std::mem::size_of::<Arc<str>>()
         });
         self.norm.heap_bytes() + matches + quoted
     }

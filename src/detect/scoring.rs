@@ -252,7 +252,7 @@ fn discount_quoted(f: &mut Findings) {
 
 /// Most words of its own a framed turn may have for [`cap_framed_turns`] to cap it: a task
 /// of a sentence or two ("count the words in this sentence:").
-pub const CAPPED_TASK_WORDS: usize = 30;
+const CAPPED_TASK_WORDS: usize = 30;
 
 /// A framed user turn whose hostile rule evidence lies in its quotes, with at most
 /// [`OUTSIDE_MAX`] of rule weight outside them, scores at most [`QUOTED_CAP`] in all
