@@ -233,8 +233,8 @@ fn a_task_on_a_short_quote_mentions_the_attack_without_opening_a_bypass() {
 }
 
 /// Only a rule's first match is kept, so a rule that matched inside the quotes hid the same
-/// order repeated outside them, and the whole turn was discounted as analysis (both scored
-/// low).
+/// order repeated outside them, and the whole turn was discounted as analysis: the second turn
+/// scored low (3.9). The first pins the same case under the frame phrase "explain why".
 #[test]
 fn an_order_repeated_outside_the_quote_is_not_discounted() {
     let det = detector();
