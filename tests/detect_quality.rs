@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use gatehouse::detect::eval::{evaluate_rows, leave_one_source_out, read_path, Dim, Row, Split};
+use gatehouse::detect::eval::{
+    evaluate_rows, leave_one_source_out, read_path, Dim, EvalReport, Row, Split,
+};
 use gatehouse::detect::train::TrainConfig;
 use gatehouse::detect::{Detector, RiskLevel, Role, ScanInput, Segment, Settings};
 
@@ -17,6 +19,18 @@ fn repo(p: &str) -> PathBuf {
 
 fn detector() -> Detector {
     Detector::from_dir(&repo("policies"), Settings::default()).expect("shipped policies load")
+}
+
+/// A hand-written probe set of `tests/data` (fixture format).
+fn probe_rows(file: &str) -> Vec<Row> {
+    read_path(&repo("tests/data").join(file)).expect("probes parse")
+}
+
+/// A probe set and its evaluation.
+fn probe_report(det: &Detector, file: &str) -> (Vec<Row>, EvalReport) {
+    let rows = probe_rows(file);
+    let rep = evaluate_rows(det, &rows, Split::All, file);
+    (rows, rep)
 }
 
 fn fixtures(file: &str) -> Vec<Row> {
@@ -218,14 +232,13 @@ fn introduced_attack_text_and_framed_payloads_are_material() {
 #[test]
 fn a_task_on_a_short_quote_mentions_the_attack_without_opening_a_bypass() {
     let det = detector();
-    let benign = read_path(&repo("tests/data/quoted_mentions.jsonl")).expect("probes");
-    let rep = evaluate_rows(&det, &benign, Split::All, "quoted mentions");
+    let (benign, rep) = probe_report(&det, "quoted_mentions.jsonl");
     assert!(benign.len() >= 50, "{} rows", benign.len());
     // Left flagged: documents (an incident report, a log, a transcript) quoting an attack
     // without an analysis frame, quotes that hail an assistant, and unquoted narration.
     assert!(rep.benign_total.detected <= 10, "{rep}");
     assert!(rep.benign_total.critical <= 2, "{rep}");
-    let attacks = read_path(&repo("tests/data/quoted_but_meant.jsonl")).expect("probes");
+    let attacks = probe_rows("quoted_but_meant.jsonl");
     for row in &attacks {
         let v = det.scan_text(&row.text);
         assert!(v.level >= RiskLevel::Medium, "{}: {v:?}", row.text);
@@ -257,9 +270,7 @@ fn an_order_repeated_outside_the_quote_is_not_discounted() {
 /// ask, and a customer's own password).
 #[test]
 fn asking_for_what_the_system_prompt_protects_by_its_name_is_extraction() {
-    let det = detector();
-    let rows = read_path(&repo("tests/data/secret_asks.jsonl")).expect("probes");
-    let rep = evaluate_rows(&det, &rows, Split::All, "secret asks");
+    let (_, rep) = probe_report(&detector(), "secret_asks.jsonl");
     assert!(rep.attack_total.detected >= 22, "{rep}");
     assert!(rep.benign_total.detected <= 2, "{rep}");
     assert_eq!(rep.benign_total.high, 0, "{rep}");

@@ -22,6 +22,7 @@ use std::sync::{Arc, LazyLock, OnceLock};
 
 use aho_corasick::AhoCorasick;
 
+use super::normalise::word_bounds;
 use super::scan::snippet;
 use super::verdict::{Category, Match, Role, ScanInput};
 
@@ -378,6 +379,12 @@ const STOP: &[&str] = &[
 /// How many words before a declaration's `is` or `:` its name may have.
 const NAME_WORDS: usize = 5;
 
+/// The words of `s` (letters, digits, `'` and `-`: "today's", "wi-fi").
+fn words(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|ch: char| !ch.is_alphanumeric() && ch != '\'' && ch != '-')
+        .filter(|w| !w.is_empty())
+}
+
 /// The stem a word is compared by: its first six characters ("escalation" and "escalate",
 /// "internal" and "internally" meet).
 fn stem(w: &str) -> String {
@@ -390,13 +397,7 @@ fn stem(w: &str) -> String {
 /// passphrase").
 fn protected_names(norm: &str) -> Vec<Name> {
     let clauses: Vec<&str> = norm.split(['.', ';', '\n', '!', '?']).collect();
-    let words = |c: &'_ str| -> Vec<String> {
-        c.split(|ch: char| !ch.is_alphanumeric() && ch != '\'')
-            .filter(|w| !w.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
-    let protects = |ws: &[String]| ws.iter().any(|w| PROTECTS.contains(&w.as_str()));
+    let protects = |c: &str| words(c).any(|w| PROTECTS.contains(&w));
     let mut out = Vec::new();
     for (i, clause) in clauses.iter().enumerate() {
         for marker in [" is ", ": ", " = "] {
@@ -406,14 +407,11 @@ fn protected_names(norm: &str) -> Vec<Name> {
             else {
                 continue;
             };
-            let of_it = |ws: &[String]| {
-                protects(ws)
-                    && ws.iter().any(|w| {
-                        matches!(w.as_str(), "it" | "them" | "this") || stem(w) == name.head
-                    })
+            let of_it = |c: &str| {
+                protects(c)
+                    && words(c).any(|w| matches!(w, "it" | "them" | "this") || stem(w) == name.head)
             };
-            let kept = protects(&words(clause))
-                || clauses[i + 1..].iter().take(2).any(|c| of_it(&words(c)));
+            let kept = protects(clause) || clauses[i + 1..].iter().take(2).any(|c| of_it(c));
             if kept && !out.contains(&name) {
                 out.push(name);
             }
@@ -426,9 +424,8 @@ fn protected_names(norm: &str) -> Vec<Name> {
 /// [`HEADS`] and at least one qualifier.
 fn name_before(before: &str) -> Option<Name> {
     // Words with digits are values ("the VIP code SUMMER50 is reserved …"), not the name.
-    let words: Vec<&str> = before
-        .split(|ch: char| !ch.is_alphanumeric() && ch != '\'' && ch != '-')
-        .filter(|w| !w.is_empty() && !w.chars().any(|c| c.is_ascii_digit()))
+    let words: Vec<&str> = words(before)
+        .filter(|w| !w.chars().any(|c| c.is_ascii_digit()))
         .collect();
     let words = &words[words.len().saturating_sub(NAME_WORDS)..];
     // "the answer to today's riddle": the head stands before its preposition, and what
@@ -460,14 +457,11 @@ fn name_before(before: &str) -> Option<Name> {
     })
 }
 
-/// Whether user turn `norm` names `name`: its head and one of its qualifiers, as words.
-fn names(norm: &str, name: &Name) -> bool {
-    let stems: Vec<String> = norm
-        .split(|ch: char| !ch.is_alphanumeric() && ch != '\'' && ch != '-')
-        .filter(|w| !w.is_empty())
-        .map(stem)
-        .collect();
-    stems.contains(&name.head) && name.quals.iter().any(|q| stems.contains(q))
+impl Name {
+    /// Whether a turn with these word `stems` names it: its head and one of its qualifiers.
+    fn named_by(&self, stems: &[String]) -> bool {
+        stems.contains(&self.head) && self.quals.iter().any(|q| stems.contains(q))
+    }
 }
 
 /// Asks that go with a named secret: [`ASKS`] and a bare question word, which naming the
@@ -541,7 +535,11 @@ pub fn secret_probes<'a>(
 /// The rule a user turn trips by naming what a system prompt protects ([`Name`]) and asking
 /// for it: [`NAMED`], or [`PROBE`] when it asks evasively.
 fn goes_for_named(facts: &Facts, norm: &str, protected: &[&Name]) -> Option<(&'static str, f32)> {
-    if !facts.user || !protected.iter().any(|n| names(norm, n)) {
+    if !facts.user || protected.is_empty() {
+        return None;
+    }
+    let stems: Vec<String> = words(norm).map(stem).collect();
+    if !protected.iter().any(|n| n.named_by(&stems)) {
         return None;
     }
     let l = &*LISTS;
@@ -558,13 +556,8 @@ fn goes_for_named(facts: &Facts, norm: &str, protected: &[&Name]) -> Option<(&'s
 /// "keyboard"); any match for other scripts.
 fn has_word(ac: &AhoCorasick, hay: &str) -> bool {
     ac.find_overlapping_iter(hay).any(|m| {
-        let word = &hay[m.start()..m.end()];
-        if !word.is_ascii() {
-            return true;
-        }
-        let before = hay[..m.start()].chars().next_back();
-        let after = hay[m.end()..].chars().next();
-        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+        let (starts, ends) = word_bounds(hay, m.start(), m.end());
+        !hay[m.start()..m.end()].is_ascii() || (starts && ends)
     })
 }
 

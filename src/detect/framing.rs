@@ -29,7 +29,7 @@ use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
 
-use super::normalise::floor_boundary;
+use super::normalise::{floor_boundary, word_bounds};
 
 /// Weight factor for matches inside quoted material of a framed turn.
 pub const QUOTED_FACTOR: f32 = 0.3;
@@ -463,7 +463,8 @@ pub struct Material {
 /// assistant to act on what it quotes).
 pub fn quoted_material(text: &str) -> Option<Material> {
     let l = &*LISTS;
-    let mut regions = quoted_regions(text);
+    let quotes = quoted_regions(text);
+    let mut regions = quotes.clone();
     let mut outside = unquoted_lower(text, &regions);
     // An order to act on the material counts wherever it is but inside quotes (a quoted
     // attack may itself say "follow it").
@@ -482,7 +483,7 @@ pub fn quoted_material(text: &str) -> Option<Material> {
     }
     let mut frames = l.frames.find_overlapping_iter(&outside).peekable();
     if frames.peek().is_none() {
-        return mentioned(text);
+        return mentioned(text, quotes);
     }
     let translating = frames.any(|m| m.pattern().as_usize() >= FRAMES.len());
     if translating {
@@ -500,11 +501,14 @@ pub fn quoted_material(text: &str) -> Option<Material> {
 
 /// The short quotes of a turn whose own words are a task on them ([`MENTION_CUES`]), or
 /// `None`.
-fn mentioned(text: &str) -> Option<Material> {
+fn mentioned(text: &str, quotes: Vec<(usize, usize)>) -> Option<Material> {
     if !short_turn(text) {
         return None;
     }
-    let quotes: Vec<(usize, usize)> = quoted_regions(text)
+    // Introduced text is unquoted: the task may be worded there ("our WAF logged this: `…`.
+    // Which category is it?").
+    let outside = unquoted_lower(text, &quotes);
+    let quotes: Vec<(usize, usize)> = quotes
         .into_iter()
         .filter(|&(a, b)| b - a <= MENTION_QUOTE_MAX)
         .collect();
@@ -515,9 +519,6 @@ fn mentioned(text: &str) -> Option<Material> {
     {
         return None;
     }
-    // Introduced text is unquoted: the task may be worded there ("our WAF logged this: `…`.
-    // Which category is it?").
-    let outside = unquoted_lower(text, &quoted_regions(text));
     if outside.split_whitespace().count() < MENTION_MIN_WORDS
         || !has_cue(&outside)
         || LISTS.output_it.is_match(&outside)
@@ -535,14 +536,10 @@ fn mentioned(text: &str) -> Option<Material> {
 /// Whether `lower` holds a [`MENTION_CUES`] word (starting at a word boundary, and ending at
 /// one unless the cue ends in `*`).
 fn has_cue(lower: &str) -> bool {
-    let b = lower.as_bytes();
-    let word = |i: usize| {
-        b.get(i)
-            .is_some_and(|c| c.is_ascii_alphanumeric() || *c >= 0x80)
-    };
     LISTS.cues.find_overlapping_iter(lower).any(|m| {
         let stem = MENTION_CUES[m.pattern().as_usize()].ends_with('*');
-        (m.start() == 0 || !word(m.start() - 1)) && (stem || !word(m.end()))
+        let (starts, ends) = word_bounds(lower, m.start(), m.end());
+        starts && (stem || ends)
     })
 }
 

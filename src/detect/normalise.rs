@@ -102,6 +102,17 @@ impl Normalised {
     }
 }
 
+/// Whether `hay[start..end]` starts and ends at a word boundary: no letter or digit (of any
+/// script) right before it, and none right after it. Offsets must be character boundaries.
+pub fn word_bounds(hay: &str, start: usize, end: usize) -> (bool, bool) {
+    let before = hay[..start].chars().next_back();
+    let after = hay[end..].chars().next();
+    (
+        !before.is_some_and(char::is_alphanumeric),
+        !after.is_some_and(char::is_alphanumeric),
+    )
+}
+
 /// The largest char boundary of `s` at or below `i` (`i` past the end counts as the end).
 pub fn floor_boundary(s: &str, i: usize) -> usize {
     let mut i = i.min(s.len());

@@ -322,10 +322,10 @@ pub fn scan_segment(
                 };
                 // A mention discounts direct attacks on their own, never next to an order or a hailed
                 // assistant.
-                let hails = matches
+                let indirect = matches
                     .iter()
                     .any(|x| x.category == Category::IndirectInjection);
-                if mention && (hails || outside.weight > OUTSIDE_MAX) {
+                if mention && (indirect || outside.weight > OUTSIDE_MAX) {
                     return None;
                 }
                 let q = Quoted {
