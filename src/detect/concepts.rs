@@ -145,6 +145,12 @@ impl Lexicon {
         })
     }
 
+    /// The id of the concept called `name`.
+    pub fn concept(&self, name: &str) -> Option<u32> {
+        let i = self.names.iter().position(|n| n == name)?;
+        u32::try_from(i).ok()
+    }
+
     /// Heap bytes of the automata.
     #[cfg(test)]
     pub fn memory_usage(&self) -> usize {
