@@ -317,20 +317,21 @@ impl Facts {
             let l = &*LISTS;
             // The lists, or else the concept lexicon's words for a secret and for asking to
             // see something, in each of its thirty-odd languages.
-            let mut concepts = None;
-            let mut holds = |c: &'static LazyLock<Option<u32>>| {
-                let hits = concepts.get_or_insert_with(|| {
-                    let mut hits = Vec::new();
-                    LEXICON.hits(norm, &mut hits);
-                    hits
+            // The lexicon is searched only once a list has not answered.
+            let mut hits = None;
+            let mut holds = |c: Option<u32>| {
+                let hits = hits.get_or_insert_with(|| {
+                    let mut v = Vec::new();
+                    LEXICON.hits(norm, &mut v);
+                    v
                 });
                 c.is_some_and(|c| hits.iter().any(|h| h.0 == c))
             };
-            if !has_word(&l.targets, norm) && !holds(&SECRET) {
+            if !has_word(&l.targets, norm) && !holds(l.secret) {
                 None
             } else if l.evasive.is_match(norm) {
                 Some(PROBE)
-            } else if l.asks.is_match(norm) || holds(&REVEAL) {
+            } else if l.asks.is_match(norm) || holds(l.reveal) {
                 Some(ASK)
             } else {
                 None
@@ -500,18 +501,19 @@ const NAMED_ASKS: &[&str] = &[
     "tell",
 ];
 
-/// The lexicon's concepts for a secret ("contraseña", "hasło", "비밀번호") and for asking to see
-/// something ("zeig", "покажи", "見せて").
-static SECRET: LazyLock<Option<u32>> = LazyLock::new(|| LEXICON.concept("secret"));
-static REVEAL: LazyLock<Option<u32>> = LazyLock::new(|| LEXICON.concept("reveal"));
-
-/// One automaton per word list, built on first use.
+/// One automaton per word list, built on first use, and the concept lexicon's ids for a secret
+/// ("contraseña", "hasło", "비밀번호") and for asking to see something ("zeig", "покажи").
+/// [`TARGETS`] and [`ASKS`] share some words with those concepts on purpose: the lists match
+/// inflected Cyrillic and Arabic forms (no word boundary needed outside Latin script) and
+/// anywhere in a turn, where the lexicon keeps whole words and its first 64 hits.
 struct Lists {
     declares: AhoCorasick,
     targets: AhoCorasick,
     evasive: AhoCorasick,
     asks: AhoCorasick,
     named_asks: AhoCorasick,
+    secret: Option<u32>,
+    reveal: Option<u32>,
 }
 
 static LISTS: LazyLock<Lists> = LazyLock::new(|| {
@@ -528,6 +530,8 @@ static LISTS: LazyLock<Lists> = LazyLock::new(|| {
         evasive: ac(EVASIVE),
         asks: ac(ASKS),
         named_asks: ac(NAMED_ASKS),
+        secret: LEXICON.concept("secret"),
+        reveal: LEXICON.concept("reveal"),
     }
 });
 

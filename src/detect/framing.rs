@@ -502,9 +502,14 @@ pub fn quoted_material(text: &str) -> Option<Material> {
     if frames.peek().is_none() {
         return mentioned(text, quotes);
     }
-    let kinds: Vec<usize> = frames.map(|m| m.pattern().as_usize()).collect();
-    let translating = kinds.iter().any(|&k| k >= FRAMES.len() + TASK_FRAMES.len());
-    let task = kinds.iter().all(|&k| k >= FRAMES.len());
+    // Pattern ids run through FRAMES, then TASK_FRAMES, then TRANSLATE.
+    let (translating, task) = frames.fold((false, true), |(tr, task), m| {
+        let k = m.pattern().as_usize();
+        (
+            tr || k >= FRAMES.len() + TASK_FRAMES.len(),
+            task && k >= FRAMES.len(),
+        )
+    });
     if translating {
         if let Some(at) = text.find([':', '\n', '\u{ff1a}']) {
             regions.push((at, text.len()));
