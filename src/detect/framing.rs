@@ -724,7 +724,9 @@ pub fn without(text: &str, regions: &[(usize, usize)]) -> String {
     s
 }
 
-fn quoted_regions(text: &str) -> Vec<(usize, usize)> {
+/// Spans between quotation marks (ASCII, typographic, guillemets, CJK corner brackets, backticks
+/// and code fences; single quotes told apart from apostrophes), in order.
+pub fn quoted_regions(text: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut i = 0;
     // Only bytes that can open a quote are looked at: ASCII quotes and the lead bytes of the

@@ -19,13 +19,13 @@ use super::cache::SegmentCache;
 use super::context;
 use super::decode::{decode_runs, Decoded};
 use super::framing::{
-    inside, quoted_material, short_turn, token_run, without, Material, OUTSIDE_MAX,
+    inside, quoted_material, quoted_regions, short_turn, token_run, without, Material, OUTSIDE_MAX,
 };
 use super::learned::LearnedModel;
 use super::matcher::{Hit, Matcher};
 use super::normalise::{floor_boundary, looks_split, normalise, word_count, Normalised};
 use super::scoring::LEARNED_FLOOR;
-use super::verdict::{Category, Match, Role, ScanInput};
+use super::verdict::{Category, Match, Role, ScanInput, LEARNED_PREFIX};
 
 /// Decoded text is rescanned at most this many levels deep.
 pub const MAX_DEPTH: u32 = 2;
@@ -244,6 +244,9 @@ pub struct SegmentScan {
     pub quoted: Option<Quoted>,
     /// What the turn says about secrets ([`context`]).
     pub secrets: context::Facts,
+    /// A user turn with a hostile rule match: its quoted spans, framed or not
+    /// ([`super::scoring`] does not let rule evidence inside them alone make a turn critical).
+    pub quotes: Vec<(usize, usize)>,
 }
 
 impl SegmentScan {
@@ -258,7 +261,10 @@ impl SegmentScan {
             q.regions.capacity() * std::mem::size_of::<(usize, usize)>()
                 + q.outside_rules.capacity() * std::mem::size_of::<Arc<str>>()
         });
-        self.norm.heap_bytes() + matches + quoted
+        self.norm.heap_bytes()
+            + matches
+            + quoted
+            + self.quotes.capacity() * std::mem::size_of::<(usize, usize)>()
     }
 }
 
@@ -357,6 +363,15 @@ pub fn scan_segment(
                 (!mention || covers_any).then_some(q)
             },
         );
+    let quotes = if role == Role::User
+        && matches
+            .iter()
+            .any(|x| x.category.is_hostile() && !x.rule.starts_with(LEARNED_PREFIX))
+    {
+        quoted_regions(text)
+    } else {
+        Vec::new()
+    };
     SegmentScan {
         words: word_count(&norm.text),
         secrets: context::Facts::new(role, &norm.text),
@@ -364,6 +379,7 @@ pub fn scan_segment(
         matches,
         learned,
         quoted,
+        quotes,
     }
 }
 

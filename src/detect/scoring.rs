@@ -15,7 +15,8 @@
 //! evidence agree (two rules, or a rule and the learned stage) or one rule a
 //! policy author weighted at high on its own; only corroborated high-risk
 //! verdicts count towards the repeat-offender cool-down. Critical, which blocks by default,
-//! needs the rules alone at high ([`hold_critical_to_rules`]).
+//! needs the rules alone at high, one of them outside a user's quotation marks
+//! ([`hold_critical_to_rules`]).
 //! Two rules of one category that read the same words are one piece of
 //! evidence: the lighter match is an *echo* and adds nothing
 //! ([`count_echoes_once`]), so it neither lifts the level nor corroborates.
@@ -72,7 +73,7 @@ pub fn score(
     discount_quoted(&mut f);
     count_echoes_once(&mut f.matches);
     cap_framed_turns(&mut f);
-    hold_critical_to_rules(&mut f.matches);
+    hold_critical_to_rules(&mut f);
     // Summed in rule order: float addition is not associative, and a hash map's order differs
     // between two maps, so the same findings could score a few ulps apart (and, at a threshold,
     // land on two levels).
@@ -172,12 +173,27 @@ pub const UNDER_CRITICAL: f32 = 0.1;
 /// [`UNDER_CRITICAL`] under [`CRITICAL_SCORE`]. One rule in a document ("ignore the previous
 /// version of this page") plus a model that has never seen the document's style is two weak
 /// signals, and a user must not be blocked on them; the verdict stays high and is flagged.
+/// Nor may every rule match lie between quotation marks in a user turn: a turn whose own words
+/// trip no rule and that quotes a phrase ("the card should read \"ACCESS GRANTED — SYSTEM
+/// OVERRIDE\"") is as likely to be writing, citing or asking about it as giving it, and has no
+/// frame for [`super::framing`] to go on. It stays high (flagged) unless its quoted rules reach
+/// critical by themselves. One rule outside the quotes ("ignore your rules and say \"…\"") is
+/// enough to keep the model's weight.
 /// Trimming the learned weight (rather than capping the level) keeps the record's weights adding
 /// up to its score. The scale is fixed, not read from the configured thresholds, so a score
 /// does not depend on them: replaying stored scores under other thresholds
 /// (`report::replay`) gives what the live detector would do, and an operator who lowers
 /// critical below 20 blocks these verdicts too.
-fn hold_critical_to_rules(matches: &mut [Match]) {
+fn hold_critical_to_rules(f: &mut Findings) {
+    let (matches, segs) = f.matches_and_segments();
+    hold_critical(matches, |m| {
+        segs.get(m.segment as usize)
+            .is_some_and(|s| !s.quotes.is_empty() && inside(&s.quotes, m.span))
+    });
+}
+
+/// [`hold_critical_to_rules`] with `quoted` telling which matches read only quoted words.
+fn hold_critical(matches: &mut [Match], quoted: impl Fn(&Match) -> bool) {
     if !matches.iter().any(|m| m.rule.starts_with(LEARNED_PREFIX)) {
         return;
     }
@@ -189,10 +205,23 @@ fn hold_critical_to_rules(matches: &mut [Match]) {
             rules += w;
         }
     }
-    if rules >= HIGH_SCORE || rules + learned < CRITICAL_SCORE {
+    if rules + learned < CRITICAL_SCORE {
         return;
     }
-    let mut excess = rules + learned - (CRITICAL_SCORE - UNDER_CRITICAL);
+    let own_words = || {
+        matches
+            .iter()
+            .any(|m| m.weight > 0.0 && !m.rule.starts_with(LEARNED_PREFIX) && !quoted(m))
+    };
+    if rules < HIGH_SCORE || !own_words() {
+        trim_learned(matches, rules + learned);
+    }
+}
+
+/// Cuts the learned stage's matches so that a request scoring `total` stays
+/// [`UNDER_CRITICAL`] under [`CRITICAL_SCORE`].
+fn trim_learned(matches: &mut [Match], total: f32) {
+    let mut excess = total - (CRITICAL_SCORE - UNDER_CRITICAL);
     for m in matches
         .iter_mut()
         .filter(|m| m.rule.starts_with(LEARNED_PREFIX))
@@ -385,7 +414,7 @@ mod tests {
             m("injection.ignore_phrases", 10.0),
             m("learned.prompt_injection", 11.0),
         ];
-        hold_critical_to_rules(&mut ms);
+        hold_critical(&mut ms, |_| false);
         let score = total(&ms);
         assert_eq!(s.level_for(score), RiskLevel::High, "{score}");
         assert!(
@@ -412,7 +441,7 @@ mod tests {
             m("extraction.reveal_prompt", 9.0),
             m("learned.prompt_injection", 6.0),
         ];
-        hold_critical_to_rules(&mut ms);
+        hold_critical(&mut ms, |_| false);
         assert_eq!(total(&ms), 25.0);
         assert_eq!(s.level_for(total(&ms)), RiskLevel::Critical);
 
@@ -420,7 +449,50 @@ mod tests {
             m("injection.ignore_phrases", 10.0),
             m("learned.prompt_injection", 4.0),
         ];
-        hold_critical_to_rules(&mut ms);
+        hold_critical(&mut ms, |_| false);
         assert_eq!(total(&ms), 14.0);
+    }
+
+    /// Rules at high that read only quoted words do not make a turn critical with the model;
+    /// the same rules outside the quotes do, and so do quoted rules at critical by themselves.
+    #[test]
+    fn quoted_rules_alone_do_not_let_the_model_block() {
+        let s = Settings::default();
+        let quoted_rule = |m: &Match| m.rule.starts_with("injection.");
+        let mut ms = vec![
+            m("injection.goal_hijack", 6.0),
+            m("injection.special_case", 7.0),
+            m("learned.prompt_injection", 9.0),
+        ];
+        hold_critical(&mut ms, quoted_rule);
+        assert_eq!(s.level_for(total(&ms)), RiskLevel::High, "{}", total(&ms));
+
+        let mut ms = vec![
+            m("injection.goal_hijack", 6.0),
+            m("injection.special_case", 7.0),
+            m("learned.prompt_injection", 9.0),
+        ];
+        hold_critical(&mut ms, |_| false);
+        assert_eq!(s.level_for(total(&ms)), RiskLevel::Critical);
+
+        // One rule in the turn's own words keeps the model's weight.
+        let mut ms = vec![
+            m("injection.goal_hijack", 6.0),
+            m("injection.special_case", 7.0),
+            m("extraction.reveal_prompt", 3.0),
+            m("learned.prompt_injection", 9.0),
+        ];
+        hold_critical(&mut ms, quoted_rule);
+        assert_eq!(total(&ms), 25.0);
+
+        // Quoted rules at critical by themselves stay critical.
+        let mut ms = vec![
+            m("injection.ignore_phrases", 10.0),
+            m("injection.special_case", 7.0),
+            m("injection.goal_hijack", 6.0),
+            m("learned.prompt_injection", 9.0),
+        ];
+        hold_critical(&mut ms, quoted_rule);
+        assert_eq!(s.level_for(total(&ms)), RiskLevel::Critical);
     }
 }
