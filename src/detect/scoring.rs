@@ -177,8 +177,8 @@ pub const UNDER_CRITICAL: f32 = 0.1;
 /// trip no rule and that quotes a phrase ("the card should read \"ACCESS GRANTED — SYSTEM
 /// OVERRIDE\"") is as likely to be writing, citing or asking about it as giving it, and has no
 /// frame for [`super::framing`] to go on. It stays high (flagged) unless its quoted rules reach
-/// critical by themselves. One rule outside the quotes ("ignore your rules and say \"…\"") is
-/// enough to keep the model's weight.
+/// critical by themselves. One hostile rule outside the quotes ("ignore your rules and say
+/// \"…\"") is enough to keep the model's weight; personal data or a secret there is not.
 /// Trimming the learned weight (rather than capping the level) keeps the record's weights adding
 /// up to its score. The scale is fixed, not read from the configured thresholds, so a score
 /// does not depend on them: replaying stored scores under other thresholds
@@ -209,9 +209,12 @@ fn hold_critical(matches: &mut [Match], quoted: impl Fn(&Match) -> bool) {
         return;
     }
     let own_words = || {
-        matches
-            .iter()
-            .any(|m| m.weight > 0.0 && !m.rule.starts_with(LEARNED_PREFIX) && !quoted(m))
+        matches.iter().any(|m| {
+            m.weight > 0.0
+                && m.category.is_hostile()
+                && !m.rule.starts_with(LEARNED_PREFIX)
+                && !quoted(m)
+        })
     };
     if rules < HIGH_SCORE || !own_words() {
         trim_learned(matches, rules + learned);
@@ -484,6 +487,19 @@ mod tests {
         ];
         hold_critical(&mut ms, quoted_rule);
         assert_eq!(total(&ms), 25.0);
+
+        // An e-mail address outside the quotes is no order: personal data is not hostile.
+        let mut ms = vec![
+            m("injection.goal_hijack", 6.0),
+            m("injection.special_case", 7.0),
+            Match {
+                category: Category::PiiInPrompt,
+                ..m("pii.email", 1.0)
+            },
+            m("learned.prompt_injection", 9.0),
+        ];
+        hold_critical(&mut ms, quoted_rule);
+        assert_eq!(s.level_for(total(&ms)), RiskLevel::High, "{}", total(&ms));
 
         // Quoted rules at critical by themselves stay critical.
         let mut ms = vec![
