@@ -479,8 +479,12 @@ pub struct Material {
 /// What `text` analyses, or `None` when the turn is not framed as analysis (or also tells the
 /// assistant to act on what it quotes).
 pub fn quoted_material(text: &str) -> Option<Material> {
+    quoted_material_in(text, quoted_regions(text))
+}
+
+/// [`quoted_material`] of a turn whose quotes ([`quoted_regions`]) are already found.
+pub fn quoted_material_in(text: &str, quotes: Vec<(usize, usize)>) -> Option<Material> {
     let l = &*LISTS;
-    let quotes = quoted_regions(text);
     let mut regions = quotes.clone();
     let mut outside = unquoted_lower(text, &regions);
     // An order to act on the material counts wherever it is but inside quotes (a quoted

@@ -19,7 +19,8 @@ use super::cache::SegmentCache;
 use super::context;
 use super::decode::{decode_runs, Decoded};
 use super::framing::{
-    inside, quoted_material, quoted_regions, short_turn, token_run, without, Material, OUTSIDE_MAX,
+    inside, quoted_material_in, quoted_regions, short_turn, token_run, without, Material,
+    OUTSIDE_MAX,
 };
 use super::learned::LearnedModel;
 use super::matcher::{Hit, Matcher};
@@ -291,9 +292,11 @@ pub fn scan_segment(
     // The frame is looked for only where there is something it could weigh down.
     let weighable = matches.iter().any(|x| x.category.is_hostile())
         || learned.is_some_and(|p| p > LEARNED_FLOOR);
-    let quoted = (role == Role::User && weighable)
-        .then(|| quoted_material(text))
-        .flatten()
+    // A user turn's quotes, found once: for its frame, and for scoring when a rule matched.
+    let quotes = (role == Role::User && weighable).then(|| quoted_regions(text));
+    let quoted = quotes
+        .clone()
+        .and_then(|q| quoted_material_in(text, q))
         .and_then(
             |Material {
                  regions,
@@ -363,15 +366,13 @@ pub fn scan_segment(
                 (!mention || covers_any).then_some(q)
             },
         );
-    let quotes = if role == Role::User
-        && matches
-            .iter()
-            .any(|x| x.category.is_hostile() && !x.rule.starts_with(LEARNED_PREFIX))
-    {
-        quoted_regions(text)
-    } else {
-        Vec::new()
-    };
+    let quotes = quotes
+        .filter(|_| {
+            matches
+                .iter()
+                .any(|x| x.category.is_hostile() && !x.rule.starts_with(LEARNED_PREFIX))
+        })
+        .unwrap_or_default();
     SegmentScan {
         words: word_count(&norm.text),
         secrets: context::Facts::new(role, &norm.text),

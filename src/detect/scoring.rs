@@ -188,7 +188,7 @@ fn hold_critical_to_rules(f: &mut Findings) {
     let (matches, segs) = f.matches_and_segments();
     hold_critical(matches, |m| {
         segs.get(m.segment as usize)
-            .is_some_and(|s| !s.quotes.is_empty() && inside(&s.quotes, m.span))
+            .is_some_and(|s| inside(&s.quotes, m.span))
     });
 }
 
@@ -462,53 +462,37 @@ mod tests {
     fn quoted_rules_alone_do_not_let_the_model_block() {
         let s = Settings::default();
         let quoted_rule = |m: &Match| m.rule.starts_with("injection.");
-        let mut ms = vec![
-            m("injection.goal_hijack", 6.0),
-            m("injection.special_case", 7.0),
-            m("learned.prompt_injection", 9.0),
-        ];
-        hold_critical(&mut ms, quoted_rule);
-        assert_eq!(s.level_for(total(&ms)), RiskLevel::High, "{}", total(&ms));
+        // Two quoted phrases at 13 (high), the learned stage and whatever else the turn holds.
+        let held = |more: Vec<Match>, quoted: &dyn Fn(&Match) -> bool| {
+            let mut ms = vec![
+                m("injection.goal_hijack", 6.0),
+                m("injection.special_case", 7.0),
+                m("learned.prompt_injection", 9.0),
+            ];
+            ms.extend(more);
+            hold_critical(&mut ms, quoted);
+            total(&ms)
+        };
+        let t = held(vec![], &quoted_rule);
+        assert_eq!(s.level_for(t), RiskLevel::High, "{t}");
 
-        let mut ms = vec![
-            m("injection.goal_hijack", 6.0),
-            m("injection.special_case", 7.0),
-            m("learned.prompt_injection", 9.0),
-        ];
-        hold_critical(&mut ms, |_| false);
-        assert_eq!(s.level_for(total(&ms)), RiskLevel::Critical);
+        let t = held(vec![], &|_| false);
+        assert_eq!(s.level_for(t), RiskLevel::Critical);
 
         // One rule in the turn's own words keeps the model's weight.
-        let mut ms = vec![
-            m("injection.goal_hijack", 6.0),
-            m("injection.special_case", 7.0),
-            m("extraction.reveal_prompt", 3.0),
-            m("learned.prompt_injection", 9.0),
-        ];
-        hold_critical(&mut ms, quoted_rule);
-        assert_eq!(total(&ms), 25.0);
+        let t = held(vec![m("extraction.reveal_prompt", 3.0)], &quoted_rule);
+        assert_eq!(t, 25.0);
 
         // An e-mail address outside the quotes is no order: personal data is not hostile.
-        let mut ms = vec![
-            m("injection.goal_hijack", 6.0),
-            m("injection.special_case", 7.0),
-            Match {
-                category: Category::PiiInPrompt,
-                ..m("pii.email", 1.0)
-            },
-            m("learned.prompt_injection", 9.0),
-        ];
-        hold_critical(&mut ms, quoted_rule);
-        assert_eq!(s.level_for(total(&ms)), RiskLevel::High, "{}", total(&ms));
+        let pii = Match {
+            category: Category::PiiInPrompt,
+            ..m("pii.email", 1.0)
+        };
+        let t = held(vec![pii], &quoted_rule);
+        assert_eq!(s.level_for(t), RiskLevel::High, "{t}");
 
         // Quoted rules at critical by themselves stay critical.
-        let mut ms = vec![
-            m("injection.ignore_phrases", 10.0),
-            m("injection.special_case", 7.0),
-            m("injection.goal_hijack", 6.0),
-            m("learned.prompt_injection", 9.0),
-        ];
-        hold_critical(&mut ms, quoted_rule);
-        assert_eq!(s.level_for(total(&ms)), RiskLevel::Critical);
+        let t = held(vec![m("injection.ignore_phrases", 10.0)], &quoted_rule);
+        assert_eq!(s.level_for(t), RiskLevel::Critical);
     }
 }
